@@ -1,0 +1,47 @@
+# xdpmon: `make demo` and `make test` work on a fresh Debian 12 host, as root.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+XDPMON := $(VENV)/bin/xdpmon
+
+# Extra arguments for pytest, e.g.  make test PYTEST_ARGS='-k infra -x'
+PYTEST_ARGS ?=
+# Extra arguments for the benchmark runner (module-name substrings), e.g. make bench BENCH_ARGS=merge
+BENCH_ARGS ?=
+# What `make demo` runs (one shell command line).
+DEMO_CMD ?= $(XDPMON) check specs/*.mon && $(XDPMON) compile specs/*.mon --dry-run --report
+
+.PHONY: help setup test demo bench clean distclean
+
+help:
+	@echo "make setup      install system packages, kernel headers link, .venv (idempotent)"
+	@echo "make demo       run the demo"
+	@echo "make test       run the test suite (PYTEST_ARGS=...)"
+	@echo "make bench      run benchmarks/bench_*.py"
+	@echo "make clean      remove build artefacts;  make distclean  also removes .venv"
+
+setup:
+	@bash tools/setup-host.sh
+
+test: setup
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(DEMO_CMD)
+
+bench: setup
+	@if [ -f benchmarks/__main__.py ]; then \
+		$(PYTHON) -m benchmarks $(BENCH_ARGS); \
+	else \
+		echo "no benchmarks/__main__.py"; \
+	fi
+
+clean:
+	rm -rf build dist out .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -path ./.git -prune -o \
+		\( -name '__pycache__' -o -name '*.egg-info' \) -type d -print0 | xargs -0r rm -rf
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,53 @@
+"""Rules for the identifiers a spec may define.
+
+App, stat, alias and param names end up as C identifiers in the generated XDP
+program and as Python identifiers in the ASL stubs and the manifest. So they
+are limited to ``[A-Za-z_][A-Za-z0-9_]{0,63}``, may not be a C or Python
+keyword (nor a BPF/C type name) and may not use the prefixes the compiler keeps
+for itself. Together with string escaping in codegen this means no spec can
+inject code.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+MAX_LEN = 64
+
+C_KEYWORDS = frozenset("""
+auto break case char const continue default do double else enum extern float for goto if
+inline int long register restrict return short signed sizeof static struct switch typedef
+union unsigned void volatile while _Alignas _Alignof _Atomic _Bool _Complex _Generic
+_Imaginary _Noreturn _Static_assert _Thread_local asm typeof
+""".split())
+
+# Type and macro names that the generated C relies on.
+C_RESERVED = frozenset("""
+u8 u16 u32 u64 s8 s16 s32 s64 __u8 __u16 __u32 __u64 __be16 __be32 size_t NULL true false
+bool ctx data data_end
+""".split())
+
+PY_KEYWORDS = frozenset(keyword.kwlist) | frozenset(getattr(keyword, "softkwlist", [])) | {
+    "self", "None", "True", "False"}
+
+RESERVED_PREFIXES = ("xm_", "XM_", "xdpmon", "__", "bpf_", "BPF_")
+
+
+def check_identifier(name: str) -> tuple[str, str | None] | None:
+    """None if ``name`` is acceptable, else (message, hint)."""
+    if len(name) > MAX_LEN:
+        return (f"name '{name[:20]}...' is {len(name)} characters long; the limit is {MAX_LEN}",
+                "names become C and Python identifiers; pick a shorter one")
+    if not IDENT.match(name):
+        return (f"'{name}' is not a valid name", "names are letters, digits and '_', not starting with a digit")
+    if name in C_KEYWORDS or name in C_RESERVED:
+        return (f"'{name}' is a reserved word in C", f"rename it, e.g. '{name}_'"
+                if not name.endswith("_") else "rename it")
+    if name in PY_KEYWORDS:
+        return (f"'{name}' is a reserved word in Python", f"rename it, e.g. '{name}_'")
+    for prefix in RESERVED_PREFIXES:
+        if name.startswith(prefix):
+            return (f"names starting with '{prefix}' are reserved for the compiler", "rename it")
+    return None
