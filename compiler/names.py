@@ -36,9 +36,11 @@ RESERVED_PREFIXES = ("xm_", "XM_", "xdpmon", "__", "bpf_", "BPF_")
 
 
 def check_identifier(name: str) -> tuple[str, str | None] | None:
-    """None if ``name`` is acceptable, else (message, hint)."""
+    """None if ``name`` is acceptable, else (message, hint). The message
+    starts with the quoted name, so that callers can put what it names
+    before it: "app name 'while' is a reserved word in C"."""
     if len(name) > MAX_LEN:
-        return (f"name '{name[:20]}...' is {len(name)} characters long; the limit is {MAX_LEN}",
+        return (f"'{name[:20]}...' is {len(name)} characters long; the limit is {MAX_LEN}",
                 "names become C and Python identifiers; pick a shorter one")
     if not IDENT.match(name):
         return (f"'{name}' is not a valid name", "names are letters, digits and '_', not starting with a digit")
@@ -49,5 +51,7 @@ def check_identifier(name: str) -> tuple[str, str | None] | None:
         return (f"'{name}' is a reserved word in Python", f"rename it, e.g. '{name}_'")
     for prefix in RESERVED_PREFIXES:
         if name.startswith(prefix):
-            return (f"names starting with '{prefix}' are reserved for the compiler", "rename it")
+            other = name[len(prefix):].lstrip("_")
+            return (f"'{name}' starts with '{prefix}', which is reserved for the compiler",
+                    f"rename it, e.g. '{other}'" if other and check_identifier(other) is None else "rename it")
     return None

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from dsl import ast as A
 from dsl.errors import Diagnostic, SpecError, suggest
 from dsl.fields import FIELDS, LAYERS, Field, Kind, implied_layers
-from dsl.units import UnitError, count as unit_count, duration_ns
+from dsl.units import (COUNT_MULT, COUNT_UNITS, DURATION_UNITS, MAX_U64, NS_PER, UnitError,
+                       count as unit_count, duration_ns)
 
 from . import defaults as D
 from . import model as M
@@ -31,6 +32,9 @@ AGGREGATES = {
     "hist": (1, 1, True, ()),
     "cms": (1, None, False, ("width", "depth")),
 }
+
+# Largest count of a rate limit (it is kept in 32 bits).
+MAX_RATE = (1 << 32) - 1
 
 # Values that a T3 condition can compare.
 COMPARABLE_AGGREGATES = {"count", "sum", "min", "max", "distinct", "cms"}
@@ -106,7 +110,7 @@ class Analyser:
                 continue
             if kind in seen:
                 self.error(f"'{kind}' given twice in app '{app.name}'", span,
-                           f"the first is at line {seen[kind].line}; merge them into one")
+                           f"the first is at line {seen[kind].line}, column {seen[kind].col}; merge them into one")
             else:
                 seen[kind] = span
 
@@ -127,8 +131,9 @@ class Analyser:
         for st in app.stats:
             self.check_name(st.name, st.name_span, "stat name")
             if st.name in stats:
+                first = stats[st.name].span
                 self.error(f"duplicate stat '{st.name}' in app '{app.name}'", st.name_span,
-                           f"the first is at line {stats[st.name].span.line}")
+                           f"'{st.name}' is already defined at line {first.line}, column {first.col}")
                 continue
             if st.name in LAYERS:
                 self.error(f"stat name '{st.name}' is the name of a protocol layer", st.name_span,
@@ -277,7 +282,8 @@ class Analyser:
         n = len(agg.args)
         if n < lo or (hi is not None and n > hi):
             want = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
-            self.error(f"{agg.func}() takes {want} field argument{'s' if want != '1' else ''}, not {n}", agg.span,
+            plural = "" if lo == 1 and hi in (1, None) else "s"
+            self.error(f"{agg.func}() takes {want} field argument{plural}, not {n}", agg.span,
                        "count() counts packets; to count per value, write count() by FIELD" if agg.func == "count" else None)
             return None
         args = []
@@ -373,8 +379,8 @@ class Analyser:
         if rate is None:
             n, per = default
             return M.RateM(n, per, f"{n}/s")
-        if rate.count <= 0:
-            self.error("a rate limit must be at least 1", rate.span)
+        if not 1 <= rate.count <= MAX_RATE:
+            self.error(f"a rate limit must be between 1 and {MAX_RATE}, not {rate.count}", rate.span)
         return M.RateM(rate.count, rate.per_ns, f"{rate.count}/{rate.per}")
 
     def _action(self, app, act, scope, state, modes):
@@ -451,8 +457,9 @@ class Analyser:
         if f is not None:
             return M.FieldE(f, r.span)
         if name in LAYERS:
+            fields = [n for n in FIELDS if n.startswith(name + ".")]
             self.error(f"{what} must be a field, not the layer '{name}'", r.span,
-                       "fields of it: " + ", ".join(n for n in FIELDS if n.startswith(name + "."))[:200])
+                       "fields of it: " + ", ".join(fields[:4]) + (", ..." if len(fields) > 4 else ""))
             return None
         self._unknown_name(r, scope)
         return None
@@ -479,13 +486,20 @@ class Analyser:
         """Check one expression; None when it has errors (already reported)."""
         if isinstance(e, A.Number):
             if e.unit:
+                if e.unit not in COUNT_MULT and e.unit not in NS_PER:
+                    self.error(f"unknown unit '{e.unit}' in '{e.text}'", e.span,
+                               f"durations take {DURATION_UNITS}; counts take {COUNT_UNITS}")
+                    return None
                 try:
-                    if e.unit in ("k", "K", "M", "G", "Ki", "Mi", "Gi"):
+                    if e.unit in COUNT_MULT:
                         return M.ConstE(Kind.INT, unit_count(e, "number"), e.span)
                     return M.ConstE(Kind.INT, duration_ns(e, "duration"), e.span)
                 except UnitError as err:
                     self.error(err.message, e.span, err.hint)
                     return None
+            if e.value > MAX_U64:
+                self.error(f"{e.text} does not fit in 64 bits", e.span)
+                return None
             return M.ConstE(Kind.INT, e.value, e.span)
         if isinstance(e, A.Bool):
             return M.ConstE(Kind.BOOL, e.value, e.span)
@@ -651,8 +665,10 @@ class Analyser:
         if isinstance(right, M.ConstE) and isinstance(left, M.FieldE):
             bits = left.field.bits
             if right.value >= (1 << bits):
-                self.error(f"{right.value} does not fit in '{left.field.name}' ({bits} bits, at most "
-                           f"{(1 << bits) - 1})", e.right.span if not isinstance(e.left, A.Number) else e.left.span)
+                node = e.right if not isinstance(e.left, A.Number) else e.left
+                shown = f"{node.text} ({right.value})" if isinstance(node, A.Number) and node.unit else str(right.value)
+                self.error(f"{shown} does not fit in '{left.field.name}' ({bits} bits, at most "
+                           f"{(1 << bits) - 1})", node.span)
                 return None
         return M.CmpE(op, left, right, e.span)
 
@@ -783,7 +799,9 @@ def _describe(e) -> str:
         if isinstance(e.value, bytes):
             if e.kind == Kind.MAC:
                 return ":".join(f"{b:02x}" for b in e.value)
-            return str(ipaddress.ip_address(e.value))
+            addr = ipaddress.ip_address(e.value)
+            mapped = getattr(addr, "ipv4_mapped", None)
+            return f"::ffff:{mapped}" if mapped else str(addr)
         return str(e.value).lower() if isinstance(e.value, bool) else str(e.value)
     if isinstance(e, M.ParamE):
         return f"param '{e.name}'"

@@ -63,6 +63,10 @@ def suggest(word: str, candidates, what: str = "") -> str | None:
     return f"did you mean '{best[0]}'?" + (f" ({what})" if what else "")
 
 
+# Longest source line quoted under a message; longer ones are cut around the span.
+MAX_SHOWN = 100
+
+
 def render_plain(diag: Diagnostic, sources: Sources | dict[str, str]) -> str:
     """The diagnostic as plain text lines (no colour)."""
     return "\n".join(_render_parts(diag, sources)[0])
@@ -78,12 +82,20 @@ def _render_parts(diag: Diagnostic, sources):
     kinds = ["head"]
     src = sources.line(diag.span.file, diag.span.line)
     if src is not None:
-        shown = src.expandtabs(1)
+        # One column per character: tabs and control characters become one
+        # visible character each, so the caret stays under the span.
+        shown = "".join(c if c.isprintable() else (" " if c == "\t" else "\ufffd") for c in src)
         start = max(diag.span.col - 1, 0)
         if diag.span.end_line == diag.span.line:
             width = max(diag.span.end_col - diag.span.col, 1)
         else:
             width = max(len(shown) - start, 1)
+        if len(shown) > MAX_SHOWN:      # show a window around the span
+            left = max(0, min(start - 20, len(shown) - MAX_SHOWN))
+            right = left + MAX_SHOWN
+            width = max(1, min(width, right - start))
+            shown = ("..." if left else "") + shown[left:right] + ("..." if right < len(shown) else "")
+            start = start - left + (3 if left else 0)
         out.append("  " + shown)
         kinds.append("source")
         out.append("  " + " " * start + "^" * width)
@@ -106,7 +118,7 @@ def render(diags: list[Diagnostic], sources, color: bool = False, file=None) -> 
     from rich.console import Console
     from rich.text import Text
 
-    console = Console(file=stream, highlight=False, soft_wrap=True)
+    console = Console(file=stream, highlight=False, soft_wrap=True, force_terminal=True)
     style = {"head": "bold", "source": "", "caret": "bold red", "hint": "cyan"}
     for d in diags:
         lines, kinds = _render_parts(d, sources)

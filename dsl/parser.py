@@ -26,6 +26,9 @@ GRAMMAR = Path(__file__).with_name("mon.lark")
 # Spec files are small; this bound keeps a stray binary from taking minutes.
 MAX_SPEC_BYTES = 4 * 1024 * 1024
 
+# Longer numbers than this cannot be meant (a u64 has 20 digits).
+MAX_DIGITS = 40
+
 APP_START = re.compile(r"^[ \t]*app\b", re.M)
 
 
@@ -64,18 +67,54 @@ def _terminal_word(name: str) -> str:
     return name.lower()
 
 
+# Terminals that can continue an expression, and those that can start a value:
+# when several are possible they are named as one group, not listed one by one.
+_OPERATORS = {"AND", "OR", "NOT", "IN", "COMPOP", "ADDOP", "MULOP", "DOT", "LSQB"}
+_VALUES = {"INT", "QUANTITY", "DECIMAL", "IPV4", "IPV6", "MAC", "NAME", "LPAR", "PARAM", "SIZE",
+           "TRUE", "FALSE", "NOT"}
+
+
 def _expected_words(expected) -> list[str]:
+    expected = set(expected) - {"$END"}
+    groups = []
+    if len(expected & _OPERATORS) >= 3:
+        expected -= _OPERATORS
+        groups.append("an operator")
+    if {"INT", "IPV4"} <= expected:
+        groups.append("a field, a number or an address" if "NAME" in expected else "a number or an address")
+        expected -= _VALUES
     words = sorted({_terminal_word(e) for e in expected})
     # Literal keywords/punctuation first, then descriptive words.
-    return sorted(words, key=lambda w: (not w.startswith("'"), w))
+    return sorted(words, key=lambda w: (not w.startswith("'"), w)) + groups
+
+
+def _expected_of(err) -> set[str]:
+    """The terminals that could really come next. LALR's own list is merged
+    across states and names tokens that would fail a moment later; the
+    interactive parser tries each one."""
+    expected = set(getattr(err, "expected", None) or ())
+    ip = getattr(err, "interactive_parser", None)
+    if ip is not None:
+        try:
+            expected = set(ip.accepts()) or expected
+        except Exception:        # only a refinement: fall back to Lark's list
+            pass
+    return expected
 
 
 def _join(words: list[str]) -> str:
     if len(words) == 1:
         return words[0]
-    if len(words) > 8:
-        return ", ".join(words[:8]) + ", ..."
     return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _expecting(expected) -> str:
+    """``, expected X, Y or Z`` -- or nothing when the list would be too long
+    to help."""
+    words = _expected_words(expected)
+    if not words or len(words) > 8:
+        return ""
+    return ", expected " + _join(words)
 
 
 def _token_text(tok: Token) -> str:
@@ -120,14 +159,36 @@ def _unclosed_brace(text: str, upto: int) -> tuple[int, int] | None:
     return stack[-1] if stack else None
 
 
-def _syntax_diag(err: UnexpectedInput, path: str, text: str) -> Diagnostic:
+def _char_word(ch: str) -> str:
+    if ch == "'":
+        return '"\'"'
+    if ch.isprintable() and not ch.isspace():
+        return f"'{ch}'"
+    return f"U+{ord(ch):04X}"
+
+
+def _never_closed(opened) -> str:
+    return f"the '{{' at line {opened[0]}, column {opened[1]} is never closed"
+
+
+def _syntax_diag(err: UnexpectedInput, path: str, text: str,
+                 next_app: tuple[int, int, int] | None = None) -> Diagnostic:
+    """A diagnostic for Lark's error. ``next_app``: when ``text`` is one app
+    cut out of a file, the end of the cut and the line and column of the next
+    app's keyword (the real token that follows, which the cut turned into an
+    end of file)."""
     line = getattr(err, "line", 1) or 1
     col = getattr(err, "column", 1) or 1
     if isinstance(err, UnexpectedCharacters):
-        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        pos = err.pos_in_stream
+        ch = text[pos] if pos < len(text) else ""
         span = A.Span(path, line, col, line, col + 1)
-        shown = ch if ch.isprintable() else repr(ch)
         hint = None
+        if ch == '"':
+            end = text.find("\n", pos)
+            end = len(text) if end < 0 else end
+            return Diagnostic("unterminated string", A.Span(path, line, col, line, col + end - pos),
+                              'a string ends with \'"\' on the same line')
         if ch in "!&|":
             hint = "write conditions with 'and', 'or', 'not' and compare with '==' or '!='"
         elif ch == "'":
@@ -136,45 +197,52 @@ def _syntax_diag(err: UnexpectedInput, path: str, text: str) -> Diagnostic:
             hint = "statements end at the end of the line; no ';' is needed"
         elif ch == "=":
             hint = "compare with '=='"
-        return Diagnostic(f"unexpected character '{shown}'", span, hint)
+        elif ch.isalpha() or ch.isdigit():
+            hint = "names are ASCII letters, digits and '_'"
+        return Diagnostic(f"unexpected character {_char_word(ch)}", span, hint)
 
+    expected = _expected_of(err)
     if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
-        lines = text.split("\n")
-        end_line = len(lines)
-        end_col = len(lines[-1]) + 1
+        if next_app is not None:        # the app ran into the next one
+            cut, nline, ncol = next_app
+            span = A.Span(path, nline, ncol, nline, ncol + 3)
+            opened = _unclosed_brace(text, cut)
+            return Diagnostic("unexpected 'app'" + _expecting(expected), span,
+                              _never_closed(opened) if opened else None)
+        # Point just past the last thing written, not at trailing blank lines.
+        end_line, end_col = _line_col(text, len(text.rstrip()))
         span = A.Span(path, end_line, end_col, end_line, end_col + 1)
-        expected = _expected_words(getattr(err, "expected", []) or [])
-        msg = "unexpected end of file" + (f", expected {_join(expected)}" if expected else "")
-        hint = None
         opened = _unclosed_brace(text, len(text))
-        if opened:
-            hint = f"the '{{' at line {opened[0]}, column {opened[1]} is never closed"
-        return Diagnostic(msg, span, hint)
+        return Diagnostic("unexpected end of file" + _expecting(expected), span,
+                          _never_closed(opened) if opened else None)
 
     assert isinstance(err, UnexpectedToken)
     tok = err.token
     end_col = (tok.end_column or col + 1) if (tok.end_line or line) == line else col + len(str(tok).split("\n")[0])
     span = A.Span(path, line, col, line, max(end_col, col + 1))
-    expected = _expected_words(err.expected)
-    msg = f"unexpected {_token_text(tok)}, expected {_join(expected)}"
-    hint = _hint_for_token(tok, err.expected, text)
+    msg = f"unexpected {_token_text(tok)}" + _expecting(expected)
+    hint = _hint_for_token(tok, expected, text)
     return Diagnostic(msg, span, hint)
 
 
 def _hint_for_token(tok: Token, expected, text: str) -> str | None:
     exp = set(expected)
     if tok.type == "RBRACE" and "RBRACE" not in exp:
+        if _unclosed_brace(text, tok.start_pos or 0) is None:
+            return "this '}' closes nothing"
         return "something is missing before this '}'"
     if tok.type == "APP" or str(tok) == "app":
         opened = _unclosed_brace(text, tok.start_pos or 0)
         if opened:
-            return f"the '{{' at line {opened[0]}, column {opened[1]} is never closed"
+            return _never_closed(opened)
     if tok.type == "EQUAL" and "COMPOP" in exp:
         return "compare with '=='"
-    if "LBRACE" in exp and tok.type != "LBRACE":
-        return "a block starts with '{'"
     if tok.type == "INT" and "QUANTITY" in exp and "INT" not in exp:
         return f"add a unit, e.g. {tok}s"
+    if tok.type == "NAME" and ("SELECT" in exp or "LBRACE" in exp and "AND" in exp):
+        return "join conditions with 'and' or 'or'"
+    if "LBRACE" in exp and tok.type != "LBRACE" and not exp & _OPERATORS:
+        return "a block starts with '{'"
     return None
 
 
@@ -198,6 +266,21 @@ class _Build(Transformer):
     def _tspan(self, tok: Token) -> A.Span:
         return A.Span(self.path, tok.line, tok.column, tok.end_line, tok.end_column)
 
+    def _int(self, tok: Token) -> int:
+        """An INT token's value: decimal, or hexadecimal with 0x. A leading
+        zero is refused: C would read 010 as octal, Python not at all."""
+        text = str(tok)
+        if len(text) > MAX_DIGITS:        # also keeps int() below Python's digit limit
+            self._error(f"number '{text[:20]}...' is too long", self._tspan(tok),
+                        "no count or duration needs that many digits")
+            return 1
+        if text[:2] in ("0x", "0X"):
+            return int(text, 16)
+        if len(text) > 1 and text[0] == "0":
+            self._error(f"number '{text}' has a leading zero", self._tspan(tok),
+                        f"write {text.lstrip('0') or '0'} (numbers are decimal, or hexadecimal with 0x)")
+        return int(text, 10)
+
     def _error(self, msg: str, span: A.Span, hint: str | None = None):
         self.diags.append(Diagnostic(msg, span, hint))
 
@@ -214,8 +297,16 @@ class _Build(Transformer):
         tok = children[0]
         text = str(tok)
         span = self._tspan(tok)
+        if len(text) > MAX_DIGITS:          # reported once; later checks see a harmless 1
+            self._int(tok)
+            unit = re.search(r"[A-Za-z]*$", text).group(0) if tok.type == "QUANTITY" else ""
+            return A.Number(1, unit, text[:20] + "...", span)
         if tok.type == "INT":
-            return A.Number(int(text, 0), "", text, span)
+            return A.Number(self._int(tok), "", text, span)
+        if tok.type == "DECIMAL":
+            self._error(f"'{text}' is not a whole number", span,
+                        "only a number with a unit can have a fraction, e.g. 1.5s")
+            return A.Number(int(text.split(".")[0]), "", text, span)
         m = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]+)", text)
         mag_text, unit = m.group(1), m.group(2)
         mag = float(mag_text) if "." in mag_text else int(mag_text)
@@ -405,7 +496,7 @@ class _Build(Transformer):
             kind = c[0]
             if kind in seen:
                 self._error(f"'{'on full' if kind == 'on_full' else kind}' given twice for one statistic",
-                            c[-1], f"the first is at line {seen[kind].line}")
+                            c[-1], f"the first is at line {seen[kind].line}, column {seen[kind].col}")
                 continue
             seen[kind] = c[-1]
             if kind == "by":
@@ -448,7 +539,7 @@ class _Build(Transformer):
             self._error(f"unknown rate unit '/{unit}'", self._tspan(unit),
                         "write a rate as N/s, N/ms, N/m or N/h")
             ns = 1_000_000_000
-        return A.Rate(int(str(count), 0), str(unit), ns, span)
+        return A.Rate(self._int(count), str(unit), ns, span)
 
     @v_args(meta=True)
     def every(self, meta, children):
@@ -537,26 +628,71 @@ def _unquote(s: str) -> str:
 
 def decode_source(data: bytes, path: str) -> str:
     """Bytes of a spec file as text, or a SpecError pointing at the first byte
-    that is not UTF-8 (or a NUL byte)."""
+    that is not UTF-8 (or a NUL byte). The error carries the text decoded with
+    replacement characters, so that the line can still be shown."""
     if len(data) > MAX_SPEC_BYTES:
         raise SpecError([Diagnostic(f"file is too large for a spec ({len(data)} bytes; the limit is {MAX_SPEC_BYTES})",
                                     A.Span(path, 1, 1, 1, 2))])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        before = data[: e.start]
-        line = before.count(b"\n") + 1
-        col = len(before) - (before.rfind(b"\n") + 1) + 1
+        before = data[: e.start].decode("utf-8")
+        line, col = _line_col(before, len(before))
         raise SpecError([Diagnostic(f"file is not valid UTF-8 (byte 0x{data[e.start]:02x})",
                                     A.Span(path, line, col, line, col + 1),
-                                    "spec files are UTF-8 text")]) from None
+                                    "spec files are UTF-8 text")],
+                        {path: data.decode("utf-8", "replace")}) from None
     if text.startswith("\ufeff"):
         text = text[1:]
+    nul = text.find("\0")
+    if nul >= 0:
+        line, col = _line_col(text, nul)
+        raise SpecError([Diagnostic("file contains a NUL byte", A.Span(path, line, col, line, col + 1),
+                                    "spec files are UTF-8 text")], {path: text})
     return text
 
 
-def _parse_text(text: str) -> Tree:
-    return _lark().parse(text)
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+# Deepest nesting of operators in one expression. Later passes walk
+# expressions recursively; this bound keeps them far from Python's stack limit
+# (real specs nest a handful of levels).
+MAX_NESTING = 100
+_NESTING_RULES = {"or_", "and_", "not_", "compare", "arith", "in_", "not_in"}
+
+
+def _too_deep(app: Tree) -> Tree | None:
+    """The first expression node of ``app`` nested more than MAX_NESTING
+    operators deep, if any (an iterative walk: it must not recurse itself)."""
+    stack = [(app, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING_RULES:
+            depth += 1
+            if depth > MAX_NESTING:
+                return node
+        stack.extend((c, depth) for c in node.children if isinstance(c, Tree))
+    return None
+
+
+def _parse_text(text: str, path: str, diags: list[Diagnostic]) -> Tree:
+    """Lark's tree of ``text``, without the apps whose expressions nest too
+    deeply (each reported in ``diags``)."""
+    tree = _lark().parse(text)
+    kept = []
+    for app in tree.children:
+        deep = _too_deep(app) if isinstance(app, Tree) else None
+        if deep is None:
+            kept.append(app)
+            continue
+        m = deep.meta
+        diags.append(Diagnostic(f"expression is nested too deeply (more than {MAX_NESTING} operators)",
+                                A.Span(path, m.line, m.column, m.line, m.column + 1),
+                                "split it, or drop redundant parentheses and 'not's"))
+    return Tree(tree.data, kept, tree.meta) if len(kept) != len(tree.children) else tree
 
 
 def _build(tree: Tree, path: str, diags: list[Diagnostic]) -> list[A.App]:
@@ -569,19 +705,23 @@ def _build(tree: Tree, path: str, diags: list[Diagnostic]) -> list[A.App]:
     return apps
 
 
+def _deep(path: str) -> Diagnostic:
+    return Diagnostic("expression is nested too deeply", A.Span(path, 1, 1, 1, 2))
+
+
 def parse_text(text: str, path: str = "<string>") -> tuple[A.SpecFile, list[Diagnostic]]:
     """Parse ``text``; return the apps that parsed and every diagnostic."""
     diags: list[Diagnostic] = []
     try:
-        tree = _parse_text(text)
+        tree = _parse_text(text, path, diags)
     except UnexpectedInput as first:
         return _parse_per_app(text, path, first)
     except RecursionError:
-        return A.SpecFile(path, ()), [Diagnostic("expression is nested too deeply", A.Span(path, 1, 1, 1, 2))]
+        return A.SpecFile(path, ()), [_deep(path)]
     try:
         apps = _build(tree, path, diags)
     except RecursionError:
-        return A.SpecFile(path, ()), [Diagnostic("expression is nested too deeply", A.Span(path, 1, 1, 1, 2))]
+        return A.SpecFile(path, ()), [_deep(path)]
     return A.SpecFile(path, tuple(apps)), diags
 
 
@@ -605,17 +745,21 @@ def _parse_per_app(text: str, path: str, first: UnexpectedInput):
         pad += " " * (start - line_start)
         chunk_text = pad + chunk
         try:
-            tree = _parse_text(chunk_text)
+            tree = _parse_text(chunk_text, path, diags)
         except UnexpectedInput as e:
-            diags.append(_syntax_diag(e, path, chunk_text))
+            next_app = None
+            if end < len(text):
+                keyword = text.index("app", end)
+                next_app = (len(chunk_text), *_line_col(text, keyword))
+            diags.append(_syntax_diag(e, path, chunk_text, next_app))
             continue
         except RecursionError:
-            diags.append(Diagnostic("expression is nested too deeply", A.Span(path, 1, 1, 1, 2)))
+            diags.append(_deep(path))
             continue
         try:
             apps.extend(_build(tree, path, diags))
         except RecursionError:
-            diags.append(Diagnostic("expression is nested too deeply", A.Span(path, 1, 1, 1, 2)))
+            diags.append(_deep(path))
     if not diags:        # chunking hid the problem: report the whole-file error
         diags.append(_syntax_diag(first, path, text))
     return A.SpecFile(path, tuple(apps)), diags

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from fractions import Fraction
+
 from .ast import Number
 
 NS_PER = {
@@ -30,6 +33,18 @@ DURATION_UNITS = "ns, us, ms, s, m (or min), h, d"
 COUNT_UNITS = "k, M, G (powers of 1000) or Ki, Mi, Gi (powers of 1024)"
 
 
+MAX_U64 = (1 << 64) - 1
+
+
+def _exact(num: Number) -> Fraction:
+    """The magnitude exactly as written (1.1ms is 1100000ns, not a float
+    that misses it by a hair)."""
+    if isinstance(num.magnitude, int):
+        return Fraction(num.magnitude)
+    m = re.match(r"\d+(\.\d+)?", num.text)
+    return Fraction(m.group(0)) if m else Fraction(str(num.magnitude))
+
+
 class UnitError(ValueError):
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
@@ -45,9 +60,11 @@ def duration_ns(num: Number, what: str) -> int:
     if num.unit not in NS_PER:
         raise UnitError(f"unknown time unit '{num.unit}' in {what}",
                         f"use one of {DURATION_UNITS}")
-    ns = num.magnitude * NS_PER[num.unit]
-    if ns != int(ns) or ns <= 0:
+    ns = _exact(num) * NS_PER[num.unit]
+    if ns.denominator != 1 or ns <= 0:
         raise UnitError(f"{what} must be a positive whole number of nanoseconds")
+    if ns > MAX_U64:
+        raise UnitError(f"{what} is too long (at most about 584 years)")
     return int(ns)
 
 
@@ -57,12 +74,13 @@ def count(num: Number, what: str, lo: int = 0, hi: int = (1 << 64) - 1) -> int:
         if num.unit in NS_PER:
             raise UnitError(f"{what} is a count, not a duration", f"write a plain number such as {int(num.magnitude)}")
         raise UnitError(f"unknown unit '{num.unit}' in {what}", f"use {COUNT_UNITS}")
-    n = num.magnitude * COUNT_MULT[num.unit]
-    if n != int(n):
+    n = _exact(num) * COUNT_MULT[num.unit]
+    if n.denominator != 1:
         raise UnitError(f"{what} must be a whole number")
     n = int(n)
     if not lo <= n <= hi:
-        raise UnitError(f"{what} must be between {lo} and {hi}, not {n}")
+        shown = str(n) if n < 10 ** 20 else num.text[:24] + ("..." if len(num.text) > 24 else "")
+        raise UnitError(f"{what} must be between {lo} and {hi}, not {shown}")
     return n
 
 

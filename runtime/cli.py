@@ -63,7 +63,7 @@ def cli():
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--notes", is_flag=True, help="Also print notes (accepted, but worth knowing).")
 def check(files, notes):
     """Parse and check spec FILES; print one line per app."""
@@ -75,6 +75,134 @@ def check(files, notes):
             render(list(program.notes), sources, color=_color(sys.stderr))
         else:
             click.echo(f"({_plural(len(program.notes), 'note')}; --notes shows them)", err=True)
+
+
+def _print_code(text: str, lexer: str) -> None:
+    """Source code to stdout: syntax-highlighted on a terminal, plain otherwise."""
+    if _color(sys.stdout):
+        from rich.console import Console
+        from rich.syntax import Syntax
+        Console().print(Syntax(text, lexer, line_numbers=False, word_wrap=False))
+    else:
+        sys.stdout.write(text)
+
+
+def _dump(stage: str, files) -> None:
+    import pprint
+
+    from compiler import ir as ir_mod
+    from compiler.driver import compile_program
+    from compiler.pipeline import build_ir
+    from dsl.parser import parse_bytes
+
+    if stage == "ast":
+        for f in files:
+            try:
+                _, spec, diags = parse_bytes(open(f, "rb").read(), f)
+            except OSError as e:
+                raise click.UsageError(str(e))
+            for app in spec.apps:
+                click.echo(pprint.pformat(app, width=110, sort_dicts=False))
+        return
+    program, sources = load_or_exit(files)
+    if stage == "model":
+        for app in program.apps:
+            click.echo(pprint.pformat(app, width=110, sort_dicts=False))
+    elif stage in ("lower", "intern", "merge", "ir"):
+        prog = build_ir(program, upto=stage)
+        if stage in ("lower",):
+            for a in prog.apps:
+                click.echo(f"{a.name}: select {ir_mod.pstr(a.select) if a.select is not None else '-'}")
+                for r in a.rules:
+                    click.echo(f"  rule {r.id}: when {ir_mod.pstr(r.cond)}")
+            for ps in prog.pending_stats:
+                click.echo(f"  stat {ps.app}.{ps.stat.name}: guard {ir_mod.pstr(ps.guard)}")
+        else:
+            click.echo(ir_mod.dump(prog), nl=False)
+    else:
+        art = compile_program(program, sources)
+        if stage == "c":
+            sys.stdout.write(art.c)
+        elif stage == "stubs":
+            for name, text in art.stubs.items():
+                click.echo(f"# ==== {name} ====")
+                sys.stdout.write(text)
+        elif stage == "manifest":
+            sys.stdout.write(art.manifest_json())
+
+
+def _load_info(c_source: str) -> dict:
+    from runtime.loader import LoadError, load
+
+    try:
+        loaded = load(c_source)
+    except LoadError as e:
+        return {"error": str(e), "log": e.log, "c_line": e.c_line, "c_text": e.c_text}
+    except Exception as e:            # no BPF here (not root, no BCC): say so
+        return {"error": f"{type(e).__name__}: {e}"}
+    info = loaded.info
+    loaded.close()
+    return {"xlated_insns": info.xlated_insns, "xlated_bytes": info.xlated_bytes, "jited_bytes": info.jited_bytes,
+            "verified_insns": info.verified_insns, "prog_id": info.id}
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print the C program and ASL stubs; write nothing.")
+@click.option("--out", "out", type=click.Path(file_okay=False), help="Write the C program, manifest and stubs here.")
+@click.option("--force", is_flag=True, help="With --out: overwrite existing ASL stubs.")
+@click.option("--report", is_flag=True, help="Print the merge report.")
+@click.option("--json", "as_json", is_flag=True, help="With --report: as JSON.")
+@click.option("--load-check", is_flag=True, help="Load into the kernel (no attach) and print the verifier's verdict.")
+@click.option("--replay", is_flag=True, help="Build the replay variant (capture time precedes each frame).")
+@click.option("--dump", "dump", type=click.Choice(["ast", "model", "lower", "intern", "merge", "ir", "c", "stubs",
+                                                   "manifest"]), help="Print one stage of the pipeline and stop.")
+def compile(files, dry_run, out, force, report, as_json, load_check, replay, dump):
+    """Compile spec FILES into one XDP program, ASL stubs and a manifest."""
+    import json
+    from pathlib import Path
+
+    from compiler import report as report_mod
+    from compiler.driver import compile_program, write
+
+    if dump:
+        _dump(dump, files)
+        return
+    if not (dry_run or out or report or load_check):
+        raise click.UsageError("say what to do: --dry-run, --out DIR, --report or --load-check")
+    program, sources = load_or_exit(files)
+    art = compile_program(program, sources, replay=replay)
+    if dry_run:
+        _print_code(art.c, "c")
+        for name, text in art.stubs.items():
+            click.echo(f"\n# ==== ASL stub: {name} ====")
+            _print_code(text, "python")
+    elif out:
+        for path, what in write(art, Path(out), force=force):
+            click.echo(f"{path}: {what}", err=True)
+    info = None
+    if load_check or report:
+        info = _load_info(art.c)
+    if report:
+        rep = report_mod.build(art.ir, program, info)
+        if as_json:
+            rep.get("loaded", {}).pop("log", None)
+            click.echo(json.dumps(rep, indent=2))
+        else:
+            click.echo(report_mod.render_text(rep), nl=False)
+    if load_check:
+        if "error" in info:
+            click.echo(f"load check: FAILED: {info['error']}", err=True)
+            if info.get("c_line"):
+                click.echo(f"  generated C line {info['c_line']}: {info['c_text']}", err=True)
+            if info.get("log"):
+                tail = "\n".join(info["log"].strip().split("\n")[-12:])
+                click.echo("  verifier log (last lines):\n" + tail, err=True)
+            if info.get("c_line") or "verifier" in info["error"] or "compile" in info["error"]:
+                click.echo("this is a bug in xdpmon's compiler: please report it with the specs", err=True)
+            sys.exit(1)
+        click.echo(f"load check: OK: verifier accepted {info['verified_insns']} instructions; "
+                   f"{info['xlated_insns']} xlated ({info['xlated_bytes']} bytes), {info['jited_bytes']} bytes jited")
 
 
 def main(argv=None) -> None:

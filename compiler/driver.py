@@ -1,0 +1,64 @@
+"""One call from spec files to every artifact: the C program, ASL stubs, manifest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import ir, manifest as manifest_mod
+from . import model as M
+from .codegen import Generator
+from .frontend import load
+from .pipeline import build_ir
+from .stubs import render_stub, stub_filename
+
+C_FILE = "xdpmon.c"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass
+class Artifacts:
+    model: M.ProgramM
+    ir: ir.ProgramIR
+    c: str
+    stubs: dict[str, str]        # file name -> text
+    manifest: dict
+    sources: dict[str, str]
+
+    def manifest_json(self) -> str:
+        return json.dumps(self.manifest, indent=2, sort_keys=False) + "\n"
+
+
+def compile_program(model: M.ProgramM, sources: dict[str, str] | None = None, replay: bool = False) -> Artifacts:
+    prog = build_ir(model)
+    gen = Generator(prog, replay=replay)
+    c = gen.render_c()
+    stubs = {stub_filename(a.name): render_stub(gen, a.name) for a in prog.apps}
+    return Artifacts(model, prog, c, stubs, manifest_mod.build(gen, C_FILE), sources or {})
+
+
+def compile_files(paths, replay: bool = False) -> Artifacts:
+    model, sources = load(list(paths))
+    return compile_program(model, sources, replay)
+
+
+def write(art: Artifacts, out: Path, force: bool = False) -> list[tuple[str, str]]:
+    """Write the artifacts under ``out``; returns (path, what happened) pairs.
+    An existing ASL stub is never overwritten unless ``force``."""
+    out.mkdir(parents=True, exist_ok=True)
+    done = []
+    (out / C_FILE).write_text(art.c)
+    done.append((str(out / C_FILE), "written"))
+    (out / MANIFEST_FILE).write_text(art.manifest_json())
+    done.append((str(out / MANIFEST_FILE), "written"))
+    asl = out / "asl"
+    asl.mkdir(exist_ok=True)
+    for name, text in art.stubs.items():
+        path = asl / name
+        if path.exists() and not force:
+            done.append((str(path), "kept (exists; --force overwrites)"))
+            continue
+        path.write_text(text)
+        done.append((str(path), "written"))
+    return done

@@ -1,0 +1,142 @@
+"""The manifest: everything the runtime needs to know about a generated program.
+
+Maps with their BPF types, key and value layouts (offsets, sizes, roles), which
+apps share each map and slot; params with their slots and defaults; apps,
+rules and their actions; event record layouts; the counter array; the parse
+outcomes. The runtime reads this and derives nothing itself.
+"""
+
+from __future__ import annotations
+
+from . import ir
+from . import layout as L
+from .codegen import Generator, _am2, _lnm
+from .ir import action_str, pstr
+from .parse_outcomes import OUTCOMES
+
+MANIFEST_VERSION = 1
+
+
+def _use(u: ir.Use) -> dict:
+    d = {"app": u.app, "stat": u.stat, "file": u.span.file, "line": u.span.line}
+    if u.member:
+        d["member"] = u.member
+    return d
+
+
+def _limit(lim: ir.Limit | None) -> dict | None:
+    if lim is None:
+        return None
+    return {"count": lim.count, "per_ns": lim.per_ns, "text": lim.text}
+
+
+def build(gen: Generator, c_file: str = "xdpmon.c") -> dict:
+    prog = gen.prog
+    maps = []
+    for m in prog.maps:
+        d = {
+            "name": m.name,
+            "kind": m.kind,
+            "key_fields": [f.name for f in m.key],
+            "size": m.size,
+            "on_full": m.on_full,
+            "shared_by": sorted({u.app for u in m.uses}),
+            "uses": [_use(u) for u in m.uses],
+        }
+        if m.kind == "fused":
+            d["bpf_type"] = ("lru_hash" if m.on_full == "lru" else "hash") if m.key else "array"
+            d["key"] = gen.keys[m.name].to_json() if m.key else None
+            d["value"] = gen.values[m.name].to_json()
+        elif m.kind == "track":
+            d["bpf_type"] = "lru_hash"
+            d["key"] = gen.keys[m.name].to_json()
+            d["value"] = L.TRACK_VALUE.to_json()
+            d["buckets_map"] = f"{m.name}_b"
+            d["bucket_ns"] = max(1, m.track.expire_ns // L.TRACK_BUCKETS)
+            d["track"] = {"app": m.track.app, "stat": m.track.stat, "expire_ns": m.track.expire_ns,
+                          "open_pred": m.track.open_guard, "close_pred": m.track.close_guard}
+        elif m.kind == "hll":
+            d["bpf_type"] = "array"
+            d["header_map"] = f"{m.name}_hdr"
+            d["header"] = L.HLL_HEADER.to_json()
+        elif m.kind == "cms":
+            d["bpf_type"] = "array"
+        d["slots"] = []
+        for s in m.slots:
+            sd = {"name": s.name, "func": s.func, "args": [a.name for a in s.args], "guard": s.guard,
+                  "window_ns": s.window_ns, "options": dict(s.options), "uses": [_use(u) for u in s.uses],
+                  "gated_by": list(_gates(prog, s))}
+            if s.func == "distinct":
+                regs = dict(s.options)["registers"]
+                sd["hll"] = {"registers": regs, "am2": _am2(regs), "log2m_fp": _lnm(regs),
+                             "scale_bits": L.HLL_SCALE_BITS, "hash_key": gen.hash_structs[s.name].to_json()}
+            if s.func == "cms":
+                sd["hash_key"] = gen.hash_structs[s.name].to_json()
+            if s.func == "hist":
+                sd["buckets"] = L.hist_buckets(s.args[0])
+            d["slots"].append(sd)
+        maps.append(d)
+
+    apps = []
+    for a in prog.apps:
+        stats = []
+        for name in a.stats:
+            if (a.name, name) in prog.track_maps:
+                stats.append({"name": name, "kind": "track", "map": prog.track_maps[(a.name, name)], "members": []})
+                continue
+            members = [{"name": member, "map": mp, "slot": sl}
+                       for (app, stat, member), (mp, sl) in prog.stat_slots.items()
+                       if app == a.name and stat == name]
+            key = list(prog.stat_keys.get((a.name, name), ()))
+            stats.append({"name": name, "kind": "aggregate", "key": key, "map": members[0]["map"] if members else None,
+                          "members": members})
+        rules = []
+        for r in a.rules:
+            acts = []
+            for i, act in enumerate(r.actions):
+                aid = gen.action_of[(r.id, i)]
+                ad = {"id": aid, "type": gen.events[aid].type, "text": action_str(act),
+                      "limit": _limit(getattr(act, "limit", None)), "limiter": getattr(act, "limiter", -1)}
+                if isinstance(act, ir.ASendPacket):
+                    ad["fields"] = [f.name for f in act.fields]
+                if isinstance(act, ir.AAlert):
+                    ad["message"] = act.message
+                if isinstance(act, ir.AEnable):
+                    ad["app"] = act.app
+                    ad["duration_ns"] = act.duration_ns
+                if isinstance(act, ir.ASendSummary):
+                    ad["every_ns"] = act.every_ns
+                acts.append(ad)
+            rules.append({"id": r.id, "cond": r.cond, "cond_text": pstr(prog.preds[r.cond].pred),
+                          "file": r.span.file, "line": r.span.line, "actions": acts})
+        apps.append({
+            "name": a.name, "index": a.index, "mode": a.mode, "file": a.file, "line": a.span.line,
+            "asl": a.asl, "select": a.select, "stats": stats, "rules": rules,
+            "params": [{"name": p.name, "index": p.index, "default": p.default} for p in prog.params if p.app == a.name],
+            "ringbuf": f"xm_rb_{a.name}" if a.rules else None,
+        })
+
+    return {
+        "version": MANIFEST_VERSION,
+        "program": {"c_file": c_file, "function": "xdpmon_main", "replay": gen.replay},
+        "layers": sorted(prog.layers),
+        "apps": apps,
+        "maps": maps,
+        "params": {"map": "xm_params", "slots": [{"app": p.app, "name": p.name, "index": p.index,
+                                                 "default": p.default} for p in prog.params]},
+        "control": {"map": "xm_ctl", "layout": "struct { u64 mask; u64 next_change; u64 until[n_apps]; }",
+                    "n_apps": len(prog.apps)},
+        "counters": {"map": "xm_counters", "percpu": True, "names": list(gen.counters.names)},
+        "parse_outcomes": [{"index": o.index, "name": o.name, "error": o.error, "doc": o.doc} for o in OUTCOMES],
+        "events": [{"action": e.action, "app": e.app, "rule": e.rule, "type": e.type,
+                    "record": e.struct.to_json()} for e in gen.events],
+        "predicates": [{"id": n.id, "text": pstr(n.pred), "users": list(n.users), "phase": n.phase}
+                       for n in prog.preds],
+        "rate_limiters": {"map": "xm_rl"},
+        "constants": {"track_buckets": L.TRACK_BUCKETS, "hll_scale_bits": L.HLL_SCALE_BITS, "cms_count_bits": 40},
+    }
+
+
+def _gates(prog, slot):
+    from .passes.merge_stats import slot_gates
+    return slot_gates(prog, slot)

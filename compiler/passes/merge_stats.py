@@ -1,0 +1,122 @@
+"""Share and fuse statistics.
+
+- Identical statistics -- same aggregate, arguments, key, guard (the app's T1
+  select and the stat's where), window and options -- become ONE slot used by
+  every app that wrote it. An on-demand app's statistic counts only while the
+  app is enabled, so it is only ever identical to its own.
+- Statistics keyed by the same fields (in any order) and with the same
+  full-map policy live in ONE hash map whose value holds all their slots,
+  each updated under its own guard and window: one lookup per packet per key.
+- Unkeyed counters share one single-entry array; unkeyed sketches (distinct,
+  cms) and track tables get maps of their own (shared when identical).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from dsl.fields import Field
+
+from .. import ir
+
+SKETCH_FUNCS = ("distinct", "cms")
+
+
+def _gate(ps) -> str | None:
+    return ps.app if ps.mode == "on_demand" else None
+
+
+def run(prog: ir.ProgramIR) -> ir.ProgramIR:
+    groups: dict = {}          # map group key -> dict(kind, key, size, on_full, slots: {identity: [slot fields, uses]})
+    order: list = []
+    track_groups: dict = {}
+    for ps in prog.pending_stats:
+        st = ps.stat
+        prog.stat_keys[(ps.app, st.name)] = tuple(k.field.name for k in st.key)
+        key_fields = tuple(sorted(st.key, key=lambda k: k.field.name))
+        key = tuple(k.field for k in key_fields)
+        gate = _gate(ps)
+        if st.kind == "track":
+            ident = ("track", tuple(f.name for f in key), ps.open_guard, ps.close_guard, st.expire_ns, gate)
+            g = track_groups.get(ident)
+            use = ir.Use(ps.app, st.name, "", st.span)
+            if g is None:
+                g = {"key": key, "size": st.size, "uses": [use], "ps": ps}
+                track_groups[ident] = g
+                order.append(("track", ident))
+            else:
+                g["size"] = max(g["size"], st.size)
+                g["uses"].append(use)
+            continue
+        for agg in st.aggregates:
+            sketch = not key and agg.func in SKETCH_FUNCS
+            slot_ident = (agg.func, tuple(a.field.name for a in agg.args), tuple(f.name for f in key),
+                          ps.guard, st.window_ns, agg.options, gate)
+            if sketch:
+                gkey = ("sketch", slot_ident)
+                kind = "hll" if agg.func == "distinct" else "cms"
+            else:
+                gkey = ("fused", tuple(f.name for f in key), st.on_full if key else "count")
+                kind = "fused"
+            g = groups.get(gkey)
+            if g is None:
+                g = {"kind": kind, "key": key, "size": st.size, "on_full": st.on_full if key else "count",
+                     "slots": {}}
+                groups[gkey] = g
+                order.append(("agg", gkey))
+            g["size"] = max(g["size"], st.size)
+            use = ir.Use(ps.app, st.name, agg.name, agg.span)
+            slot = g["slots"].get(slot_ident)
+            if slot is None:
+                g["slots"][slot_ident] = {"func": agg.func, "args": tuple(a.field for a in agg.args),
+                                          "guard": ps.guard, "window": st.window_ns,
+                                          "options": agg.options, "uses": [use], "gate": gate}
+            else:
+                slot["uses"].append(use)
+
+    maps: list[ir.StatMap] = []
+    stat_slots: dict = {}
+    track_maps: dict = {}
+    n_slot = 0
+    for kind, gk in order:
+        name = f"m{len(maps)}"
+        if kind == "track":
+            g = track_groups[gk]
+            ps = g["ps"]
+            t = ir.TrackIR(ps.open_guard, ps.close_guard, ps.stat.expire_ns, ps.app, ps.stat.name)
+            maps.append(ir.StatMap(name, "track", g["key"], (), g["size"], "lru", tuple(g["uses"]), t))
+            for u in g["uses"]:
+                track_maps[(u.app, u.stat)] = name
+            continue
+        g = groups[gk]
+        slots = []
+        uses: list[ir.Use] = []
+        # Slots sharing a window are kept together (they share one epoch).
+        for sd in sorted(g["slots"].values(), key=lambda s: (s["window"] or 0)):
+            sname = f"s{n_slot}"
+            n_slot += 1
+            slots.append(ir.Slot(sname, sd["func"], sd["args"], sd["guard"], sd["window"], sd["options"],
+                                 tuple(sd["uses"])))
+            for u in sd["uses"]:
+                stat_slots[(u.app, u.stat, u.member)] = (name, sname)
+                uses.append(u)
+        maps.append(ir.StatMap(name, g["kind"], g["key"], tuple(slots), g["size"] if g["key"] else 1,
+                               g["on_full"], tuple(uses)))
+    prog.maps = maps
+    prog.stat_slots = stat_slots
+    prog.track_maps = track_maps
+    prog.pending_stats = []
+    return prog
+
+
+def slot_gates(prog: ir.ProgramIR, slot: ir.Slot) -> tuple[str, ...]:
+    """The on-demand apps whose enable bit gates ``slot`` (empty: always on)."""
+    modes = {a.name: a.mode for a in prog.apps}
+    users = {u.app for u in slot.uses}
+    if any(modes[u] != "on_demand" for u in users):
+        return ()
+    return tuple(sorted(users))
+
+
+def key_of(fields: tuple[Field, ...]) -> str:
+    return ", ".join(f.name for f in fields)

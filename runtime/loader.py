@@ -1,0 +1,151 @@
+"""Load a generated program into the kernel with BCC.
+
+``load(c_source)`` compiles the C with BCC, loads the XDP function, and returns
+a ``Loaded`` handle with the BPF object, the program fd and the kernel's view
+of the program (xlated and jited sizes, verified instructions). A verifier
+rejection becomes a ``LoadError`` carrying the verifier's last lines and the
+generated C line it points at -- always a compiler bug, reported as such.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+
+FUNCTION = "xdpmon_main"
+_SYS_BPF = 321                   # x86_64; see runtime/bpf_test_run.py for others
+BPF_OBJ_GET_INFO_BY_FD = 15
+
+
+class LoadError(RuntimeError):
+    def __init__(self, message: str, log: str = "", c_line: int | None = None, c_text: str | None = None):
+        super().__init__(message)
+        self.log = log
+        self.c_line = c_line
+        self.c_text = c_text
+
+
+@dataclass
+class ProgInfo:
+    id: int
+    xlated_bytes: int
+    jited_bytes: int
+    verified_insns: int
+
+    @property
+    def xlated_insns(self) -> int:
+        return self.xlated_bytes // 8
+
+
+@dataclass
+class Loaded:
+    bpf: object                    # bcc.BPF
+    fn: object                     # bcc function handle
+    info: ProgInfo
+
+    @property
+    def fd(self) -> int:
+        return self.fn.fd
+
+    def close(self) -> None:
+        try:
+            self.bpf.cleanup()
+        except Exception:
+            pass
+
+
+class _BpfProgInfo(ctypes.Structure):
+    # The leading part of struct bpf_prog_info (include/uapi/linux/bpf.h).
+    _fields_ = [
+        ("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32), ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64), ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64), ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32), ("map_ids", ctypes.c_uint64), ("name", ctypes.c_char * 16),
+        ("ifindex", ctypes.c_uint32), ("gpl_compatible", ctypes.c_uint32), ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64), ("nr_jited_ksyms", ctypes.c_uint32),
+        ("nr_jited_func_lens", ctypes.c_uint32), ("jited_ksyms", ctypes.c_uint64),
+        ("jited_func_lens", ctypes.c_uint64), ("btf_id", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32), ("func_info", ctypes.c_uint64),
+        ("nr_func_info", ctypes.c_uint32), ("nr_line_info", ctypes.c_uint32), ("line_info", ctypes.c_uint64),
+        ("jited_line_info", ctypes.c_uint64), ("nr_jited_line_info", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32), ("jited_line_info_rec_size", ctypes.c_uint32),
+        ("nr_prog_tags", ctypes.c_uint32), ("prog_tags", ctypes.c_uint64), ("run_time_ns", ctypes.c_uint64),
+        ("run_cnt", ctypes.c_uint64), ("recursion_misses", ctypes.c_uint64),
+        ("verified_insns", ctypes.c_uint32), ("attach_btf_obj_id", ctypes.c_uint32),
+        ("attach_btf_id", ctypes.c_uint32),
+    ]
+
+
+class _InfoAttr(ctypes.Structure):
+    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
+
+
+def prog_info(fd: int) -> ProgInfo:
+    libc = ctypes.CDLL(None, use_errno=True)
+    info = _BpfProgInfo()
+    attr = _InfoAttr(fd, ctypes.sizeof(info), ctypes.addressof(info))
+    rc = libc.syscall(_SYS_BPF, BPF_OBJ_GET_INFO_BY_FD, ctypes.byref(attr), ctypes.sizeof(attr))
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"BPF_OBJ_GET_INFO_BY_FD: {os.strerror(err)}")
+    return ProgInfo(info.id, info.xlated_prog_len, info.jited_prog_len, info.verified_insns)
+
+
+class _CaptureStderr:
+    """BCC prints the verifier log on fd 2 from C: capture it at the fd level."""
+
+    def __enter__(self):
+        self.tmp = tempfile.TemporaryFile()
+        self.saved = os.dup(2)
+        os.dup2(self.tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.tmp.seek(0)
+        self.text = self.tmp.read().decode("utf-8", "replace")
+        self.tmp.close()
+        return False
+
+
+_C_LINE = re.compile(r"@ main\.c:(\d+)")
+
+
+def _offending_line(log: str) -> int | None:
+    lines = _C_LINE.findall(log)
+    return int(lines[-1]) if lines else None
+
+
+def load(c_source: str, cflags: list[str] | None = None) -> Loaded:
+    """Compile and load; raise LoadError with the verifier's verdict on failure."""
+    try:
+        from bcc import BPF
+    except ImportError as e:  # pragma: no cover - setup installs python3-bpfcc
+        raise LoadError(f"BCC is not available: {e}; run 'make setup'") from None
+    flags = ["-w"] + list(cflags or [])
+    with _CaptureStderr() as cap:
+        try:
+            bpf = BPF(text=c_source, cflags=flags)
+        except Exception as e:
+            err = e
+            bpf = None
+        else:
+            err = None
+            try:
+                fn = bpf.load_func(FUNCTION, BPF.XDP)
+            except Exception as e:
+                err = e
+    log = cap.text
+    if err is not None:
+        if bpf is None:
+            raise LoadError(f"the generated C did not compile: {err}", log)
+        line = _offending_line(log)
+        text = c_source.split("\n")[line - 1].strip() if line and line <= c_source.count("\n") + 1 else None
+        bpf.cleanup()
+        raise LoadError(f"the kernel's verifier rejected the program: {err}", log, line, text)
+    return Loaded(bpf, fn, prog_info(fn.fd))
