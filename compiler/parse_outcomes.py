@@ -157,11 +157,15 @@ def possible_outcomes(layers) -> tuple[Outcome, ...]:
         names |= {"truncated_ipv6", "bad_ipv6_header", "truncated_ipv6_ext", "ipv6_ext_limit"}
     if wants_l4(d) and wants_l3(d):
         names |= {"fragment", "other_l4"}
-    for dec in ("tcp", "udp", "icmp", "icmp6", "dns"):
+    for dec in ("tcp", "udp", "dns"):
         if dec in d and wants_l3(d):
             names.add(f"truncated_{dec}")
     if "tcp" in d and wants_l3(d):
         names.add("bad_tcp_header")
+    if "icmp" in d and "ipv4" in d:      # ICMP only over IPv4
+        names.add("truncated_icmp")
+    if "icmp6" in d and "ipv6" in d:     # ICMPv6 only over IPv6
+        names.add("truncated_icmp6")
     return tuple(o for o in OUTCOMES if o.name in names)
 
 

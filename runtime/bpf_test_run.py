@@ -225,6 +225,8 @@ class TestRunner:
         cast, c_char_p, c_void_p = ctypes.cast, ctypes.c_char_p, ctypes.c_void_p
         syscall = _syscall
         for f in frames:
+            if type(f) is not bytes:
+                f = bytes(f)  # c_char_p needs a bytes object
             n = len(f)
             if n < ETH_HLEN:
                 yield TestRunResult(None, 0, b"", f"frame of {n} bytes is shorter than ETH_HLEN ({ETH_HLEN})")
@@ -253,6 +255,8 @@ class TestRunner:
         out: list[int | None] = []
         append = out.append
         for f in frames:
+            if type(f) is not bytes:
+                f = bytes(f)  # c_char_p needs a bytes object
             n = len(f)
             if n < ETH_HLEN:
                 append(None)

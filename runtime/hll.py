@@ -1,0 +1,67 @@
+"""Python mirrors of the generated program's integer helpers: the 64-bit hash,
+HyperLogLog ranks and the estimator (codegen_templates/xdp_program.c.j2).
+
+They compute exactly what the kernel computes, bit for bit, so that the
+reference interpreter keeps the same registers and T3 sees the same estimates.
+"""
+
+from __future__ import annotations
+
+import struct
+
+M64 = (1 << 64) - 1
+HLL_S = 32          # compiler.layout.HLL_SCALE_BITS
+
+
+def fmix64(k: int) -> int:
+    k ^= k >> 33
+    k = (k * 0xFF51AFD7ED558CCD) & M64
+    k ^= k >> 33
+    k = (k * 0xC4CEB9FE1A85EC53) & M64
+    k ^= k >> 33
+    return k
+
+
+def xm_hash(data: bytes, seed: int) -> int:
+    """xm_hash() over the 8-byte little-endian words of ``data``."""
+    n = len(data) // 8
+    h = (seed * 0x9E3779B97F4A7C15 + n) & M64
+    for (w,) in struct.iter_unpack("<Q", data[: n * 8]):
+        h = ((h ^ fmix64(w)) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & M64
+    return fmix64(h)
+
+
+def rank(w: int, top: int) -> int:
+    """1 + trailing zeros of w, at most ``top`` (xm_hll_rank)."""
+    if w == 0:
+        return top
+    n = ((w & -w).bit_length() - 1) + 1
+    return min(n, top)
+
+
+def hll_pow(r: int) -> int:
+    return 0 if r > HLL_S else (1 << HLL_S) >> r
+
+
+def log2_fp(x: int) -> int:
+    """log2(x) in 2^-16 units, exactly as xm_log2_fp()."""
+    n = x.bit_length() - 1
+    y = x >> (n - 31) if n >= 31 else x << (31 - n)
+    r = n << 16
+    for i in range(16):
+        y = (y * y) >> 31
+        if y >= (1 << 32):
+            y >>= 1
+            r |= 1 << (15 - i)
+    return r
+
+
+def estimate(z: int, zeros: int, m: int, am2: int, log2m_fp: int) -> int:
+    """xm_hll_estimate(): raw HyperLogLog estimate, linear counting when small."""
+    q = z >> 16
+    if q == 0:
+        q = 1
+    e = ((am2 << 16) & M64) // q
+    if e <= 5 * m // 2 and zeros > 0:
+        e = ((m * (log2m_fp - log2_fp(zeros)) * 45426) & M64) >> 32
+    return e

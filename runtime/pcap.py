@@ -1,0 +1,81 @@
+"""Read frames from pcap and pcapng files with dpkt.
+
+``read_frames(path)`` yields ``Frame(index, ts_ns, data)``; only Ethernet link
+types are accepted. A truncated or corrupt file yields what is readable and
+then raises ``CaptureError`` saying where and why reading stopped, so callers
+can report the frames processed and exit with status 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import dpkt
+
+DLT_EN10MB = 1
+_LINKTYPE_NAMES = {0: "BSD loopback (NULL)", 1: "Ethernet", 101: "raw IP", 105: "IEEE 802.11",
+                   113: "Linux cooked (SLL)", 127: "802.11 radiotap", 228: "raw IPv4", 229: "raw IPv6",
+                   276: "Linux cooked v2 (SLL2)"}
+
+
+class CaptureError(Exception):
+    """The capture cannot be read (further). ``frames`` is how many were read."""
+
+    def __init__(self, message: str, frames: int = 0):
+        super().__init__(message)
+        self.frames = frames
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    ts_ns: int
+    data: bytes
+
+
+def _ts_ns(ts) -> int:
+    # dpkt gives float seconds for pcap (decimal for nanosecond pcap) and pcapng.
+    from decimal import Decimal
+    return int(Decimal(str(ts)) * 1_000_000_000)
+
+
+def _open(f, path: str):
+    magic = f.read(4)
+    f.seek(0)
+    if len(magic) < 4:
+        raise CaptureError(f"{path}: not a capture file (only {len(magic)} bytes)")
+    try:
+        if magic == b"\x0a\x0d\x0d\x0a":
+            return dpkt.pcapng.Reader(f)
+        return dpkt.pcap.Reader(f)
+    except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, EOFError) as e:
+        raise CaptureError(f"{path}: not a pcap or pcapng file ({e or type(e).__name__})")
+
+
+def read_frames(path: str) -> Iterator[Frame]:
+    with open(path, "rb") as f:
+        reader = _open(f, path)
+        dlt = reader.datalink()
+        if dlt != DLT_EN10MB:
+            name = _LINKTYPE_NAMES.get(dlt, "unknown")
+            raise CaptureError(f"{path}: link type {dlt} ({name}) is not Ethernet; xdpmon reads Ethernet "
+                               f"captures only (XDP sees Ethernet frames)")
+        n = 0
+        it = iter(reader)
+        while True:
+            try:
+                ts, data = next(it)
+            except StopIteration:
+                return
+            except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, EOFError, struct_error()) as e:
+                pos = f.tell() if not f.closed else "?"
+                raise CaptureError(f"{path}: stopped after frame {n} near byte {pos}: "
+                                   f"the file is truncated or corrupt ({e or type(e).__name__})", n)
+            yield Frame(n, _ts_ns(ts), bytes(data))
+            n += 1
+
+
+def struct_error():
+    import struct
+    return struct.error
