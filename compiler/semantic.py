@@ -120,6 +120,7 @@ class Analyser:
 
         scope = _Scope(app, None, "t1")
         selects = [self.boolean(self.expr(s, scope, state), s) for s in app.selects]
+        selects = [s for s in selects if s is not None]     # the others are reported
         select = None
         if len(selects) == 1:
             select = selects[0]
@@ -854,7 +855,11 @@ def analyse(files: list[A.SpecFile], sources: dict[str, str] | None = None,
             prior: list[Diagnostic] | None = None) -> M.ProgramM:
     """Check parsed files; raise SpecError with every problem (``prior`` ones,
     e.g. syntax errors, included), else return the model."""
-    an = Analyser(incomplete=bool(prior))
+    # Apps may be missing (an app or a whole file that did not parse): then an
+    # unknown app name may be one of them, and is not reported.
+    parsed = {f.path for f in files}
+    missing = any(f.incomplete for f in files) or any(d.span.file not in parsed for d in prior or [])
+    an = Analyser(incomplete=missing)
     program = an.analyse(files)
     diags = list(prior or []) + an.diags
     if diags:

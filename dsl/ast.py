@@ -288,3 +288,4 @@ class App:
 class SpecFile:
     path: str
     apps: tuple[App, ...] = field(default_factory=tuple)
+    incomplete: bool = False     # some app of the file did not parse and is missing from ``apps``

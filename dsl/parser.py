@@ -717,12 +717,13 @@ def parse_text(text: str, path: str = "<string>") -> tuple[A.SpecFile, list[Diag
     except UnexpectedInput as first:
         return _parse_per_app(text, path, first)
     except RecursionError:
-        return A.SpecFile(path, ()), [_deep(path)]
+        return A.SpecFile(path, (), True), [_deep(path)]
+    dropped = bool(diags)             # apps nested too deeply are left out
     try:
         apps = _build(tree, path, diags)
     except RecursionError:
-        return A.SpecFile(path, ()), [_deep(path)]
-    return A.SpecFile(path, tuple(apps)), diags
+        return A.SpecFile(path, (), True), [_deep(path)]
+    return A.SpecFile(path, tuple(apps), dropped), diags
 
 
 def _parse_per_app(text: str, path: str, first: UnexpectedInput):
@@ -762,7 +763,7 @@ def _parse_per_app(text: str, path: str, first: UnexpectedInput):
             diags.append(_deep(path))
     if not diags:        # chunking hid the problem: report the whole-file error
         diags.append(_syntax_diag(first, path, text))
-    return A.SpecFile(path, tuple(apps)), diags
+    return A.SpecFile(path, tuple(apps), True), diags
 
 
 def _only_comments(s: str) -> bool:

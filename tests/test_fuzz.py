@@ -13,7 +13,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from compiler.frontend import load
@@ -123,6 +123,7 @@ def test_token_soup_inside_an_app(tokens):
 @FUZZ
 @given(st.sampled_from(["t1 { select ", "t2 { x = ", "t3 { when ", "t2 { x = count() by "]),
        st.lists(TOKENS, max_size=30))
+@example("t1 { select ", ["alert", "select", "alert"])      # crashed: two selects, both wrong
 def test_token_soup_in_each_tier(prefix, tokens):
     _front_end_text("app a {\n  " + prefix + " ".join(tokens) + " }\n}\n")
 

@@ -1,0 +1,110 @@
+"""Helpers for the compiler tests: write small inline specs to files and run
+the front end, the IR pipeline or the whole compiler on them.
+
+Specs are written under a per-test directory and loaded with paths *relative*
+to it (the tests chdir there), so spans, the generated C and the manifest name
+``a.mon``, never an absolute path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+from compiler import ir
+from compiler.driver import compile_files
+from compiler.frontend import load
+from compiler.pipeline import build_ir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def _cwd(path: Path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def write_specs(tmp_path: Path, specs) -> list[str]:
+    """``specs``: one spec text (written to a.mon) or {file name: text}."""
+    if isinstance(specs, str):
+        specs = {"a.mon": specs}
+    names = []
+    for name, text in specs.items():
+        (tmp_path / name).write_text(text)
+        names.append(name)
+    return names
+
+
+def model_of(tmp_path: Path, specs):
+    names = write_specs(tmp_path, specs)
+    with _cwd(tmp_path):
+        program, _ = load(names)
+    return program
+
+
+def ir_of(tmp_path: Path, specs, upto: str = "ir") -> ir.ProgramIR:
+    return build_ir(model_of(tmp_path, specs), upto=upto)
+
+
+def compile_text(tmp_path: Path, specs, replay: bool = False):
+    names = write_specs(tmp_path, specs)
+    with _cwd(tmp_path):
+        return compile_files(names, replay=replay)
+
+
+# ---- reading the IR ------------------------------------------------------------------
+
+def pred_texts(prog: ir.ProgramIR) -> list[str]:
+    return [f"p{n.id} = {ir.pstr(n.pred)}" for n in prog.preds]
+
+
+def find_pred(prog: ir.ProgramIR, text: str) -> ir.PredNode:
+    """The interned node whose pstr is ``text`` (exactly one)."""
+    found = [n for n in prog.preds if ir.pstr(n.pred) == text]
+    assert len(found) == 1, f"{text!r}: {len(found)} nodes in\n" + "\n".join(pred_texts(prog))
+    return found[0]
+
+
+def map_of(prog: ir.ProgramIR, app: str, stat: str) -> ir.StatMap:
+    for m in prog.maps:
+        if any(u.app == app and u.stat == stat for u in m.uses):
+            return m
+    raise KeyError((app, stat))
+
+
+def slot_of(prog: ir.ProgramIR, app: str, stat: str, member: str) -> ir.Slot:
+    mname, sname = prog.stat_slots[(app, stat, member)]
+    m = next(m for m in prog.maps if m.name == mname)
+    return next(s for s in m.slots if s.name == sname)
+
+
+def section(dump_text: str, name: str) -> str:
+    """One section ("preds:", "maps:", ...) of ir.dump() output, without its title."""
+    lines = dump_text.split("\n")
+    start = lines.index(f"{name}:") + 1
+    out = []
+    for line in lines[start:]:
+        if line and not line.startswith(" "):
+            break
+        out.append(line)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# ---- reading the generated C ---------------------------------------------------------------
+
+_ASSIGN = re.compile(r"^\s*P\[(\d+)\] = ", re.M)
+
+
+def pred_assignments(c_source: str) -> dict[int, int]:
+    """How many times the C assigns each predicate slot ``P[id] = ...``."""
+    counts: dict[int, int] = {}
+    for m in _ASSIGN.finditer(c_source):
+        counts[int(m.group(1))] = counts.get(int(m.group(1)), 0) + 1
+    return counts
