@@ -10,8 +10,11 @@ XDPMON := $(VENV)/bin/xdpmon
 PYTEST_ARGS ?=
 # Extra arguments for the benchmark runner (module-name substrings), e.g. make bench BENCH_ARGS=merge
 BENCH_ARGS ?=
+# The demo capture: benign traffic with a SYN flood, a port scan and DNS reflection,
+# made by the project's own traffic generator (examples/traffic/generators.py).
+DEMO_PCAP := build/demo.pcap
 # What `make demo` runs (one shell command line).
-DEMO_CMD ?= $(XDPMON) check specs/*.mon && $(XDPMON) compile specs/*.mon --dry-run --report
+DEMO_CMD ?= $(XDPMON) check specs/*.mon && $(XDPMON) compile specs/*.mon --report && $(XDPMON) replay specs/*.mon --pcap $(DEMO_PCAP) --asl
 
 .PHONY: help setup test demo bench clean distclean
 
@@ -28,8 +31,12 @@ setup:
 test: setup
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
 
-demo: setup
+demo: setup $(DEMO_PCAP)
 	$(DEMO_CMD)
+
+$(DEMO_PCAP): examples/traffic/generators.py | setup
+	@mkdir -p $(dir $@)
+	$(PYTHON) -m examples.traffic demo $@
 
 bench: setup
 	@if [ -f benchmarks/__main__.py ]; then \

@@ -410,6 +410,8 @@ def pstr(p: Pred) -> str:
     if isinstance(p, PLayer):
         return p.layer
     if isinstance(p, PCmp):
+        if p.op == "==" and isinstance(p.right, VConst) and p.right.value is True:
+            return vstr(p.left)                     # a flag: tcp.syn
         return f"{vstr(p.left)} {p.op} {vstr(p.right)}"
     if isinstance(p, PIn):
         kind = p.value.field.kind if isinstance(p.value, VField) else None
@@ -423,6 +425,33 @@ def pstr(p: Pred) -> str:
     if isinstance(p, PRef):
         return f"p{p.id}"
     raise AssertionError(p)
+
+
+def expand(preds: list[PredNode], pid: int) -> str:
+    """Predicate ``pid`` as text with every reference to another predicate
+    spelled out (for people; ``pstr`` keeps the references)."""
+    def go(p) -> str:
+        if isinstance(p, PRef):
+            return go(preds[p.id].pred)
+        if isinstance(p, PAnd):
+            return "(" + " and ".join(go(o) for o in p.operands) + ")"
+        if isinstance(p, POr):
+            return "(" + " or ".join(go(o) for o in p.operands) + ")"
+        if isinstance(p, PNot):
+            return f"not {go(p.operand)}"
+        return pstr(p)
+    text = go(preds[pid].pred)
+    return text[1:-1] if text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]) else text
+
+
+def _balanced(s: str) -> bool:
+    depth = 0
+    for ch in s:
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _fmt_ns(ns: int | None) -> str:

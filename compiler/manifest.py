@@ -11,7 +11,7 @@ from __future__ import annotations
 from . import ir
 from . import layout as L
 from .codegen import Generator, _am2, _lnm
-from .ir import action_str, pstr
+from .ir import action_str, expand, pstr
 from .parse_outcomes import OUTCOMES
 
 MANIFEST_VERSION = 1
@@ -107,7 +107,7 @@ def build(gen: Generator, c_file: str = "xdpmon.c") -> dict:
                 if isinstance(act, ir.ASendSummary):
                     ad["every_ns"] = act.every_ns
                 acts.append(ad)
-            rules.append({"id": r.id, "cond": r.cond, "cond_text": pstr(prog.preds[r.cond].pred),
+            rules.append({"id": r.id, "cond": r.cond, "cond_text": expand(prog.preds, r.cond),
                           "file": r.span.file, "line": r.span.line, "actions": acts})
         apps.append({
             "name": a.name, "index": a.index, "mode": a.mode, "file": a.file, "line": a.span.line,

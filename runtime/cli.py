@@ -205,6 +205,91 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
                    f"{info['xlated_insns']} xlated ({info['xlated_bytes']} bytes), {info['jited_bytes']} bytes jited")
 
 
+def _make_engine(engine: str, art):
+    if engine == "reference":
+        from runtime.reference.engine import ReferenceEngine
+        return ReferenceEngine(art)
+    from runtime.loader import LoadError
+    from runtime.replay import KernelEngine
+    try:
+        return KernelEngine(art.c, art.manifest)
+    except LoadError as e:
+        click.echo(f"xdpmon: cannot load the program: {e}", err=True)
+        if e.c_line:
+            click.echo(f"  generated C line {e.c_line}: {e.c_text}", err=True)
+            click.echo("this is a bug in xdpmon's compiler: please report it with the specs", err=True)
+        sys.exit(1)
+    except PermissionError as e:
+        click.echo(f"xdpmon: the kernel engine needs root and BPF ({e}); try --engine reference", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--pcap", "captures", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="A pcap or pcapng capture (Ethernet); repeat for several, replayed in order.")
+@click.option("--engine", type=click.Choice(["kernel", "reference"]), default="kernel", show_default=True,
+              help="kernel: the loaded program under BPF_PROG_TEST_RUN (root); reference: the Python interpreter.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final snapshot as JSON.")
+@click.option("--asl", is_flag=True, help="Run the apps' ASL handlers (or the generated stubs) on the events.")
+@click.option("--top", default=10, show_default=True, help="Keys shown per statistic in the tables.")
+def replay(files, captures, engine, as_json, asl, top):
+    """Replay captures through the program compiled from spec FILES; print the final snapshot."""
+    import json
+    import logging
+
+    from compiler.driver import compile_program
+    from runtime.asl_host import AslHost
+    from runtime.pcap import CaptureError, read_frames
+    from runtime.view import render
+
+    program, sources = load_or_exit(files)
+    art = compile_program(program, sources, replay=True)
+    eng = _make_engine(engine, art)
+    host = None
+    if asl:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+        host = AslHost(art.manifest, art.stubs)
+        for note in host.notes:
+            click.echo(f"note: {note}", err=True)
+    status = 0
+    try:
+        for path in captures:
+            try:
+                for fr in read_frames(path):
+                    eng.run_frame(fr.ts_ns, fr.data)
+            except CaptureError as e:
+                click.echo(f"xdpmon: {e}", err=True)
+                status = 1
+            except OSError as e:
+                click.echo(f"xdpmon: {path}: {e.strerror or e}", err=True)
+                status = 1
+        snap = eng.snapshot()
+        asl_summary = None
+        if host is not None:
+            for ev in snap["events"]:
+                host.dispatch(ev, snap["apps"].get(ev["app"]))
+            host.tick()
+            asl_summary = host.summary()
+        if as_json:
+            out = dict(snap)
+            out["replay"] = {"frames": eng.stats.frames, "refused": eng.stats.refused, "engine": engine}
+            if asl_summary is not None:
+                out["asl"] = asl_summary
+            click.echo(json.dumps(out, indent=2, default=str))
+        else:
+            render(snap, art.manifest, top=top, asl=asl_summary)
+            if asl_summary:
+                for app_name, a in asl_summary.items():
+                    for ev in a["emitted"]:
+                        click.echo(json.dumps(ev, default=str))
+            click.echo(f"{eng.stats.frames:,} frames replayed through the {engine} engine "
+                       f"({eng.stats.refused:,} shorter than an Ethernet header, refused)")
+    finally:
+        eng.close()
+    sys.exit(status)
+
+
 def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="xdpmon", standalone_mode=True)

@@ -1,0 +1,47 @@
+"""ASL of port_scan (specs/port_scan.mon): confirm and describe scanners.
+
+The kernel sends probes of sources already past ``max_ports`` distinct
+(destination, port) pairs in 10 s. This handler keeps the exact set of probed
+ports per scanner and reports each scanner once, with how many ports and hosts
+it touched, then again at every tick with its totals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+log = logging.getLogger("xdpmon.asl.port_scan")
+
+
+class PortScanHandler:
+    app = "port_scan"
+
+    def __init__(self, ctx=None) -> None:
+        self.ctx = ctx
+        self.ports: dict[str, set[int]] = defaultdict(set)
+        self.hosts: dict[str, set[str]] = defaultdict(set)
+        self.reported: set[str] = set()
+
+    def on_packet(self, event) -> None:
+        src = event.ip_src
+        self.ports[src].add(event.l4_dport)
+        self.hosts[src].add(event.ip_dst)
+        if src not in self.reported:
+            self.reported.add(src)
+            self._emit("scanner", source=src, ts=event.ts)
+
+    def on_alert(self, event) -> None:
+        log.warning("alert: %s", event.message)
+
+    def on_tick(self) -> None:
+        for src in sorted(self.ports):
+            self._emit("scanner_summary", source=src, ports=len(self.ports[src]), hosts=len(self.hosts[src]))
+
+    def _emit(self, kind: str, **fields) -> None:
+        log.info("%s %s", kind, fields)
+        if self.ctx is not None:
+            self.ctx.emit(kind, **fields)
+
+
+HANDLER = PortScanHandler

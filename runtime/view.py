@@ -1,0 +1,100 @@
+"""Show a snapshot as rich tables: per app its statistics (top keys), the T3
+firings and events; then the global counters."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+
+
+def _fmt(v) -> str:
+    if isinstance(v, dict):
+        return " ".join(f"{k}:{n}" for k, n in v.items()) or "-"
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _rank(entry) -> int:
+    for v in entry["value"].values():
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return 0
+
+
+def stat_table(name: str, stat, top: int) -> Table:
+    if isinstance(stat, dict) and "size" in stat:          # track table
+        t = Table(title=f"{name}: {stat['size']:,} open", title_justify="left", expand=False)
+        entries = stat["open"]
+        if entries:
+            for col in entries[0]["key"]:
+                t.add_column(col)
+            t.add_column("opened (ns)", justify="right")
+            for e in entries[:top]:
+                t.add_row(*[_fmt(v) for v in e["key"].values()], _fmt(e["value"]["opened"]))
+        return t
+    if isinstance(stat, dict):                              # unkeyed
+        t = Table(title=name, title_justify="left")
+        for col in stat["value"]:
+            t.add_column(col, justify="right")
+        t.add_row(*[_fmt(v) for v in stat["value"].values()])
+        return t
+    entries = sorted(stat, key=_rank, reverse=True)
+    more = f" (top {top} of {len(entries):,} keys)" if len(entries) > top else f" ({len(entries):,} keys)"
+    t = Table(title=name + more, title_justify="left")
+    if not entries:
+        t.add_column("no keys yet")
+        return t
+    for col in entries[0]["key"]:
+        t.add_column(col)
+    for col in entries[0]["value"]:
+        t.add_column(col, justify="right")
+    for e in entries[:top]:
+        t.add_row(*[_fmt(v) for v in e["key"].values()], *[_fmt(v) for v in e["value"].values()])
+    return t
+
+
+def render(snapshot: dict, manifest: dict, top: int = 10, console: Console | None = None, asl: dict | None = None) -> None:
+    console = console or Console()
+    counters = snapshot["counters"]
+    events = snapshot["events"]
+    by_app = Counter((e["app"], e["type"]) for e in events)
+    for app in manifest["apps"]:
+        snap = snapshot["apps"][app["name"]]
+        parts = [stat_table(name, stat, top) for name, stat in snap["stats"].items()]
+        if app["rules"]:
+            rt = Table(title="t3 rules", title_justify="left")
+            rt.add_column("rule")
+            rt.add_column("when / actions")
+            rt.add_column("fired", justify="right")
+            for r in app["rules"]:
+                acts = "; ".join(a["text"] for a in r["actions"])
+                rt.add_row(f"{r['id']} (line {r['line']})", f"{r['cond_text']}\n-> {acts}",
+                           _fmt(counters.get(f"rule.{r['id']}.fired", 0)))
+            parts.append(rt)
+            ev = ", ".join(f"{t}: {n:,}" for (a, t), n in sorted(by_app.items()) if a == app["name"]) or "none"
+            dropped = counters.get(f"app.{app['name']}.rate_limited", 0)
+            full = counters.get(f"app.{app['name']}.ringbuf_full", 0)
+            parts.append(f"events: {ev}; rate-limited: {dropped:,}; ring buffer full: {full:,}")
+            if asl and app["name"] in asl:
+                a = asl[app["name"]]
+                parts.append(f"asl ({a['source']}): {a['calls']:,} calls, {a['errors']} errors, "
+                             f"{len(a['emitted'])} emitted")
+        params = ", ".join(f"{k}={v:,}" for k, v in snap["params"].items()) or "no params"
+        state = "on" if snap["enabled"] else "off"
+        title = f"[bold]{app['name']}[/bold]  ({app['mode']}, {state}; {params})"
+        console.print(Panel(Group(*parts) if parts else "(no statistics)", title=title, title_align="left"))
+    ct = Table(title="counters", title_justify="left")
+    ct.add_column("counter")
+    ct.add_column("value", justify="right")
+    for name, v in counters.items():
+        if v:
+            ct.add_row(name, _fmt(v))
+    console.print(ct)
