@@ -52,3 +52,9 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# Rewrite the expected outputs of the golden-file tests (tests/golden/*.c, *.manifest.json,
+# *.ir.txt) from the current compiler; review the result with `git diff tests/golden/`.
+.PHONY: golden
+golden: setup
+	$(PYTHON) tools/update_golden.py

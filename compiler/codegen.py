@@ -8,6 +8,7 @@ templates only lay the plan out; they hold no logic of their own.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Block:
     lines: list[str] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
@@ -213,7 +215,8 @@ class Generator:
         if s.func == "hist":
             return f"__builtin_memset(v->{s.name}, 0, sizeof(v->{s.name}));"
         if s.func == "distinct":
-            return f"v->{s.name}_z = 0;   /* re-initialised on first update */"
+            return (f"__builtin_memset(v->{s.name}_regs, 0, sizeof(v->{s.name}_regs)); "
+                    f"v->{s.name}_z = 0;   /* z re-initialised on first update */")
         return f"v->{s.name} = 0;"
 
     def _arg(self, f: Field) -> str:
@@ -481,7 +484,9 @@ class Generator:
     def _slot_read(self, s: ir.Slot, ptr: str) -> str:
         if s.func == "distinct":
             regs = dict(s.options)["registers"]
-            val = f"xm_hll_estimate({ptr}->{s.name}_z, {ptr}->{s.name}_zeros, {regs}, {_am2(regs)}ULL, {_lnm(regs)}ULL)"
+            # z == 0: never updated (a key of another slot of this map): 0 distinct
+            val = (f"({ptr}->{s.name}_z ? xm_hll_estimate({ptr}->{s.name}_z, {ptr}->{s.name}_zeros, {regs}, "
+                   f"{_am2(regs)}ULL, {_lnm(regs)}ULL) : 0)")
         elif s.func == "min":
             val = f"({ptr}->{s.name} ? ~{ptr}->{s.name} : 0)"
         else:

@@ -80,9 +80,13 @@ def _action(a, limiter: int):
     if isinstance(a, M.SendPacketM):
         return ir.ASendPacket(tuple(f.field for f in a.fields), _limit(a.limit), limiter), limiter + 1
     if isinstance(a, M.SendSummaryM):
-        # "every" is itself a limit: at most one summary per period.
+        # "every" is itself a limit (one summary per period); with an explicit
+        # limit too, the stricter of the two rates applies.
         every = ir.Limit(1, a.every_ns, "1/every")
-        return ir.ASendSummary(a.every_ns, _limit(a.limit) or every, limiter), limiter + 1
+        lim = _limit(a.limit)
+        if lim is not None and lim.count * a.every_ns < lim.per_ns:
+            every = lim
+        return ir.ASendSummary(a.every_ns, every, limiter), limiter + 1
     if isinstance(a, M.EnableM):
         return ir.AEnable(a.app, a.duration_ns), limiter
     if isinstance(a, M.AlertM):

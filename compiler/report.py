@@ -10,6 +10,7 @@ from __future__ import annotations
 from dsl.fields import implied_layers
 
 from . import ir
+from .parse_outcomes import decoders_for
 from .passes.intern import Interner
 
 
@@ -17,11 +18,13 @@ def _app_layers(prog: ir.ProgramIR) -> dict[str, set[str]]:
     """Layers each app needs on its own (its predicates, keys, arguments, events)."""
     from .passes.layers import needed_layers
     out = {}
+    from dataclasses import replace
     for a in prog.apps:
         sub = ir.ProgramIR(apps=[a])
         sub.preds = [n for n in prog.preds if a.name in n.users]
-        sub.maps = [m for m in prog.maps if any(u.app == a.name for u in m.uses)]
-        out[a.name] = set(needed_layers(sub))
+        sub.maps = [replace(m, slots=tuple(s for s in m.slots if any(u.app == a.name for u in s.uses)))
+                    for m in prog.maps if any(u.app == a.name for u in m.uses)]
+        out[a.name] = set(decoders_for(needed_layers(sub)))
     return out
 
 
@@ -50,8 +53,9 @@ def _preds_before(model_prog) -> int:
 
 def build(prog: ir.ProgramIR, model_prog, load_info=None) -> dict:
     layers = _app_layers(prog)
+    decoded = decoders_for(prog.layers)
     parse_layers = [l for l in ("eth", "vlan", "ipv4", "ipv6", "tcp", "udp", "icmp", "icmp6", "dns")
-                    if l in prog.layers]
+                    if l in decoded]
     shared_layers = [{"layer": l, "apps": sorted(a for a, ls in layers.items() if l in ls)} for l in parse_layers]
     preds = [{"id": n.id, "text": ir.pstr(n.pred), "apps": list(n.users)} for n in prog.preds if len(n.users) > 1]
     maps = []

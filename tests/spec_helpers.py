@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def _cwd(path: Path):
+def cwd(path: Path):
+    """Run the body with ``path`` as the working directory."""
     old = os.getcwd()
     os.chdir(path)
     try:
@@ -44,7 +45,7 @@ def write_specs(tmp_path: Path, specs) -> list[str]:
 
 def model_of(tmp_path: Path, specs):
     names = write_specs(tmp_path, specs)
-    with _cwd(tmp_path):
+    with cwd(tmp_path):
         program, _ = load(names)
     return program
 
@@ -55,7 +56,7 @@ def ir_of(tmp_path: Path, specs, upto: str = "ir") -> ir.ProgramIR:
 
 def compile_text(tmp_path: Path, specs, replay: bool = False):
     names = write_specs(tmp_path, specs)
-    with _cwd(tmp_path):
+    with cwd(tmp_path):
         return compile_files(names, replay=replay)
 
 

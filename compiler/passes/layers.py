@@ -1,13 +1,37 @@
 """Which protocol layers the merged program must parse: the union of the layers
-of every field any predicate, key, argument or event reads, closed under the
-layer implications of dsl/fields.py (tcp needs ip, dns needs udp, ...).
-Layers no app needs are not parsed at all."""
+of every field any predicate, key, argument or event reads, plus what decoding
+them requires (tcp needs an IP header, dns needs udp, icmp needs IPv4, ...).
+Layers no app needs are not parsed at all: a program that only reads UDP does
+not decode TCP. The set is the parser template's request: ``ip`` asks for
+IPv4 and IPv6, ``l4`` (used only when an app reads l4.* or tests ``l4``) for
+TCP and UDP."""
 
 from __future__ import annotations
 
-from dsl.fields import implied_layers
-
 from .. import ir
+
+# What decoding a layer requires (unlike dsl.fields.IMPLIES, tcp does not ask
+# for "l4": that would decode UDP too).
+_REQUIRES = {
+    "vlan": ("eth",),
+    "tcp": ("ip",),
+    "udp": ("ip",),
+    "l4": ("ip",),
+    "dns": ("udp", "ip"),
+    "icmp": ("ipv4",),
+    "icmp6": ("ipv6",),
+}
+
+
+def _with_requirements(layer: str) -> set[str]:
+    out = {layer}
+    for r in _REQUIRES.get(layer, ()):
+        out |= _with_requirements(r)
+    return out
+
+
+def implied_layers(layer: str) -> set[str]:
+    return _with_requirements(layer)
 
 
 def needed_layers(prog: ir.ProgramIR) -> frozenset[str]:
@@ -33,11 +57,6 @@ def needed_layers(prog: ir.ProgramIR) -> frozenset[str]:
             for act in r.actions:
                 for f in getattr(act, "fields", ()):
                     layers |= implied_layers(f.layer)
-    # "ip" is parsed as IPv4 and IPv6; "l4" as TCP and UDP.
-    if "ip" in layers:
-        layers |= {"ipv4", "ipv6"}
-    if "l4" in layers:
-        layers |= {"tcp", "udp"}
     return frozenset(layers)
 
 

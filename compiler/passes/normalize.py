@@ -86,9 +86,11 @@ def _cmp(p: ir.PCmp) -> ir.Pred:
     if isinstance(left, ir.VConst) and not isinstance(right, ir.VConst):
         left, right = right, left
         op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
-    # Equality is symmetric: order its operands by key so a == b is b == a.
-    if op in ("==", "!=") and not isinstance(right, ir.VConst) and repr(ir.vkey(left)) > repr(ir.vkey(right)):
+    # Two non-constant operands: order them by key, mirroring the operator, so
+    # that a == b is b == a and a < b is b > a.
+    if not isinstance(right, ir.VConst) and repr(ir.vkey(left)) > repr(ir.vkey(right)):
         left, right = right, left
+        op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
     bits = _field_bits(left)
     if bits is not None and isinstance(right, ir.VConst) and isinstance(right.value, int) \
             and not isinstance(right.value, bool):

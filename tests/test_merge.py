@@ -1,0 +1,309 @@
+"""compiler/passes/merge_stats.py: identical statistics share one slot,
+statistics on the same key share one fused map, sketches and track tables get
+maps of their own, on-demand statistics are never shared with always-on ones.
+
+Each case compiles a small inline spec up to the merge pass and checks the
+maps section of ``ir.dump`` exactly, then the facts that matter.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from compiler import ir
+from compiler.passes.merge_stats import slot_gates
+from spec_helpers import ir_of, map_of, section, slot_of
+
+
+def merged(tmp_path, text):
+    return ir_of(tmp_path, text, upto="merge")
+
+
+def maps_text(prog) -> str:
+    return section(ir.dump(prog), "maps")
+
+
+def uses(slot: ir.Slot) -> list[str]:
+    return [f"{u.app}.{u.stat}.{u.member}" for u in slot.uses]
+
+
+# ---- sharing ------------------------------------------------------------------------------
+
+def test_identical_stat_in_two_always_on_apps_is_one_slot_with_two_uses(tmp_path):
+    prog = merged(tmp_path, """
+app a { t1 { select tcp } t2 { per_src = count() by ip.src } }
+app b { t1 { select tcp } t2 { src_pkts = count() as n by ip.src } }
+""")
+    assert maps_text(prog) == """\
+  m0: fused key (ip.src) size 16384 on full count
+    s0: count() if p0 window -    # a.per_src.count, b.src_pkts.n
+"""
+    assert prog.stat_slots == {("a", "per_src", "count"): ("m0", "s0"), ("b", "src_pkts", "n"): ("m0", "s0")}
+    assert [u.app for u in prog.maps[0].uses] == ["a", "b"]
+
+
+def test_same_key_other_aggregates_guards_windows_is_one_fused_map(tmp_path):
+    prog = merged(tmp_path, """
+app a {
+  t1 { select tcp }
+  t2 {
+    x = count(), sum(pkt.len) by ip.dst
+    y = max(pkt.len) by ip.dst where tcp.syn
+    z = count() by ip.dst window 1s
+    h = hist(pkt.len), distinct(tcp.sport) by ip.dst window 10s
+  }
+}
+app b { t1 { select udp } t2 { x = count() by ip.dst } }
+""")
+    assert maps_text(prog) == """\
+  m0: fused key (ip.dst) size 16384 on full count
+    s0: count() if p0 window -    # a.x.count
+    s1: sum(pkt.len) if p0 window -    # a.x.sum_pkt_len
+    s2: max(pkt.len) if p3 window -    # a.y.max_pkt_len
+    s3: count() if p1 window -    # b.x.count
+    s4: count() if p0 window 1s    # a.z.count
+    s5: hist(pkt.len) if p0 window 10s    # a.h.hist_pkt_len
+    s6: distinct(tcp.sport) registers=64 if p0 window 10s    # a.h.distinct
+"""
+    (m,) = prog.maps
+    assert m.kind == "fused" and len(m.slots) == 7
+    assert {u.app for u in m.uses} == {"a", "b"}
+
+
+def test_slots_sharing_a_window_are_kept_together(tmp_path):
+    prog = merged(tmp_path, """
+app a { t2 {
+  p = count() by ip.src window 10s
+  q = count() by ip.src
+  r = sum(pkt.len) by ip.src window 1s
+  s = max(pkt.len) by ip.src window 10s
+} }
+""")
+    assert [(s.func, s.window_ns) for s in prog.maps[0].slots] == [
+        ("count", None), ("sum", 10**9), ("count", 10 * 10**9), ("max", 10 * 10**9)]
+
+
+def test_keys_in_another_order_are_the_same_map_and_slot(tmp_path):
+    prog = merged(tmp_path, """
+app a { t1 { select ip } t2 { f = count() by (ip.src, ip.dst, ip.proto) } }
+app b { t1 { select ip } t2 { g = count() by (ip.proto, ip.dst, ip.src) } }
+""")
+    assert maps_text(prog) == """\
+  m0: fused key (ip.dst, ip.proto, ip.src) size 16384 on full count
+    s0: count() if p0 window -    # a.f.count, b.g.count
+"""
+    # the order each spec wrote is kept for reads with the stat's own key
+    assert prog.stat_keys == {("a", "f"): ("ip.src", "ip.dst", "ip.proto"),
+                              ("b", "g"): ("ip.proto", "ip.dst", "ip.src")}
+
+
+def test_different_on_full_is_a_different_map(tmp_path):
+    prog = merged(tmp_path, """
+app a { t1 { select ip } t2 {
+  x = count() by ip.src
+  y = count() by ip.src on full lru
+  z = sum(pkt.len) by ip.src on full count
+} }
+""")
+    assert maps_text(prog) == """\
+  m0: fused key (ip.src) size 16384 on full count
+    s0: count() if p0 window -    # a.x.count
+    s1: sum(pkt.len) if p0 window -    # a.z.sum_pkt_len
+  m1: fused key (ip.src) size 16384 on full lru
+    s2: count() if p0 window -    # a.y.count
+"""
+
+
+def test_map_size_is_the_largest_asked(tmp_path):
+    prog = merged(tmp_path, """
+app a { t1 { select ip } t2 { x = count() by ip.src size 1000 } }
+app b { t1 { select ip } t2 { y = sum(pkt.len) by ip.src size 70000 } }
+app c { t1 { select ip } t2 { z = count() by ip.src size 10 } }
+""")
+    (m,) = prog.maps
+    assert m.size == 70000
+    assert [uses(s) for s in m.slots] == [["a.x.count", "c.z.count"], ["b.y.sum_pkt_len"]]
+
+
+@pytest.mark.parametrize("b_stat", [
+    "x = count() by ip.src where tcp.syn",      # other guard (where)
+    "x = count() by ip.src window 1s",          # other window
+    "x = sum(pkt.len) by ip.src",               # other aggregate
+    "x = max(pkt.len) by ip.src",
+    "x = distinct(tcp.sport, registers=128) by ip.src",
+], ids=["where", "window", "sum", "max", "distinct-registers"])
+def test_what_makes_a_slot_different(tmp_path, b_stat):
+    prog = merged(tmp_path, f"""
+app a {{ t1 {{ select tcp }} t2 {{ x = count() by ip.src  d = distinct(tcp.sport) by ip.src }} }}
+app b {{ t1 {{ select tcp }} t2 {{ {b_stat} }} }}
+""")
+    (m,) = prog.maps
+    assert len(m.slots) == 3
+    assert all(len(s.uses) == 1 for s in m.slots)
+
+
+def test_another_select_is_another_guard_and_slot(tmp_path):
+    prog = merged(tmp_path, """
+app a { t1 { select tcp } t2 { x = count() by ip.src } }
+app b { t1 { select udp } t2 { x = count() by ip.src } }
+app c { t2 { x = count() by ip.src where udp } }
+""")
+    assert maps_text(prog) == """\
+  m0: fused key (ip.src) size 16384 on full count
+    s0: count() if p0 window -    # a.x.count
+    s1: count() if p1 window -    # b.x.count, c.x.count
+"""
+
+
+# ---- on-demand apps -------------------------------------------------------------------------------
+
+ON_DEMAND = """
+app always_a { t1 { select tcp } t2 { x = count() by ip.dst window 1s } }
+app od_b { mode on_demand t1 { select tcp } t2 { x = count() by ip.dst window 1s } }
+app od_c { mode on_demand t1 { select tcp } t2 { x = count() by ip.dst window 1s } }
+app always_d { t1 { select tcp } t2 { x = count() by ip.dst window 1s } }
+"""
+
+
+def test_on_demand_stat_gets_its_own_slot_in_the_shared_fused_map(tmp_path):
+    prog = merged(tmp_path, ON_DEMAND)
+    assert maps_text(prog) == """\
+  m0: fused key (ip.dst) size 16384 on full count
+    s0: count() if p0 window 1s    # always_a.x.count, always_d.x.count
+    s1: count() if p0 window 1s    # od_b.x.count
+    s2: count() if p0 window 1s    # od_c.x.count
+"""
+    assert slot_gates(prog, slot_of(prog, "always_a", "x", "count")) == ()
+    assert slot_gates(prog, slot_of(prog, "od_b", "x", "count")) == ("od_b",)
+    assert slot_gates(prog, slot_of(prog, "od_c", "x", "count")) == ("od_c",)
+
+
+def test_on_demand_sketch_and_track_are_not_shared_either(tmp_path):
+    prog = merged(tmp_path, """
+app a { t1 { select tcp } t2 {
+  u = distinct(ip.src) window 1s
+  t = track (ip.src) open when tcp.syn close when tcp.fin expire 10s
+} }
+app b { mode on_demand t1 { select tcp } t2 {
+  u = distinct(ip.src) window 1s
+  t = track (ip.src) open when tcp.syn close when tcp.fin expire 10s
+} }
+""")
+    assert [m.kind for m in prog.maps] == ["hll", "track", "hll", "track"]
+    assert prog.track_maps == {("a", "t"): "m1", ("b", "t"): "m3"}
+    assert prog.stat_slots[("a", "u", "distinct")][0] == "m0"
+    assert prog.stat_slots[("b", "u", "distinct")][0] == "m2"
+
+
+# ---- sketches and tracks ---------------------------------------------------------------------------
+
+def test_unkeyed_counters_share_one_array_and_unkeyed_sketches_get_maps_of_their_own(tmp_path):
+    prog = merged(tmp_path, """
+app a { t1 { select ip } t2 {
+  n = count(), sum(pkt.len)
+  h = hist(pkt.len) window 1s
+  u = distinct(ip.src)
+  v = distinct(ip.dst, registers=256) window 1s
+  c = cms(ip.src, width=1024, depth=2)
+} }
+app b { t1 { select ip } t2 { n = count()  u = distinct(ip.src) } }
+""")
+    assert maps_text(prog) == """\
+  m0: fused key (-) size 1 on full count
+    s0: count() if p0 window -    # a.n.count, b.n.count
+    s1: sum(pkt.len) if p0 window -    # a.n.sum_pkt_len
+    s2: hist(pkt.len) if p0 window 1s    # a.h.hist_pkt_len
+  m1: hll key (-) size 1 on full count
+    s3: distinct(ip.src) registers=4096 if p0 window -    # a.u.distinct, b.u.distinct
+  m2: hll key (-) size 1 on full count
+    s4: distinct(ip.dst) registers=256 if p0 window 1s    # a.v.distinct
+  m3: cms key (-) size 1 on full count
+    s5: cms(ip.src) depth=2 width=1024 if p0 window -    # a.c.cms_ip_src
+"""
+
+
+def test_keyed_distinct_lives_in_the_fused_map(tmp_path):
+    prog = merged(tmp_path, """
+app a { t1 { select tcp } t2 { n = count() by ip.src  d = distinct(tcp.dport) by ip.src window 10s } }
+""")
+    assert [m.kind for m in prog.maps] == ["fused"]
+    assert [s.func for s in prog.maps[0].slots] == ["count", "distinct"]
+    assert dict(prog.maps[0].slots[1].options) == {"registers": 64}
+
+
+def test_track_is_its_own_map_shared_when_identical(tmp_path):
+    prog = merged(tmp_path, """
+app a { t1 { select tcp } t2 {
+  n = count() by (ip.src, ip.dst)
+  t = track (ip.src, ip.dst) open when tcp.syn close when tcp.fin expire 10s size 1000
+} }
+app b { t1 { select tcp } t2 {
+  t2 = track (ip.dst, ip.src) open when tcp.syn close when tcp.fin expire 10s size 5000
+} }
+app c { t1 { select tcp } t2 {
+  t = track (ip.src, ip.dst) open when tcp.syn close when tcp.fin expire 20s
+} }
+""")
+    assert maps_text(prog) == """\
+  m0: fused key (ip.dst, ip.src) size 16384 on full count
+    s0: count() if p0 window -    # a.n.count
+  m1: track key (ip.dst, ip.src) size 5000 on full lru
+    track a.t: open p2 close p4 expire 10s
+  m2: track key (ip.dst, ip.src) size 65536 on full lru
+    track c.t: open p2 close p4 expire 20s
+"""
+    assert prog.track_maps == {("a", "t"): "m1", ("b", "t2"): "m1", ("c", "t"): "m2"}
+    assert [(u.app, u.stat) for u in prog.maps[1].uses] == [("a", "t"), ("b", "t2")]
+    assert prog.maps[1].slots == ()
+
+
+# ---- the index -----------------------------------------------------------------------------------
+
+def test_stat_slots_index_is_correct(tmp_path):
+    prog = merged(tmp_path, """
+app a { t1 { select udp } t2 {
+  q = count(), sum(pkt.len) as bytes, min(pkt.ts) as first by ip.src window 10s
+  r = count() by dns.rcode
+  u = distinct(ip.src, udp.sport)
+} }
+app b { t1 { select udp } t2 { q = count() as n by ip.src window 10s  k = hist(pkt.len) } }
+""")
+    assert prog.stat_slots == {
+        ("a", "q", "count"): ("m0", "s0"),
+        ("b", "q", "n"): ("m0", "s0"),
+        ("a", "q", "bytes"): ("m0", "s1"),
+        ("a", "q", "first"): ("m0", "s2"),
+        ("a", "r", "count"): ("m1", "s3"),
+        ("a", "u", "distinct"): ("m2", "s4"),
+        ("b", "k", "hist_pkt_len"): ("m3", "s5"),
+    }
+    # every entry points at a slot whose uses include it, and every use is indexed
+    for (app, stat, member), (mname, sname) in prog.stat_slots.items():
+        m = next(m for m in prog.maps if m.name == mname)
+        s = next(s for s in m.slots if s.name == sname)
+        assert (app, stat, member) in {(u.app, u.stat, u.member) for u in s.uses}
+        assert (app, stat, member) in {(u.app, u.stat, u.member) for u in m.uses}
+    indexed = {(u.app, u.stat, u.member) for m in prog.maps for s in m.slots for u in s.uses}
+    assert indexed == set(prog.stat_slots)
+    assert map_of(prog, "b", "k").kind == "fused"
+
+
+def test_merge_consumes_pending_stats_and_names_are_dense(tmp_path):
+    from benchmarks.specgen import generate
+
+    prog = merged(tmp_path, generate(32))
+    assert prog.pending_stats == []
+    assert [m.name for m in prog.maps] == [f"m{i}" for i in range(len(prog.maps))]
+    slots = [s.name for m in prog.maps for s in m.slots]
+    assert slots == [f"s{i}" for i in range(len(slots))]
+    # every aggregate of every app has exactly one slot
+    n_aggs = sum(len(st.aggregates) for a in prog.apps for st in _model_stats(tmp_path) if st.app == a.name
+                 and st.kind == "aggregate")
+    assert len(prog.stat_slots) == n_aggs
+
+
+def _model_stats(tmp_path):
+    from compiler.frontend import load
+
+    prog, _ = load([tmp_path / "a.mon"])
+    return [st for a in prog.apps for st in a.stats]
