@@ -40,6 +40,27 @@ def _ts_ns(ts) -> int:
     return int(Decimal(str(ts)) * 1_000_000_000)
 
 
+class _TruncatedRead(Exception):
+    pass
+
+
+class _CheckedFile:
+    """A file that raises on a short read in the middle of a record: dpkt would
+    silently return the partial record of a truncated capture."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def read(self, n=-1):
+        data = self.f.read(n)
+        if n and n > 0 and 0 < len(data) < n:
+            raise _TruncatedRead(f"a record needs {n} bytes but the file ends after {len(data)}")
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
 def _open(f, path: str):
     magic = f.read(4)
     f.seek(0)
@@ -49,12 +70,13 @@ def _open(f, path: str):
         if magic == b"\x0a\x0d\x0d\x0a":
             return dpkt.pcapng.Reader(f)
         return dpkt.pcap.Reader(f)
-    except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, EOFError) as e:
+    except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, EOFError, _TruncatedRead) as e:
         raise CaptureError(f"{path}: not a pcap or pcapng file ({e or type(e).__name__})")
 
 
 def read_frames(path: str) -> Iterator[Frame]:
-    with open(path, "rb") as f:
+    with open(path, "rb") as raw:
+        f = _CheckedFile(raw)
         reader = _open(f, path)
         dlt = reader.datalink()
         if dlt != DLT_EN10MB:
@@ -68,7 +90,8 @@ def read_frames(path: str) -> Iterator[Frame]:
                 ts, data = next(it)
             except StopIteration:
                 return
-            except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, EOFError, struct_error()) as e:
+            except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, EOFError, _TruncatedRead,
+                    struct_error()) as e:
                 pos = f.tell() if not f.closed else "?"
                 raise CaptureError(f"{path}: stopped after frame {n} near byte {pos}: "
                                    f"the file is truncated or corrupt ({e or type(e).__name__})", n)

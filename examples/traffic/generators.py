@@ -78,7 +78,7 @@ def dns_traffic(n: int = 100, seed: int = 2, t0: int = 0) -> list[tuple[int, byt
         qid = rnd.randrange(1 << 16)
         q = _eth(i) / IP(src=c, dst=resolver) / UDP(sport=sport, dport=53) / DNS(id=qid, rd=1, qd=DNSQR(qname=name))
         rcode = 3 if rnd.random() < 0.1 else 0
-        an = None if rcode else DNSRR(rrname=name, rdata=f"{SERVER_NET}.1.{rnd.randrange(1, 255)}")
+        an = [] if rcode else DNSRR(rrname=name, rdata=f"{SERVER_NET}.1.{rnd.randrange(1, 255)}")
         r = _eth(i) / IP(src=resolver, dst=c) / UDP(sport=53, dport=sport) / DNS(id=qid, qr=1, ra=1, rd=1, rcode=rcode, qd=DNSQR(qname=name), an=an)
         out.append((t, bytes(q)))
         t += rnd.randrange(100 * US, 5 * MS)
