@@ -234,3 +234,44 @@ def test_indexed_stat_read_and_arithmetic(engine):
     assert fired == (1 if len(resp) > 3 * len(query) else 0)
     run(eng, [resp] * 2, t0=2 * S)
     assert eng.snapshot()["counters"]["rule.0.fired"] == fired + 2
+
+
+def test_window_boundary_is_exact(engine):
+    eng = engine("app w { t2 { c = count() window 100ms } }")
+    w = 100_000_000
+    eng.run_frame(7 * w - 1, tcp())                  # last nanosecond of window 6
+    eng.run_frame(7 * w - 1, tcp())
+    assert stat(eng.snapshot(now=7 * w - 1), "w", "c") == {"value": {"count": 2}}
+    eng.run_frame(7 * w, tcp())                      # first nanosecond of window 7
+    assert stat(eng.snapshot(now=7 * w), "w", "c") == {"value": {"count": 1}}
+    assert stat(eng.snapshot(now=8 * w), "w", "c") == {"value": {"count": 0}}
+
+
+def test_track_expiry_is_exact_to_the_bucket(engine):
+    # expire 8s: buckets of 1 s; an entry opened in bucket b is open while now's
+    # bucket is below b + 8
+    eng = engine("""app h { t2 { p = track (ip.src, tcp.sport) open when tcp.syn close when tcp.fin expire 8s } }""")
+    eng.run_frame(100 * S + 500_000_000, tcp(sport=1))                   # bucket 100
+    assert stat(eng.snapshot(now=108 * S - 1), "h", "p")["size"] == 1   # bucket 107
+    assert stat(eng.snapshot(now=108 * S), "h", "p")["size"] == 0       # bucket 108
+    # a SYN for the expired entry opens it again, counted once
+    eng.run_frame(108 * S, tcp(sport=1))
+    snap = eng.snapshot(now=108 * S)
+    assert stat(snap, "h", "p")["size"] == 1 and len(stat(snap, "h", "p")["open"]) == 1
+    # closing an expired entry does not make the count negative
+    eng.run_frame(120 * S, tcp(sport=1, flags="F"))
+    assert stat(eng.snapshot(now=120 * S), "h", "p")["size"] == 0
+
+
+def test_rate_limit_is_exact_to_the_nanosecond(engine):
+    # limit 4/s: interval 250 ms, burst of 4
+    eng = engine('app r { t3 { when tcp { alert "x" limit 4/s } } }')
+    t = 10 * S
+    for i in range(6):                                # 4 pass, 2 are limited
+        eng.run_frame(t, tcp())
+    assert eng.snapshot()["counters"]["app.r.events"] == 4
+    eng.run_frame(t + 250_000_000 - 1, tcp())         # 1 ns before a token is back
+    assert eng.snapshot()["counters"]["app.r.events"] == 4
+    eng.run_frame(t + 250_000_000, tcp())             # exactly one interval later
+    assert eng.snapshot()["counters"]["app.r.events"] == 5
+    assert eng.snapshot()["counters"]["app.r.rate_limited"] == 3
