@@ -465,7 +465,7 @@ class Generator:
                     fill.append(f"__builtin_memcpy(k.{mem.name}, {src}, {mem.size});")
             reuse = ""
             out.append(f"struct xm_v_{m.name} *{pname} = NULL;")
-            out.append(f"__u8 {pname}_ok = {pres or '1'};")
+            out.append(f"__u8 {pname}_ok = {f'({pres}) != 0' if pres else '1'};   /* key fields present */")
             out.append(f"if ({pname}_ok) {{ {reuse}{{ struct xm_k_{m.name} k; {' '.join(fill)} "
                        f"{pname} = {m.name}.lookup(&k); }} }}")
         elif not m.key:
@@ -526,11 +526,13 @@ class Generator:
             if mem.role != "field":
                 continue
             cf = c_fields.c_field(mem.field)
+            # a field absent from this packet is sent as zeros
+            guard = f"if (p->layers & {cf.layer_bit}) " if cf.layer != "pkt" else ""
             if "[" in mem.ctype:
                 src = f"&{cf.expr}" if cf.ctype == "__be32" else cf.expr
-                out.append(f"    __builtin_memcpy(e->{mem.name}, {src}, {mem.size});")
+                out.append(f"    {guard}__builtin_memcpy(e->{mem.name}, {src}, {mem.size});")
             else:
-                out.append(f"    e->{mem.name} = {cf.expr};")
+                out.append(f"    {guard}e->{mem.name} = {cf.expr};")
         out += [f"    {rb}.ringbuf_submit(e, 0);",
                 f"    xm_count({self.ctr(f'app.{a.name}.events')});",
                 "} else {",

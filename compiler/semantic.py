@@ -368,8 +368,10 @@ class Analyser:
         if not rule.actions:
             self.error("a 'when' rule needs at least one action", rule.span,
                        "actions: send packet(...) to asl, send summary to asl, enable APP for D, alert \"...\"")
+        # fields the rule's condition tests are present when it fires
+        sure = set(guaranteed) | (guaranteed_layers(cond) if cond is not None else set())
         for act in rule.actions:
-            a = self._action(app, act, scope, state, modes)
+            a = self._action(app, act, scope, state, modes, sure)
             if a is not None:
                 actions.append(a)
         if cond is None:
@@ -384,7 +386,7 @@ class Analyser:
             self.error(f"a rate limit must be between 1 and {MAX_RATE}, not {rate.count}", rate.span)
         return M.RateM(rate.count, rate.per_ns, f"{rate.count}/{rate.per}")
 
-    def _action(self, app, act, scope, state, modes):
+    def _action(self, app, act, scope, state, modes, sure=frozenset()):
         if isinstance(act, A.SendPacket):
             fields = []
             if not act.fields:
@@ -406,6 +408,9 @@ class Analyser:
                     continue
                 seen.add(f.field.name)
                 fields.append(f)
+                if f.field.layer not in sure:
+                    self.note(f"sent field '{f.field.name}' needs the {f.field.layer} layer, which t1 of "
+                              f"'{app.name}' does not guarantee; it is sent as 0 when absent", r.span)
             if app.asl is None:
                 self.note(f"app '{app.name}' sends to asl but names no handler file; a generated stub will log",
                           act.span)

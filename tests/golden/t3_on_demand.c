@@ -917,7 +917,7 @@ int xdpmon_main(struct xdp_md *ctx)
         X[0] = 0;
         H[0] = 0;
         struct xm_v_m0 *r_m0_ip_src = NULL;
-        __u8 r_m0_ip_src_ok = (p->layers & XM_L_IP);
+        __u8 r_m0_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
         if (r_m0_ip_src_ok) { { struct xm_k_m0 k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m0_ip_src = m0.lookup(&k); } }
         if (r_m0_ip_src_ok) {
             H[0] = 1;
@@ -942,9 +942,9 @@ int xdpmon_main(struct xdp_md *ctx)
                     e->ts = now;
                     e->action = 0;
                     e->rule = 0;
-                    __builtin_memcpy(e->ip_dst, p->dst.b, 16);
-                    __builtin_memcpy(e->ip_src, p->src.b, 16);
-                    e->udp_sport = p->sport;
+                    if (p->layers & XM_L_IP) __builtin_memcpy(e->ip_dst, p->dst.b, 16);
+                    if (p->layers & XM_L_IP) __builtin_memcpy(e->ip_src, p->src.b, 16);
+                    if (p->layers & XM_L_UDP) e->udp_sport = p->sport;
                     xm_rb_watcher.ringbuf_submit(e, 0);
                     xm_count(26);
                 } else {
@@ -1007,7 +1007,7 @@ int xdpmon_main(struct xdp_md *ctx)
         X[0] = 0;
         H[0] = 0;
         struct xm_v_m0 *r_m0_ip_src = NULL;
-        __u8 r_m0_ip_src_ok = (p->layers & XM_L_IP);
+        __u8 r_m0_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
         if (r_m0_ip_src_ok) { { struct xm_k_m0 k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m0_ip_src = m0.lookup(&k); } }
         if (r_m0_ip_src_ok) {
             H[0] = 1;
@@ -1024,8 +1024,8 @@ int xdpmon_main(struct xdp_md *ctx)
                     e->ts = now;
                     e->action = 4;
                     e->rule = 2;
-                    __builtin_memcpy(e->ip_dst, p->dst.b, 16);
-                    e->dns_rcode = (p->dns_flags & 0xf);
+                    if (p->layers & XM_L_IP) __builtin_memcpy(e->ip_dst, p->dst.b, 16);
+                    if (p->layers & XM_L_DNS) e->dns_rcode = (p->dns_flags & 0xf);
                     xm_rb_responder.ringbuf_submit(e, 0);
                     xm_count(29);
                 } else {

@@ -1,0 +1,410 @@
+"""The reference interpreter: the merged IR executed in pure Python.
+
+``ReferenceEngine`` has the interface of runtime.replay.KernelEngine (``run_frame``,
+``snapshot``, ``close``, ``stats``, ``maps`` with ``set_param``/``set_enabled``,
+``raw_state``) and needs no root, no BCC and no kernel. Its maps hold the same
+bytes as the kernel's, in the same layouts (compiler/layout.py, the manifest), so
+``runtime.snapshot.build_snapshot`` is shared and raw map contents compare byte for
+byte with the kernel's.
+
+What it emulates, exactly as the replay build of the generated C does
+(codegen_templates/xdp_program.c.j2; runtime/reference/pycompile.py has the
+statement-by-statement translation):
+
+* the parse (the program's layer set, ``ipv6_ext_max`` 6) on the bytes the kernel
+  lets the program read: under BPF_PROG_TEST_RUN the replay input is the 8-byte
+  timestamp followed by the frame, its first XDP_TEST_RUN_LINEAR (3520) bytes are
+  linear and the program strips the 8 bytes, so the parser sees
+  ``min(len, 3512)`` bytes while pkt.len is the whole length. Frames shorter than
+  14 bytes are refused (never run), as are frames the kernel cannot hold
+  (``len + 8 > 3520 + 17 * 4096``: ENOMEM, i.e. longer than 73144 bytes); both are
+  counted in ``stats.refused`` like KernelEngine does;
+* counters (frames, parse outcome, verdict.pass, per-map insert failures, per-app
+  events / ringbuf_full / rate_limited, per-rule fired), params, the enable mask
+  (xm_enabled / xm_enable, events only when the target app was off);
+* phase-1 predicates (absent fields make comparisons false; u64 arithmetic with
+  saturating ``-`` and ``/0 = 0``), fused maps (insert failures of full ``count``
+  maps are counted), window epochs (``now // window + 1``, a whole window group
+  reset when any slot of the group is touched), count / sum (u64 wrap) / min
+  (stored as ~min) / max / hist (log2 buckets) / keyed distinct (registers, z,
+  zeros, z == 0 initialisation), unkeyed HyperLogLog (registers tagged
+  ``epoch << 8 | rank``, header epoch/z/zeros), count-min (tag | count), track
+  tables (buckets of expire/8, open/close/expire), T3 statistic reads (missing
+  entry reads 0, absent key fields make the comparison false), ``size()``,
+  estimates (runtime/hll.py), rate limiters (GCRA as xm_rate_ok), events (decoded
+  by runtime.maps.ProgramMaps.decode_event from the same record bytes), and the
+  per-app ring buffers' capacity (256 KiB, drained when KernelEngine polls: every
+  4096 frames and at each snapshot).
+
+Where the C differs from what the IR or the README promise, the reference does
+what the C does (tests/test_reference.py pins each case, tests/test_differential.py
+checks it against the kernel): the ``__u8`` truncation of the single-layer presence
+test of T3 reads (a stat keyed by an icmp/icmp6/dns field is never read as
+present), and ``send packet`` fields of absent layers read from the shared
+storage of ``struct xm_pkt`` (tcp.dport of a UDP packet is its UDP port).
+
+LRU maps (``on full lru`` and track tables): the kernel's BPF LRU hash is an
+approximation (per-CPU free lists of 128 nodes; it may evict before it is full and
+does not evict in strict recency order). The reference keeps an exact LRU (every
+lookup or update is a use). The two agree as long as a map holds fewer entries than
+its size minus 128 per CPU; the differential tests keep LRU maps below that and
+compare everything else exactly.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+
+from compiler import ir
+from compiler.codegen import Generator
+from runtime import hll
+from runtime.bpf_test_run import XDP_TEST_RUN_LINEAR
+from runtime.maps import ProgramMaps
+from runtime.replay import POLL_EVERY, ReplayStats
+from runtime.snapshot import RawState, build_snapshot
+
+from . import pyparse
+from .pycompile import M64, TRACK_NB, PyProgram
+
+XDP_PASS = 2
+REPLAY_PREFIX = 8                      # the capture time before each frame (replay build)
+MAX_SKB_FRAGS = 17                     # pages of a multi-buffer test-run frame
+LINEAR = XDP_TEST_RUN_LINEAR - REPLAY_PREFIX
+MAX_FRAME = XDP_TEST_RUN_LINEAR + MAX_SKB_FRAGS * 4096 - REPLAY_PREFIX
+MIN_FRAME = 14
+CACHE_MAX = 1 << 18                    # entries of each hash / estimate cache
+
+_Q = struct.Struct("<Q")
+_QQ = struct.Struct("<QQ")
+_Qq = struct.Struct("<Qq")
+_HDR = struct.Struct("<QQQQ")
+
+
+def _s64(x: int) -> int:
+    return ((x + (1 << 63)) & M64) - (1 << 63)
+
+
+def _hll_hasher(mask: int, log2m: int, top: int):
+    cache: dict = {}
+    xm_hash = hll.xm_hash
+
+    def hx(hk: bytes):
+        r = cache.get(hk)
+        if r is None:
+            h = xm_hash(hk, 0)
+            w = h >> log2m
+            rank = top if w == 0 else min((w & -w).bit_length(), top)
+            r = (h & mask, rank)
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            cache[hk] = r
+        return r
+    return hx
+
+
+def _cms_indexer(width: int, depth: int):
+    cache: dict = {}
+    xm_hash = hll.xm_hash
+
+    def cx(hk: bytes):
+        r = cache.get(hk)
+        if r is None:
+            r = tuple(row * width + (xm_hash(hk, row + 1) & (width - 1)) for row in range(depth))
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            cache[hk] = r
+        return r
+    return cx
+
+
+def _estimator(regs: int, am2: int, lnm: int):
+    cache: dict = {}
+    est = hll.estimate
+
+    def e(z: int, zeros: int) -> int:
+        key = (z, zeros)
+        r = cache.get(key)
+        if r is None:
+            r = est(z, zeros, regs, am2, lnm)
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            cache[key] = r
+        return r
+    return e
+
+
+def _sub(a: int, b: int) -> int:
+    return a - b if a > b else 0
+
+
+def _div(a: int, b: int) -> int:
+    return a // b if b else 0
+
+
+class ReferenceMaps:
+    """Control and reading of the emulated maps (the subset of
+    runtime.maps.ProgramMaps that tests and the replay command use)."""
+
+    def __init__(self, engine: "ReferenceEngine"):
+        self._e = engine
+        self.m = engine.manifest
+
+    def init(self) -> None:
+        for s in self.m["params"]["slots"]:
+            self._e.PAR[s["index"]] = s["default"]
+
+    def set_param(self, app: str, name: str, value: int) -> None:
+        slot = next(s for s in self.m["params"]["slots"] if s["app"] == app and s["name"] == name)
+        if not 0 <= value <= M64:
+            raise OverflowError(f"param {app}.{name}: {value} does not fit in 64 bits")
+        self._e.PAR[slot["index"]] = value
+
+    def params(self) -> list[int]:
+        return list(self._e.PAR)
+
+    def set_enabled(self, app: str, until_ns: int) -> None:
+        """Enable an on-demand app until ``until_ns`` (U64_MAX: until disabled); 0 disables."""
+        idx = next(a["index"] for a in self.m["apps"] if a["name"] == app)
+        self._e.UNTIL[idx] = until_ns & M64
+        self._e.CTL[1] = 0           # make the program recompute its enable mask
+
+    def ctl(self) -> tuple[int, list[int]]:
+        return self._e.CTL[0], list(self._e.UNTIL)
+
+    def counters(self) -> list[int]:
+        return list(self._e.C)
+
+    def raw_state(self) -> RawState:
+        return self._e.raw_state()
+
+    def poll_events(self) -> None:
+        self._e._poll()
+
+
+class ReferenceEngine:
+    """The merged IR run in Python, with the kernel engine's interface.
+
+    ``ReferenceEngine(art)`` with ``compiler.driver.Artifacts``, or
+    ``ReferenceEngine(program_ir, manifest)``. The manifest may be of the replay or
+    the live build (the layouts are the same); the engine always emulates the
+    replay build (the clock is the ``ts_ns`` given with each frame).
+    """
+
+    name = "reference"
+
+    def __init__(self, program, manifest: dict | None = None):
+        prog = program.ir if hasattr(program, "ir") else program
+        if not isinstance(prog, ir.ProgramIR):
+            raise TypeError("ReferenceEngine needs compiler.driver.Artifacts or a compiler.ir.ProgramIR")
+        gen = Generator(prog, replay=True)
+        if manifest is None:
+            manifest = getattr(program, "manifest", None)
+        if manifest is None:
+            from compiler import manifest as manifest_mod
+            manifest = manifest_mod.build(gen)
+        self.prog = prog
+        self.gen = gen
+        self.manifest = manifest
+        self.stats = ReplayStats()
+        self.events: list[dict] = []
+        self.maps = ReferenceMaps(self)
+        self._build_state()
+        self.maps.init()
+        self.py = PyProgram(prog, gen, linear=LINEAR)
+        self._run = self._compile()
+
+    # ---- state ----------------------------------------------------------------------
+    def _build_state(self) -> None:
+        prog, gen = self.prog, self.gen
+        self.C = [0] * len(gen.counters.names)
+        self.PAR = [0] * len(prog.params)
+        self.CTL = [0, 0]                       # mask, next_change (the C's xm_ctl)
+        self.UNTIL = [0] * len(prog.apps)
+        n_lim = max([getattr(act, "limiter", -1) for a in prog.apps for r in a.rules for act in r.actions] + [-1]) + 1
+        self.RL = [0] * n_lim
+        self.RBU = [0] * sum(1 for a in prog.apps if a.rules)      # bytes in each app's ring buffer
+        self.RBQ = [[] for _ in self.RBU]                           # its records, not yet consumed
+        self.on_demand = [a.index for a in prog.apps if a.mode == "on_demand"]
+        self.store: dict = {}                   # namespace name -> map state
+        for m in prog.maps:
+            if m.kind == "fused":
+                if m.key:
+                    self.store[f"M_{m.name}"] = OrderedDict() if m.on_full == "lru" else {}
+                else:
+                    self.store[f"V_{m.name}"] = None     # filled once the value plan exists
+            elif m.kind == "track":
+                self.store[f"M_{m.name}"] = OrderedDict()
+                self.store[f"BE_{m.name}"] = [0] * TRACK_NB
+                self.store[f"BC_{m.name}"] = [0] * TRACK_NB
+            elif m.kind == "hll":
+                regs = dict(m.slots[0].options)["registers"]
+                self.store[f"R_{m.name}"] = [0] * regs
+                self.store[f"HD_{m.name}"] = [0, 0, 0, 0]
+            elif m.kind == "cms":
+                o = dict(m.slots[0].options)
+                self.store[f"CM_{m.name}"] = [0] * (o["width"] * o["depth"])
+
+    def _compile(self):
+        py = self.py
+        ns: dict = {"M64": M64, "POW": [hll.hll_pow(r) for r in range(256)], "SUB": _sub, "DIV": _div,
+                    "C": self.C, "PAR": self.PAR, "CTL": self.CTL, "RL": self.RL, "RBU": self.RBU,
+                    "RBQ": self.RBQ, "DEC": ProgramMaps(None, self.manifest).decode_event,
+                    "REFRESH": self._refresh, "ENABLE": self._enable}
+        ns.update(pyparse.namespace(6))
+        for m in self.prog.maps:
+            if m.kind == "fused" and not m.key:
+                self.store[f"V_{m.name}"] = eval(py.value_plans[m.name].new)
+            if m.kind == "track":
+                ns[f"TA_{m.name}"], ns[f"TS_{m.name}"] = self._track_funcs(m)
+        ns.update(self.store)
+        for name, spec in py.ns.items():
+            if isinstance(spec, tuple):
+                if spec[0] == "hll":
+                    ns[name] = _hll_hasher(*spec[1:])
+                elif spec[0] == "cms":
+                    ns[name] = _cms_indexer(*spec[1:])
+                elif spec[0] == "est":
+                    ns[name] = _estimator(*spec[1:])
+                else:
+                    raise AssertionError(spec)
+            else:
+                ns[name] = spec
+        self._packers = {m.name: eval(py.value_plans[m.name].pack_src, ns) for m in self.prog.maps
+                         if m.kind == "fused"}
+        # bind every namespace name the function uses as a keyword default (fast locals)
+        src = py.source
+        used = sorted(n for n in ns if n in src and not n.startswith("__"))
+        header = "def run(ts, data, *, " + ", ".join(f"{n}={n}" for n in used) + "):"
+        src = src.replace("def run(ts, data):", header, 1)
+        self.source = src
+        exec(compile(src, f"<xdpmon-reference:{id(self):x}>", "exec"), ns)
+        return ns["run"]
+
+    def _track_funcs(self, m: ir.StatMap):
+        be = self.store[f"BE_{m.name}"]
+        bc = self.store[f"BC_{m.name}"]
+
+        def add(b: int, d: int) -> None:
+            i = b % TRACK_NB
+            if be[i] != b:
+                be[i] = b
+                bc[i] = 0
+            bc[i] = _s64(bc[i] + d)
+
+        def size(b: int) -> int:
+            n = 0
+            for i in range(TRACK_NB):
+                e = be[i]
+                if e <= b and b - e < TRACK_NB:
+                    n += bc[i]
+            return n if n > 0 else 0
+        return add, size
+
+    def _refresh(self, now: int) -> None:
+        """xm_enabled(): recompute the enable mask when an enable time ran out."""
+        mask, nxt = 0, M64
+        until = self.UNTIL
+        for i in self.on_demand:
+            if until[i] > now:
+                mask |= 1 << i
+                if until[i] < nxt:
+                    nxt = until[i]
+        self.CTL[0] = mask
+        self.CTL[1] = nxt
+
+    def _enable(self, i: int, until: int) -> int:
+        """xm_enable(): returns 1 when the app was off."""
+        if i >= len(self.UNTIL):
+            return 0
+        ctl = self.CTL
+        was_off = 0 if ctl[0] & (1 << i) else 1
+        if self.UNTIL[i] < until:
+            self.UNTIL[i] = until
+        ctl[0] |= 1 << i
+        if ctl[1] > until:
+            ctl[1] = until
+        return was_off
+
+    def _poll(self) -> None:
+        """User space consumes the ring buffers, as KernelEngine's poll does: every
+        record of each app's ring in turn (apps in manifest order, as libbpf's
+        ring_buffer__consume walks the rings in the order they were added)."""
+        for i, q in enumerate(self.RBQ):
+            if q:
+                self.events.extend(q)
+                q.clear()
+            self.RBU[i] = 0
+
+    # ---- the KernelEngine interface -----------------------------------------------------
+    def run_frame(self, ts_ns: int, data: bytes) -> int | None:
+        """Run one frame; returns the XDP verdict, or None when refused."""
+        st = self.stats
+        st.frames += 1
+        if ts_ns > st.last_ts:
+            st.last_ts = ts_ns
+        n = len(data)
+        if n < MIN_FRAME or n > MAX_FRAME:
+            st.refused += 1
+            return None
+        if not 0 <= ts_ns <= M64:
+            raise struct.error(f"timestamp {ts_ns} is not a u64")
+        if type(data) is not bytes:
+            data = bytes(data)
+        r = self._run(ts_ns, data)
+        st.verdicts[r] = st.verdicts.get(r, 0) + 1
+        if st.frames % POLL_EVERY == 0:
+            self._poll()
+        return r
+
+    def run_frames(self, frames) -> None:
+        """Run ``(ts_ns, data)`` pairs (a convenience; same as run_frame each)."""
+        for ts, data in frames:
+            self.run_frame(ts, data)
+
+    def set_param(self, app: str, name: str, value: int) -> None:
+        self.maps.set_param(app, name, value)
+
+    def set_enabled(self, app: str, until_ns: int) -> None:
+        self.maps.set_enabled(app, until_ns)
+
+    def raw_state(self) -> RawState:
+        raw = RawState()
+        for m in self.prog.maps:
+            if m.kind == "fused":
+                pack = self._packers[m.name]
+                if m.key:
+                    raw.maps[m.name] = [(k, pack(v)) for k, v in self.store[f"M_{m.name}"].items()]
+                else:
+                    raw.maps[m.name] = [pack(self.store[f"V_{m.name}"])]
+            elif m.kind == "track":
+                raw.maps[m.name] = [(k, _QQ.pack(*v)) for k, v in self.store[f"M_{m.name}"].items()]
+                be, bc = self.store[f"BE_{m.name}"], self.store[f"BC_{m.name}"]
+                raw.maps[f"{m.name}_b"] = [_Qq.pack(be[i], bc[i]) for i in range(TRACK_NB)]
+            elif m.kind == "hll":
+                raw.maps[m.name] = [_Q.pack(r) for r in self.store[f"R_{m.name}"]]
+                raw.maps[f"{m.name}_hdr"] = [_HDR.pack(*self.store[f"HD_{m.name}"])]
+            elif m.kind == "cms":
+                raw.maps[m.name] = [_Q.pack(c) for c in self.store[f"CM_{m.name}"]]
+        raw.counters = list(self.C)
+        raw.params = list(self.PAR)
+        raw.ctl_mask, raw.ctl_until = self.CTL[0], list(self.UNTIL)
+        raw.events = list(self.events)
+        return raw
+
+    def snapshot(self, now: int | None = None) -> dict:
+        self._poll()
+        raw = self.raw_state()
+        snap = build_snapshot(self.manifest, raw, self.stats.last_ts if now is None else now)
+        snap["counters"]["replay.refused"] = self.stats.refused
+        return snap
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
