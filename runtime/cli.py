@@ -215,6 +215,8 @@ def _make_engine(engine: str, art):
         return KernelEngine(art.c, art.manifest)
     except LoadError as e:
         click.echo(f"xdpmon: cannot load the program: {e}", err=True)
+        if e.log and not e.c_line:
+            click.echo("  " + "\n  ".join(e.log.strip().split("\n")[-8:]), err=True)
         if e.c_line:
             click.echo(f"  generated C line {e.c_line}: {e.c_text}", err=True)
             click.echo("this is a bug in xdpmon's compiler: please report it with the specs", err=True)

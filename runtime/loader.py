@@ -127,6 +127,9 @@ def load(c_source: str, cflags: list[str] | None = None) -> Loaded:
         from bcc import BPF
     except ImportError as e:  # pragma: no cover - setup installs python3-bpfcc
         raise LoadError(f"BCC is not available: {e}; run 'make setup'") from None
+    if os.geteuid() != 0:
+        raise LoadError("loading an XDP program needs root (CAP_BPF and CAP_NET_ADMIN); run as root, "
+                        "or replay with --engine reference")
     flags = ["-w"] + list(cflags or [])
     with _CaptureStderr() as cap:
         try:
