@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from dsl.fields import Field, Kind
+from dsl.fields import FIELDS, Field, Kind
 
 from . import c_fields, ir
 from . import layout as L
@@ -31,9 +31,10 @@ RINGBUF_PAGES = 64           # per app: 256 KiB with 4 KiB pages
 
 @dataclass
 class Block:
-    """A commented block of C statements."""
+    """A commented block of C statements, run only when ``gate`` (C) holds."""
     comment: list[str]
     lines: list[str] = field(default_factory=list)
+    gate: str | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,10 +54,6 @@ def c_string(s: str) -> str:
 
 def _where(span) -> str:
     return f"{span.file}:{span.line}"
-
-
-def _ns_name(ns: int) -> str:
-    return f"{ns}"
 
 
 class Generator:
@@ -128,35 +125,42 @@ class Generator:
             gate = self.gate(gate_apps)
             if gate != cur_gate:
                 blocks.append(Block([f"only while {', '.join(gate_apps)} enabled"] if gate else
-                                    ["for every packet"], []))
-                blocks[-1].gate = gate
+                                    ["for every packet"], [], gate))
                 cur_gate = gate
             src = ", ".join(sorted({_where(s) for s in n.spans}))
             blocks[-1].lines.append(f"P[{n.id}] = {cx.pred(n.pred)};" + (f"  /* {c_string(src)} */" if src else ""))
         return blocks
-
-    def phase1_ids(self) -> list[int]:
-        return [n.id for n in self.prog.preds if n.phase == 1]
 
     # ---- statistics ------------------------------------------------------------------
     def slot_cond(self, s: ir.Slot) -> str:
         g = self.gate(slot_gates(self.prog, s))
         return f"(P[{s.guard}] && {g})" if g else f"P[{s.guard}]"
 
-    def key_fill(self, var: str, st: L.Struct) -> list[str]:
-        out = [f"__builtin_memset(&{var}, 0, sizeof({var}));"]
+    def copy_fields(self, dst: str, st: L.Struct, sources: dict | None = None,
+                    zero_absent: bool = False) -> list[str]:
+        """C statements filling the field members of ``st`` at ``dst`` (``k.``,
+        ``e->``) from the packet. ``sources`` maps a member's field to the field
+        read instead (stat[...] keys); with ``zero_absent`` a field whose layer
+        the packet lacks is left zero."""
+        out = []
         for mem in st.members:
             if mem.role != "field":
                 continue
-            cf = c_fields.c_field(mem.field)
-            if "[" in mem.ctype:
-                src = cf.expr
-                if cf.ctype == "__be32":
-                    src = f"&{cf.expr}"
-                out.append(f"__builtin_memcpy({var}.{mem.name}, {src}, {mem.size});")
+            src_f = sources[mem.field] if sources else FIELDS[mem.field]
+            cf = c_fields.c_field(src_f.name)
+            guard = f"if (p->layers & {cf.layer_bit}) " if zero_absent and cf.layer != "pkt" else ""
+            if "[" not in mem.ctype:
+                stmt = f"{dst}{mem.name} = {cf.expr};"
+            elif src_f.kind == Kind.IP4 and mem.kind == "ip":
+                stmt = f"xm_v4mapped({dst}{mem.name}, {cf.expr});"
             else:
-                out.append(f"{var}.{mem.name} = {cf.expr};")
+                src = f"&{cf.expr}" if cf.ctype == "__be32" else cf.expr
+                stmt = f"__builtin_memcpy({dst}{mem.name}, {src}, {mem.size});"
+            out.append(guard + stmt)
         return out
+
+    def key_fill(self, var: str, st: L.Struct, sources: dict | None = None) -> list[str]:
+        return [f"__builtin_memset(&{var}, 0, sizeof({var}));"] + self.copy_fields(f"{var}.", st, sources)
 
     def map_blocks(self) -> list[Block]:
         cx = CExpr(self.params)
@@ -383,7 +387,7 @@ class Generator:
             reads[k] = StatRead(var, has)
             lines += [f"{var} = 0;", f"{has} = 0;"]
             self.max_reads = max(self.max_reads, i + 1)
-            lines += self._read_stat(m, slot, v, var, has, ptrs, lines)
+            lines += self._read_stat(m, slot, v, var, has, ptrs)
         size_exprs = {}
         for (app, stat) in vsizes:
             mname = self.prog.track_maps[(app, stat)]
@@ -407,7 +411,7 @@ class Generator:
         m = next(mm for mm in self.prog.maps if mm.name == mname)
         return max(1, m.track.expire_ns // L.TRACK_BUCKETS)
 
-    def _read_stat(self, m, slot, v: ir.VStat, var, has, ptrs, lines_so_far) -> list[str]:
+    def _read_stat(self, m, slot, v: ir.VStat, var, has, ptrs) -> list[str]:
         out = []
         key_fields = list(v.key)
         cx = CExpr(self.params)
@@ -444,29 +448,14 @@ class Generator:
         # fields written in stat[...], or the stat's own key fields)
         written = self.prog.stat_keys[(v.app, v.stat)]
         mapping = dict(zip(written, key_fields))
-        same_key = all(mapping[n].name == n for n in written)
         pname = f"r_{m.name}_" + "_".join(f.name.replace(".", "_") for f in key_fields) if m.key else f"v_{m.name}"
         if m.key and pname not in ptrs:
             ptrs[pname] = True
             pres = cx.presence(key_fields)
-            kst = self.keys[m.name]
-            fill = ["__builtin_memset(&k, 0, sizeof(k));"]
-            for mem in kst.members:
-                if mem.role != "field":
-                    continue
-                src_f = mapping[mem.field]
-                cf = c_fields.c_field(src_f.name)
-                if "[" not in mem.ctype:
-                    fill.append(f"k.{mem.name} = {cf.expr};")
-                elif src_f.kind == Kind.IP4 and mem.kind == "ip":
-                    fill.append(f"xm_v4mapped(k.{mem.name}, {cf.expr});")
-                else:
-                    src = f"&{cf.expr}" if cf.ctype == "__be32" else cf.expr
-                    fill.append(f"__builtin_memcpy(k.{mem.name}, {src}, {mem.size});")
-            reuse = ""
+            fill = self.key_fill("k", self.keys[m.name], mapping)
             out.append(f"struct xm_v_{m.name} *{pname} = NULL;")
             out.append(f"__u8 {pname}_ok = {f'({pres}) != 0' if pres else '1'};   /* key fields present */")
-            out.append(f"if ({pname}_ok) {{ {reuse}{{ struct xm_k_{m.name} k; {' '.join(fill)} "
+            out.append(f"if ({pname}_ok) {{ {{ struct xm_k_{m.name} k; {' '.join(fill)} "
                        f"{pname} = {m.name}.lookup(&k); }} }}")
         elif not m.key:
             pname = f"r_{m.name}"
@@ -522,17 +511,8 @@ class Generator:
                "    e->ts = now;",
                f"    e->action = {ev.action};",
                f"    e->rule = {ev.rule};"]
-        for mem in st.members:
-            if mem.role != "field":
-                continue
-            cf = c_fields.c_field(mem.field)
-            # a field absent from this packet is sent as zeros
-            guard = f"if (p->layers & {cf.layer_bit}) " if cf.layer != "pkt" else ""
-            if "[" in mem.ctype:
-                src = f"&{cf.expr}" if cf.ctype == "__be32" else cf.expr
-                out.append(f"    {guard}__builtin_memcpy(e->{mem.name}, {src}, {mem.size});")
-            else:
-                out.append(f"    {guard}e->{mem.name} = {cf.expr};")
+        # a field absent from this packet is sent as zeros
+        out += ["    " + l for l in self.copy_fields("e->", st, zero_absent=True)]
         out += [f"    {rb}.ringbuf_submit(e, 0);",
                 f"    xm_count({self.ctr(f'app.{a.name}.events')});",
                 "} else {",
@@ -597,8 +577,6 @@ class Generator:
             "map_decls": self.map_decls(),
             "upserts": self.upserts(),
             "zero_size": self.zero_size(),
-            "fused_maps": [m.name for m in prog.maps if m.kind == "fused"],
-            "pred_ids": self.phase1_ids(),
             "pred_blocks": self.pred_blocks(),
             "map_blocks": self.map_blocks(),
             "t3_blocks": self.t3_blocks(),

@@ -238,10 +238,6 @@ class Slot:
     options: tuple[tuple[str, int], ...]
     uses: tuple[Use, ...]
 
-    def identity(self, key_fields):
-        return (self.func, tuple(a.name for a in self.args), tuple(sorted(f.name for f in key_fields)),
-                self.guard, self.window_ns, self.options)
-
 
 @dataclass(frozen=True)
 class StatMap:

@@ -128,7 +128,7 @@ def value_struct(m: ir.StatMap) -> Struct:
                 members.append(Member(s.name, off, 8 * n, f"__u64[{n}]", "hist", slot=s.name, count=n))
                 off += 8 * n
             elif s.func == "distinct":
-                regs = s.option("registers") if hasattr(s, "option") else dict(s.options)["registers"]
+                regs = dict(s.options)["registers"]
                 members.append(Member(f"{s.name}_z", off, 8, "__u64", "hll_z", slot=s.name))
                 members.append(Member(f"{s.name}_zeros", off + 8, 8, "__u64", "hll_zeros", slot=s.name))
                 members.append(Member(f"{s.name}_regs", off + 16, regs, f"__u8[{regs}]", "hll_regs",

@@ -13,6 +13,7 @@ from . import layout as L
 from .codegen import Generator, _am2, _lnm
 from .ir import action_str, expand, pstr
 from .parse_outcomes import OUTCOMES
+from .passes.merge_stats import slot_gates
 
 MANIFEST_VERSION = 1
 
@@ -65,7 +66,7 @@ def build(gen: Generator, c_file: str = "xdpmon.c") -> dict:
         for s in m.slots:
             sd = {"name": s.name, "func": s.func, "args": [a.name for a in s.args], "guard": s.guard,
                   "window_ns": s.window_ns, "options": dict(s.options), "uses": [_use(u) for u in s.uses],
-                  "gated_by": list(_gates(prog, s))}
+                  "gated_by": list(slot_gates(prog, s))}
             if s.func == "distinct":
                 regs = dict(s.options)["registers"]
                 sd["hll"] = {"registers": regs, "am2": _am2(regs), "log2m_fp": _lnm(regs),
@@ -135,8 +136,3 @@ def build(gen: Generator, c_file: str = "xdpmon.c") -> dict:
         "rate_limiters": {"map": "xm_rl"},
         "constants": {"track_buckets": L.TRACK_BUCKETS, "hll_scale_bits": L.HLL_SCALE_BITS, "cms_count_bits": 40},
     }
-
-
-def _gates(prog, slot):
-    from .passes.merge_stats import slot_gates
-    return slot_gates(prog, slot)

@@ -31,7 +31,6 @@ def _app_layers(prog: ir.ProgramIR) -> dict[str, set[str]]:
 def _preds_before(model_prog) -> int:
     """Distinct predicates if every app were compiled alone (interned per app)."""
     from .lower import lower
-    from .passes import intern
     total = 0
     lowered = lower(model_prog)
     for a in lowered.apps:

@@ -148,7 +148,7 @@ class Analyser:
         mode = modes[app.name]
         if app.asl is not None:
             self._check_asl(app)
-        if mode == "on_demand" and not any(True for _ in app.stats) and not app.rules:
+        if mode == "on_demand" and not app.stats and not app.rules:
             self.note(f"on-demand app '{app.name}' has no statistics and no rules", app.name_span)
         return M.AppM(app.name, app.span.file, mode, select, tuple(stats.values()),
                       tuple(r for r in rules if r is not None), tuple(state.params.values()),

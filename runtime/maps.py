@@ -129,9 +129,8 @@ class ProgramMaps:
         for app in self.m["apps"]:
             if not app["ringbuf"]:
                 continue
-            size = max(e["record"]["size"] for e in self.m["events"] if e["app"] == app["name"])
 
-            def cb(ctx, data, n, _size=size):
+            def cb(ctx, data, n):
                 self._event_sink(self.decode_event(ctypes.string_at(data, n)))
                 return 0
             self.bpf[app["ringbuf"]].open_ring_buffer(cb)

@@ -8,6 +8,7 @@ can report the frames processed and exit with status 1.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -91,14 +92,9 @@ def read_frames(path: str) -> Iterator[Frame]:
             except StopIteration:
                 return
             except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, EOFError, _TruncatedRead,
-                    struct_error()) as e:
+                    struct.error) as e:
                 pos = f.tell() if not f.closed else "?"
                 raise CaptureError(f"{path}: stopped after frame {n} near byte {pos}: "
                                    f"the file is truncated or corrupt ({e or type(e).__name__})", n)
             yield Frame(n, _ts_ns(ts), bytes(data))
             n += 1
-
-
-def struct_error():
-    import struct
-    return struct.error
