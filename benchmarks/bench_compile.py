@@ -40,7 +40,8 @@ def _median(fn, runs: int) -> float:
 def _stages(paths) -> dict[str, float]:
     """One compile split into its stages (seconds each), for the breakdown line."""
     from compiler import manifest as manifest_mod
-    from compiler.codegen import Generator
+    from compiler import plan as plan_mod
+    from compiler.codegen import render_c
     from compiler.frontend import load
     from compiler.pipeline import build_ir
     from compiler.stubs import render_stub
@@ -53,11 +54,13 @@ def _stages(paths) -> dict[str, float]:
     prog = build_ir(model)
     out["IR + passes"] = time.perf_counter() - t
     t = time.perf_counter()
-    gen = Generator(prog)
-    gen.render_c()
+    plan = plan_mod.build(prog)
+    out["plan"] = time.perf_counter() - t
+    t = time.perf_counter()
+    render_c(plan)
     for a in prog.apps:
-        render_stub(gen, a.name)
-    manifest_mod.build(gen)
+        render_stub(plan, a.name)
+    manifest_mod.build(plan)
     out["codegen"] = time.perf_counter() - t
     return out
 

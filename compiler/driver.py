@@ -8,7 +8,8 @@ from pathlib import Path
 
 from . import ir, manifest as manifest_mod
 from . import model as M
-from .codegen import Generator
+from . import plan as plan_mod
+from .codegen import render_c
 from .frontend import load
 from .pipeline import build_ir
 from .stubs import render_stub, stub_filename
@@ -21,6 +22,7 @@ MANIFEST_FILE = "manifest.json"
 class Artifacts:
     model: M.ProgramM
     ir: ir.ProgramIR
+    plan: plan_mod.Plan
     c: str
     stubs: dict[str, str]        # file name -> text
     manifest: dict
@@ -32,10 +34,10 @@ class Artifacts:
 
 def compile_program(model: M.ProgramM, sources: dict[str, str] | None = None, replay: bool = False) -> Artifacts:
     prog = build_ir(model)
-    gen = Generator(prog, replay=replay)
-    c = gen.render_c()
-    stubs = {stub_filename(a.name): render_stub(gen, a.name) for a in prog.apps}
-    return Artifacts(model, prog, c, stubs, manifest_mod.build(gen, C_FILE), sources or {})
+    plan = plan_mod.build(prog, replay=replay)
+    c = render_c(plan)
+    stubs = {stub_filename(a.name): render_stub(plan, a.name) for a in prog.apps}
+    return Artifacts(model, prog, plan, c, stubs, manifest_mod.build(plan, C_FILE), sources or {})
 
 
 def compile_files(paths, replay: bool = False) -> Artifacts:

@@ -9,12 +9,11 @@ codegen and (b) written to the manifest so that the runtime decodes maps with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dsl.fields import Field, Kind
 
 from . import c_fields, ir
-from .parse_outcomes import OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -142,66 +141,5 @@ def value_struct(m: ir.StatMap) -> Struct:
     return Struct(f"xm_v_{m.name}", tuple(members), off)
 
 
-TRACK_VALUE = Struct("xm_track_v", (
-    Member("opened", 0, 8, "__u64", "ts"),
-    Member("bucket", 8, 8, "__u64", "epoch"),
-), 16)
-
-HLL_HEADER = Struct("xm_hll_hdr", (
-    Member("epoch", 0, 8, "__u64", "epoch"),
-    Member("z", 8, 8, "__u64", "hll_z"),
-    Member("zeros", 16, 8, "__u64", "hll_zeros"),
-    Member("_pad0", 24, 8, "__u64", "pad"),
-), 32)
-
-# A track table's size is counted in this many buckets of expire/N each (see codegen).
-TRACK_BUCKETS = 8
-
-# HyperLogLog sums 2^-rank in fixed point with this many fraction bits.
-HLL_SCALE_BITS = 32
-
-
-@dataclass(frozen=True)
-class EventLayout:
-    app: str
-    action: int              # program-wide action id
-    rule: int
-    type: str                # "packet" | "summary" | "alert" | "enable"
-    struct: Struct
-
-
+# The members every event record starts with.
 EVENT_HEAD = [("ts", "__u64", 8, "ts"), ("action", "__u32", 4, "action"), ("rule", "__u32", 4, "rule")]
-
-
-@dataclass
-class Counters:
-    """The global per-CPU counter array: index -> name."""
-    names: list[str] = field(default_factory=list)
-
-    def add(self, name: str) -> int:
-        self.names.append(name)
-        return len(self.names) - 1
-
-    def index(self, name: str) -> int:
-        return self.names.index(name)
-
-
-def counters_for(prog: ir.ProgramIR) -> Counters:
-    c = Counters()
-    c.add("frames")
-    for o in OUTCOMES:
-        c.add(f"parse.{o.name}")
-    c.add("verdict.pass")
-    c.add("verdict.drop")
-    c.add("blocklist.logged")
-    c.add("blocklist.dropped")
-    for m in prog.maps:
-        c.add(f"map.{m.name}.insert_failed")
-    for a in prog.apps:
-        c.add(f"app.{a.name}.events")
-        c.add(f"app.{a.name}.ringbuf_full")
-        c.add(f"app.{a.name}.rate_limited")
-    for a in prog.apps:
-        for r in a.rules:
-            c.add(f"rule.{r.id}.fired")
-    return c

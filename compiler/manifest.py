@@ -8,12 +8,10 @@ outcomes. The runtime reads this and derives nothing itself.
 
 from __future__ import annotations
 
-from . import ir
-from . import layout as L
-from .codegen import Generator, _am2, _lnm
+from . import abi, ir
 from .ir import action_str, expand, pstr
 from .parse_outcomes import OUTCOMES
-from .passes.merge_stats import slot_gates
+from .plan import Plan
 
 MANIFEST_VERSION = 1
 
@@ -31,10 +29,11 @@ def _limit(lim: ir.Limit | None) -> dict | None:
     return {"count": lim.count, "per_ns": lim.per_ns, "text": lim.text}
 
 
-def build(gen: Generator, c_file: str = "xdpmon.c") -> dict:
-    prog = gen.prog
+def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
+    prog = plan.prog
     maps = []
-    for m in prog.maps:
+    for mp in plan.maps:
+        m = mp.map
         d = {
             "name": m.name,
             "kind": m.kind,
@@ -43,38 +42,34 @@ def build(gen: Generator, c_file: str = "xdpmon.c") -> dict:
             "on_full": m.on_full,
             "shared_by": sorted({u.app for u in m.uses}),
             "uses": [_use(u) for u in m.uses],
+            "bpf_type": mp.bpf_type,
         }
         if m.kind == "fused":
-            d["bpf_type"] = ("lru_hash" if m.on_full == "lru" else "hash") if m.key else "array"
-            d["key"] = gen.keys[m.name].to_json() if m.key else None
-            d["value"] = gen.values[m.name].to_json()
+            d["key"] = mp.key.to_json() if mp.key else None
+            d["value"] = mp.value.to_json()
         elif m.kind == "track":
-            d["bpf_type"] = "lru_hash"
-            d["key"] = gen.keys[m.name].to_json()
-            d["value"] = L.TRACK_VALUE.to_json()
+            d["key"] = mp.key.to_json()
+            d["value"] = abi.TRACK_VALUE.to_json()
             d["buckets_map"] = f"{m.name}_b"
-            d["bucket_ns"] = max(1, m.track.expire_ns // L.TRACK_BUCKETS)
+            d["bucket_ns"] = mp.track.bucket_ns
             d["track"] = {"app": m.track.app, "stat": m.track.stat, "expire_ns": m.track.expire_ns,
                           "open_pred": m.track.open_guard, "close_pred": m.track.close_guard}
         elif m.kind == "hll":
-            d["bpf_type"] = "array"
             d["header_map"] = f"{m.name}_hdr"
-            d["header"] = L.HLL_HEADER.to_json()
-        elif m.kind == "cms":
-            d["bpf_type"] = "array"
+            d["header"] = abi.HLL_HEADER.to_json()
         d["slots"] = []
-        for s in m.slots:
+        for sp in mp.slots:
+            s = sp.slot
             sd = {"name": s.name, "func": s.func, "args": [a.name for a in s.args], "guard": s.guard,
                   "window_ns": s.window_ns, "options": dict(s.options), "uses": [_use(u) for u in s.uses],
-                  "gated_by": list(slot_gates(prog, s))}
-            if s.func == "distinct":
-                regs = dict(s.options)["registers"]
-                sd["hll"] = {"registers": regs, "am2": _am2(regs), "log2m_fp": _lnm(regs),
-                             "scale_bits": L.HLL_SCALE_BITS, "hash_key": gen.hash_structs[s.name].to_json()}
+                  "gated_by": list(sp.gate.apps)}
+            if sp.hll:
+                sd["hll"] = {"registers": sp.hll.registers, "am2": sp.hll.am2, "log2m_fp": sp.hll.log2m_fp,
+                             "scale_bits": abi.HLL_SCALE_BITS, "hash_key": sp.hash_key.to_json()}
             if s.func == "cms":
-                sd["hash_key"] = gen.hash_structs[s.name].to_json()
+                sd["hash_key"] = sp.hash_key.to_json()
             if s.func == "hist":
-                sd["buckets"] = L.hist_buckets(s.args[0])
+                sd["buckets"] = sp.hist_buckets
             d["slots"].append(sd)
         maps.append(d)
 
@@ -92,12 +87,14 @@ def build(gen: Generator, c_file: str = "xdpmon.c") -> dict:
             stats.append({"name": name, "kind": "aggregate", "key": key, "map": members[0]["map"] if members else None,
                           "members": members})
         rules = []
-        for r in a.rules:
+        t3 = next((t for t in plan.t3 if t.app == a.name), None)
+        for rp in (t3.rules if t3 else ()):
+            r = rp.rule
             acts = []
-            for i, act in enumerate(r.actions):
-                aid = gen.action_of[(r.id, i)]
-                ad = {"id": aid, "type": gen.events[aid].type, "text": action_str(act),
-                      "limit": _limit(getattr(act, "limit", None)), "limiter": getattr(act, "limiter", -1)}
+            for ap in rp.actions:
+                act = ap.action
+                ad = {"id": ap.event.action, "type": ap.event.type, "text": action_str(act),
+                      "limit": _limit(getattr(act, "limit", None)), "limiter": ap.limiter}
                 if isinstance(act, ir.ASendPacket):
                     ad["fields"] = [f.name for f in act.fields]
                 if isinstance(act, ir.AAlert):
@@ -114,12 +111,12 @@ def build(gen: Generator, c_file: str = "xdpmon.c") -> dict:
             "name": a.name, "index": a.index, "mode": a.mode, "file": a.file, "line": a.span.line,
             "asl": a.asl, "select": a.select, "stats": stats, "rules": rules,
             "params": [{"name": p.name, "index": p.index, "default": p.default} for p in prog.params if p.app == a.name],
-            "ringbuf": f"xm_rb_{a.name}" if a.rules else None,
+            "ringbuf": plan.app(a.name).ringbuf,
         })
 
     return {
         "version": MANIFEST_VERSION,
-        "program": {"c_file": c_file, "function": "xdpmon_main", "replay": gen.replay},
+        "program": {"c_file": c_file, "function": "xdpmon_main", "replay": plan.replay},
         "layers": sorted(prog.layers),
         "apps": apps,
         "maps": maps,
@@ -127,12 +124,13 @@ def build(gen: Generator, c_file: str = "xdpmon.c") -> dict:
                                                  "default": p.default} for p in prog.params]},
         "control": {"map": "xm_ctl", "layout": "struct { u64 mask; u64 next_change; u64 until[n_apps]; }",
                     "n_apps": len(prog.apps)},
-        "counters": {"map": "xm_counters", "percpu": True, "names": list(gen.counters.names)},
+        "counters": {"map": "xm_counters", "percpu": True, "names": list(plan.counters)},
         "parse_outcomes": [{"index": o.index, "name": o.name, "error": o.error, "doc": o.doc} for o in OUTCOMES],
         "events": [{"action": e.action, "app": e.app, "rule": e.rule, "type": e.type,
-                    "record": e.struct.to_json()} for e in gen.events],
+                    "record": e.record.to_json()} for e in plan.events],
         "predicates": [{"id": n.id, "text": pstr(n.pred), "users": list(n.users), "phase": n.phase}
                        for n in prog.preds],
         "rate_limiters": {"map": "xm_rl"},
-        "constants": {"track_buckets": L.TRACK_BUCKETS, "hll_scale_bits": L.HLL_SCALE_BITS, "cms_count_bits": 40},
+        "constants": {"track_buckets": abi.TRACK_BUCKETS, "hll_scale_bits": abi.HLL_SCALE_BITS,
+                      "cms_count_bits": abi.CMS_COUNT_BITS},
     }

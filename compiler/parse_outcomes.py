@@ -75,100 +75,106 @@ def name(idx: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# Which decoders a layer request renders. The template (parse.c.j2) encodes exactly these
-# rules with membership tests; this is their single statement in Python, used by the
-# reference decoder and by anyone who needs to know what the parser will do.
+# Which decoders a layer request renders: the ONE statement of the layer closure.
 #
-# The request is a set of dsl.fields.LAYERS names, closed under dsl.fields.IMPLIES
-# (e.g. {"tcp", "l4", "ip"}). "ip" asks for both families, "l4" for TCP and UDP, "dns"
-# for UDP. Ethernet (and the VLAN tag walk, needed to find eth.type) is always parsed.
-# Because IMPLIES is upward (tcp -> l4 -> ip), a closed request for any IP-level layer
-# contains "ip" and so parses both families, and one for TCP or UDP contains "l4" and
-# so parses both: that is what "ip"/"l4" mean (you must try both to know), and the extra
-# decoder costs a few instructions only on the packets that have that header.
+# The request is the set of dsl.fields.LAYERS names that any predicate, key, argument or
+# event of the program reads (compiler/passes/layers.py). Each asks for the decoders
+# below; Ethernet (and the VLAN tag walk, needed to find eth.type) is always parsed.
+# "ip" asks for both families and so do tcp, udp, l4 and dns (a TCP header can follow
+# either); "l4" asks for TCP and UDP (you must try both to know); dns needs UDP; ICMP is
+# decoded over IPv4 only and ICMPv6 over IPv6 only. The parser template (parse.c.j2)
+# gets the result as plain flags (:class:`ParserFlags`), the Python parsers
+# (runtime/reference/) call decoders_for() themselves.
+#
+# dsl.fields.IMPLIES is another relation: which layers a packet surely HAS when it has
+# one (tcp -> l4 -> ip), used by semantic analysis; it says nothing about decoding.
 # ---------------------------------------------------------------------------------------
 
 DECODERS = ("eth", "ipv4", "ipv6", "tcp", "udp", "icmp", "icmp6", "dns")
 
-
-def close_layers(layers) -> frozenset[str]:
-    """``layers`` plus every layer they imply (dsl.fields.IMPLIES), plus eth and pkt.
-
-    This is the set the compiler must pass to parse.c.j2 as ``layers``.
-    """
-    from dsl.fields import LAYERS, implied_layers
-
-    out = {"eth", "pkt"}
-    for layer in layers:
-        if layer not in LAYERS:
-            raise ValueError(f"unknown layer {layer!r} (known: {', '.join(LAYERS)})")
-        out |= implied_layers(layer)
-    return frozenset(out)
+_IP = ("ipv4", "ipv6")
+DECODES: dict[str, tuple[str, ...]] = {
+    "eth": (),
+    "vlan": (),
+    "pkt": (),
+    "ipv4": ("ipv4",),
+    "ipv6": ("ipv6",),
+    "ip": _IP,
+    "tcp": _IP + ("tcp",),
+    "udp": _IP + ("udp",),
+    "l4": _IP + ("tcp", "udp"),
+    "icmp": ("ipv4", "icmp"),
+    "icmp6": ("ipv6", "icmp6"),
+    "dns": _IP + ("udp", "dns"),
+}
 
 
 def decoders_for(layers) -> frozenset[str]:
-    """The protocol decoders parse.c.j2 renders for ``layers`` (taken as given).
-
-    The compiler passes a closed set (:func:`close_layers`); these membership rules are
-    the template's own, so the reference decoder given the same set, closed or not,
-    behaves like the rendered parser.
-    """
+    """The protocol decoders the parser renders for a request of ``layers``."""
     from dsl.fields import LAYERS
 
-    L = set(layers)
-    unknown = L - set(LAYERS)
+    unknown = set(layers) - set(LAYERS)
     if unknown:
         raise ValueError(f"unknown layer(s) {sorted(unknown)} (known: {', '.join(LAYERS)})")
     d = {"eth"}
-    if L & {"ipv4", "ip"}:
-        d.add("ipv4")
-    if L & {"ipv6", "ip"}:
-        d.add("ipv6")
-    if L & {"tcp", "l4"}:
-        d.add("tcp")
-    if L & {"udp", "l4", "dns"}:
-        d.add("udp")
-    if "icmp" in L:
-        d.add("icmp")
-    if "icmp6" in L:
-        d.add("icmp6")
-    if "dns" in L:
-        d.add("dns")
+    for layer in layers:
+        d.update(DECODES[layer])
     return frozenset(d)
 
 
+@dataclass(frozen=True)
+class ParserFlags:
+    """What parse.c.j2 emits: one flag per decoder, and whether any L3 / L4 one is."""
+    ipv4: bool
+    ipv6: bool
+    tcp: bool
+    udp: bool
+    icmp: bool
+    icmp6: bool
+    dns: bool
+
+    @property
+    def l3(self) -> bool:
+        return self.ipv4 or self.ipv6
+
+    @property
+    def l4(self) -> bool:
+        return self.tcp or self.udp or self.icmp or self.icmp6
+
+    @classmethod
+    def of(cls, decoders) -> "ParserFlags":
+        d = set(decoders)
+        return cls(**{name: name in d for name in DECODERS if name != "eth"})
+
+
 def wants_l3(decoders) -> bool:
-    return bool(set(decoders) & {"ipv4", "ipv6"})
+    return ParserFlags.of(decoders).l3
 
 
 def wants_l4(decoders) -> bool:
-    return bool(set(decoders) & {"tcp", "udp", "icmp", "icmp6"})
+    return ParserFlags.of(decoders).l4
 
 
 def possible_outcomes(layers) -> tuple[Outcome, ...]:
     """The outcomes a parser rendered for ``layers`` can return (in index order)."""
     d = decoders_for(layers)
+    f = ParserFlags.of(d)
     names = {"ok", "truncated_eth", "truncated_vlan", "vlan_too_deep"}
-    if wants_l3(d):
+    if f.l3:
         names.add("non_ip")
     if "ipv4" in d:
         names |= {"truncated_ipv4", "bad_ipv4_header"}
     if "ipv6" in d:
         names |= {"truncated_ipv6", "bad_ipv6_header", "truncated_ipv6_ext", "ipv6_ext_limit"}
-    if wants_l4(d) and wants_l3(d):
+    if f.l4 and f.l3:
         names |= {"fragment", "other_l4"}
     for dec in ("tcp", "udp", "dns"):
-        if dec in d and wants_l3(d):
+        if dec in d and f.l3:
             names.add(f"truncated_{dec}")
-    if "tcp" in d and wants_l3(d):
+    if "tcp" in d and f.l3:
         names.add("bad_tcp_header")
     if "icmp" in d and "ipv4" in d:      # ICMP only over IPv4
         names.add("truncated_icmp")
     if "icmp6" in d and "ipv6" in d:     # ICMPv6 only over IPv6
         names.add("truncated_icmp6")
     return tuple(o for o in OUTCOMES if o.name in names)
-
-
-def c_defines() -> str:
-    """``#define XM_OUT_<NAME> <index>`` lines (the template hard-codes the same)."""
-    return "\n".join(f"#define {o.c_name} {o.index}" for o in OUTCOMES) + f"\n#define XM_OUT_COUNT {COUNT}\n"

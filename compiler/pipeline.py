@@ -1,7 +1,8 @@
 """The compiler pipeline: named stages, each printable (``--dump STAGE``).
 
     parse -> ast -> semantic (checked model) -> lower (IR) -> normalize+intern
-    -> merge (statistics) -> layers -> codegen
+    -> merge (statistics) -> layers -> plan (compiler/plan.py) -> backends (C, Python reference,
+    manifest, stubs)
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from . import ir, lower as lower_mod
 from . import model as M
 from .passes import intern, layers, merge_stats
 
-STAGES = ("ast", "model", "lower", "intern", "merge", "ir", "c", "stubs", "manifest")
+STAGES = ("ast", "model", "lower", "intern", "merge", "ir", "plan", "c", "stubs", "manifest")
 
 
 def build_ir(program: M.ProgramM, upto: str = "ir") -> ir.ProgramIR:

@@ -7,7 +7,6 @@ parsing its own layers, evaluating its own predicates, keeping its own maps);
 
 from __future__ import annotations
 
-from dsl.fields import implied_layers
 
 from . import ir
 from .parse_outcomes import decoders_for

@@ -121,7 +121,10 @@ def _dump(stage: str, files) -> None:
             click.echo(ir_mod.dump(prog), nl=False)
     else:
         art = compile_program(program, sources)
-        if stage == "c":
+        if stage == "plan":
+            from compiler.plan import dump as dump_plan
+            sys.stdout.write(dump_plan(art.plan))
+        elif stage == "c":
             sys.stdout.write(art.c)
         elif stage == "stubs":
             for name, text in art.stubs.items():
@@ -155,7 +158,7 @@ def _load_info(c_source: str) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="With --report: as JSON.")
 @click.option("--load-check", is_flag=True, help="Load into the kernel (no attach) and print the verifier's verdict.")
 @click.option("--replay", is_flag=True, help="Build the replay variant (capture time precedes each frame).")
-@click.option("--dump", "dump", type=click.Choice(["ast", "model", "lower", "intern", "merge", "ir", "c", "stubs",
+@click.option("--dump", "dump", type=click.Choice(["ast", "model", "lower", "intern", "merge", "ir", "plan", "c", "stubs",
                                                    "manifest"]), help="Print one stage of the pipeline and stop.")
 def compile(files, dry_run, out, force, report, as_json, load_check, replay, dump):
     """Compile spec FILES into one XDP program, ASL stubs and a manifest."""

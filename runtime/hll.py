@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 
 M64 = (1 << 64) - 1
-HLL_S = 32          # compiler.layout.HLL_SCALE_BITS
+from compiler.abi import HLL_SCALE_BITS as HLL_S  # noqa: E402
 
 
 def fmix64(k: int) -> int:

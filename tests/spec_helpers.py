@@ -109,3 +109,14 @@ def pred_assignments(c_source: str) -> dict[int, int]:
     for m in _ASSIGN.finditer(c_source):
         counts[int(m.group(1))] = counts.get(int(m.group(1)), 0) + 1
     return counts
+
+
+def closed(layers) -> frozenset[str]:
+    """A layer request with every layer the given ones imply (dsl.fields.IMPLIES): tcp
+    brings l4 and ip, so the parser decodes TCP and UDP of both families."""
+    from dsl.fields import implied_layers
+
+    out = {"eth", "pkt"}
+    for layer in layers:
+        out |= implied_layers(layer)
+    return frozenset(out)

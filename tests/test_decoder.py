@@ -11,10 +11,9 @@ import re
 import struct
 from pathlib import Path
 
-import jinja2
 import pytest
 
-from compiler import c_fields, parse_outcomes as po
+from compiler import abi, c_fields, codegen, parse_outcomes as po
 from dsl.fields import FIELDS, LAYERS
 from runtime.reference import decode
 from runtime.reference.decoder import V4_MAPPED_PREFIX
@@ -326,15 +325,19 @@ def test_outcome_table():
         assert required in po.BY_NAME
     assert all(o.doc and "\n" not in o.doc for o in po.OUTCOMES)
     assert po.BY_NAME["truncated_tcp"].c_name == "XM_OUT_TRUNCATED_TCP"
-    assert "#define XM_OUT_OK 0" in po.c_defines()
+    assert ("XM_OUT_OK", 0) in abi.outcome_defines() and ("XM_OUT_COUNT", po.COUNT) in abi.outcome_defines()
 
 
 def test_decoders_and_possible_outcomes():
-    closed = po.close_layers({"tcp"})
-    assert closed == {"tcp", "l4", "ip", "eth", "pkt"}
-    assert po.decoders_for(closed) == {"eth", "ipv4", "ipv6", "tcp", "udp"}
+    # the one layer closure: what a request of layers decodes
+    assert po.decoders_for({"tcp"}) == {"eth", "ipv4", "ipv6", "tcp"}
+    assert po.decoders_for({"l4"}) == {"eth", "ipv4", "ipv6", "tcp", "udp"}
     assert po.decoders_for({"eth"}) == {"eth"}
-    assert po.decoders_for({"dns"}) == {"eth", "udp", "dns"}
+    assert po.decoders_for({"vlan", "pkt"}) == {"eth"}
+    assert po.decoders_for({"dns"}) == {"eth", "ipv4", "ipv6", "udp", "dns"}
+    assert po.decoders_for({"icmp"}) == {"eth", "ipv4", "icmp"}
+    assert po.decoders_for({"icmp6"}) == {"eth", "ipv6", "icmp6"}
+    assert set(po.DECODES) == set(LAYERS)
     names = {o.name for o in po.possible_outcomes({"eth", "ip", "ipv4", "ipv6"})}
     assert "non_ip" in names and "truncated_ipv6_ext" in names
     assert not names & {"fragment", "other_l4", "truncated_tcp", "truncated_udp", "truncated_dns"}
@@ -369,13 +372,11 @@ def test_layer_bits_follow_the_catalog_order():
 
 
 def render_parser(layers, ipv6_ext_max=6) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROOT / "codegen_templates")),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("parse.c.j2").render(layers=set(layers), ipv6_ext_max=ipv6_ext_max)
+    return codegen.render_parser(po.decoders_for(layers), ipv6_ext_max)
 
 
 def test_template_constants_match_python():
-    """The macros hard-coded in parse.c.j2 are those of parse_outcomes and c_fields."""
+    """The macros parse.c.j2 prints are those of parse_outcomes, c_fields and abi."""
     src = render_parser(LAYERS)
     outs = dict(re.findall(r"#define (XM_OUT_\w+)\s+(\d+)", src))
     assert outs == {**{o.c_name: str(o.index) for o in po.OUTCOMES}, "XM_OUT_COUNT": str(po.COUNT)}
@@ -394,10 +395,12 @@ def test_template_renders_only_requested_decoders():
     assert "xm_parse_ipv6(" in ip_only and "xm_parse_tcp(" not in ip_only and "xm_parse_l4(" not in ip_only
     eth_only = render_parser({"eth", "pkt"})
     assert "xm_parse_ipv4(" not in eth_only and "XM_OUT_NON_IP;" not in eth_only
-    tcp = render_parser(po.close_layers({"tcp"}))
-    assert "xm_parse_tcp(" in tcp and "xm_parse_udp(" in tcp and "xm_parse_dns(" not in tcp
+    tcp = render_parser({"tcp"})
+    assert "xm_parse_tcp(" in tcp and "xm_parse_udp(" not in tcp and "xm_parse_dns(" not in tcp
+    l4 = render_parser({"l4"})
+    assert "xm_parse_tcp(" in l4 and "xm_parse_udp(" in l4 and "xm_parse_dns(" not in l4
     assert "xm_parse_icmp(" not in tcp
-    # The template only tests membership: any set of layer names renders.
+    # Every layer request renders.
     for layer in LAYERS:
         assert "xm_parse(" in render_parser({layer})
 

@@ -198,8 +198,9 @@ app b { t1 { select vlan.id == 7 } }
 
 def test_dns_needs_udp(tmp_path):
     art = compile_text(tmp_path, 'app a { t2 { n = count() by dns.rcode } }')
-    assert sorted(art.ir.layers) == ["dns", "eth", "ip", "pkt", "udp"]
+    assert sorted(art.ir.layers) == ["dns", "eth", "pkt"]      # what the app reads
     assert sorted(decoders_for(art.ir.layers)) == ["dns", "eth", "ipv4", "ipv6", "udp"]
+    assert art.plan.decoders == decoders_for(art.ir.layers)
 
 
 def test_udp_only_program_does_not_parse_tcp(tmp_path):

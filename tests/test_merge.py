@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from compiler import ir
-from compiler.passes.merge_stats import slot_gates
+from compiler.plan import slot_gates
 from spec_helpers import ir_of, map_of, section, slot_of
 
 

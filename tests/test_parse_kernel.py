@@ -18,11 +18,11 @@ import random
 import time
 from pathlib import Path
 
-import jinja2
 import pytest
 
-from compiler import parse_outcomes as po
+from compiler import codegen, parse_outcomes as po
 from compiler.c_fields import C_FIELDS, LAYER_BITS
+from spec_helpers import closed
 from dsl.fields import FIELDS, LAYERS
 from runtime import bpf_test_run as btr
 from runtime.reference import decoder as ref
@@ -30,7 +30,6 @@ from runtime.reference import decoder as ref
 pytestmark = pytest.mark.kernel
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "codegen_templates"
 CORPUS = Path(os.environ.get("XDPMON_CORPUS", ROOT.parent / "shared" / "corpus" / "tcpdump-tests"))
 XDP_PASS = 2
 ALL = frozenset(LAYERS)
@@ -41,14 +40,8 @@ ALL = frozenset(LAYERS)
 # ---------------------------------------------------------------------------------------
 
 def render_parser(layers, ipv6_ext_max: int = ref.IPV6_EXT_MAX) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    return env.get_template("parse.c.j2").render(layers=set(layers), ipv6_ext_max=ipv6_ext_max)
+    """The parser the compiler renders for a request of ``layers``."""
+    return codegen.render_parser(po.decoders_for(layers), ipv6_ext_max)
 
 
 def _slot(name: str) -> str:
@@ -457,7 +450,7 @@ def test_layer_subsets(subset, frames):
 @pytest.mark.parametrize("layer", list(LAYERS))
 def test_every_single_layer_request(layer, frames):
     """The parser for one layer (closed as the compiler closes it) loads and agrees."""
-    prog = ParserProg(po.close_layers({layer}))
+    prog = ParserProg(closed({layer}))
     try:
         for name, fr in frames.items():
             compare(prog, fr, f"[{layer}] {name}")

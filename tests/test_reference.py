@@ -25,6 +25,7 @@ from scapy.all import DNS, DNSQR, Dot1Q, Ether, IP, IPv6, IPv6ExtHdrDestOpt, TCP
 from compiler import parse_outcomes as po
 from compiler.c_fields import LAYER_BITS
 from compiler.driver import compile_files
+from spec_helpers import closed
 from dsl.fields import FIELDS
 from runtime import hll
 from runtime.reference import decoder, pyparse
@@ -45,13 +46,13 @@ def Eth(**kw):
 LAYER_SETS = [
     decoder.ALL_LAYERS,
     frozenset({"eth", "pkt"}),
-    po.close_layers({"tcp"}),
-    po.close_layers({"udp"}),
-    po.close_layers({"dns"}),
-    po.close_layers({"ipv4"}),
-    po.close_layers({"ipv6", "icmp6"}),
-    po.close_layers({"icmp"}),
-    po.close_layers({"vlan"}),
+    closed({"tcp"}),
+    closed({"udp"}),
+    closed({"dns"}),
+    closed({"ipv4"}),
+    closed({"ipv6", "icmp6"}),
+    closed({"icmp"}),
+    closed({"vlan"}),
 ]
 
 

@@ -109,14 +109,5 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
     return prog
 
 
-def slot_gates(prog: ir.ProgramIR, slot: ir.Slot) -> tuple[str, ...]:
-    """The on-demand apps whose enable bit gates ``slot`` (empty: always on)."""
-    modes = {a.name: a.mode for a in prog.apps}
-    users = {u.app for u in slot.uses}
-    if any(modes[u] != "on_demand" for u in users):
-        return ()
-    return tuple(sorted(users))
-
-
 def key_of(fields: tuple[Field, ...]) -> str:
     return ", ".join(f.name for f in fields)

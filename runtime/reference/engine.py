@@ -57,7 +57,7 @@ import struct
 from collections import OrderedDict
 
 from compiler import ir
-from compiler.codegen import Generator
+from compiler import plan as plan_mod
 from runtime import hll
 from runtime.bpf_test_run import XDP_TEST_RUN_LINEAR
 from runtime.maps import ProgramMaps
@@ -197,35 +197,34 @@ class ReferenceEngine:
         prog = program.ir if hasattr(program, "ir") else program
         if not isinstance(prog, ir.ProgramIR):
             raise TypeError("ReferenceEngine needs compiler.driver.Artifacts or a compiler.ir.ProgramIR")
-        gen = Generator(prog, replay=True)
+        plan = plan_mod.build(prog, replay=True)
         if manifest is None:
             manifest = getattr(program, "manifest", None)
         if manifest is None:
             from compiler import manifest as manifest_mod
-            manifest = manifest_mod.build(gen)
+            manifest = manifest_mod.build(plan)
         self.prog = prog
-        self.gen = gen
+        self.plan = plan
         self.manifest = manifest
         self.stats = ReplayStats()
         self.events: list[dict] = []
         self.maps = ReferenceMaps(self)
         self._build_state()
         self.maps.init()
-        self.py = PyProgram(prog, gen, linear=LINEAR)
+        self.py = PyProgram(plan, linear=LINEAR)
         self._run = self._compile()
 
     # ---- state ----------------------------------------------------------------------
     def _build_state(self) -> None:
-        prog, gen = self.prog, self.gen
-        self.C = [0] * len(gen.counters.names)
-        self.PAR = [0] * len(prog.params)
+        prog, plan = self.prog, self.plan
+        self.C = [0] * len(plan.counters)
+        self.PAR = [0] * len(plan.params)
         self.CTL = [0, 0]                       # mask, next_change (the C's xm_ctl)
-        self.UNTIL = [0] * len(prog.apps)
-        n_lim = max([getattr(act, "limiter", -1) for a in prog.apps for r in a.rules for act in r.actions] + [-1]) + 1
-        self.RL = [0] * n_lim
-        self.RBU = [0] * sum(1 for a in prog.apps if a.rules)      # bytes in each app's ring buffer
-        self.RBQ = [[] for _ in self.RBU]                           # its records, not yet consumed
-        self.on_demand = [a.index for a in prog.apps if a.mode == "on_demand"]
+        self.UNTIL = [0] * plan.ctl.member("until").count
+        self.RL = [0] * plan.n_limiters
+        self.RBU = [0] * len(plan.ringbufs)     # bytes in each app's ring buffer
+        self.RBQ = [[] for _ in self.RBU]       # its records, not yet consumed
+        self.on_demand = [a.enable_bit for a in plan.apps if a.enable_bit >= 0]
         self.store: dict = {}                   # namespace name -> map state
         for m in prog.maps:
             if m.kind == "fused":

@@ -1,8 +1,8 @@
 """The merged IR compiled to ONE Python function per program: the reference
 engine's per-packet step.
 
-compiler/codegen.py turns the IR into C; this module turns the same IR, with the
-same plan (compiler.codegen.Generator: layouts, counters, action ids, gates), into
+compiler/codegen.py prints the program plan (compiler/plan.py: layouts, counters,
+gates, statistic reads, action ids) as C; this module prints the same plan as
 Python source with the same semantics, statement for statement:
 
 * parse (runtime/reference/pyparse.py, the C parser's rules) into storage
@@ -10,7 +10,7 @@ Python source with the same semantics, statement for statement:
 * count the frame and its parse outcome; refresh the enable mask (xm_enabled);
 * every phase-1 predicate once, in id order, those only on-demand apps use under
   their enable bits (else 0, as the C's zeroed P[]);
-* every map block of codegen.map_blocks(): fused maps (upsert with the map's
+* every map of the plan (codegen_templates/t2.c.j2): fused maps (upsert with the map's
   full policy, window groups, slots), track tables, unkeyed HyperLogLog and
   count-min sketches;
 * the T3 block of every app with rules: statistic reads, phase-3 predicates,
@@ -32,18 +32,17 @@ import math
 import struct
 from dataclasses import dataclass
 
-from compiler import c_fields, ir
+from compiler import abi, c_fields, ir
 from compiler import layout as L
-from compiler.codegen import IPV6_EXT_MAX, RINGBUF_PAGES, Generator, _am2, _closure, _lnm, _pred_values, _walk_values
-from compiler.passes.merge_stats import slot_gates
+from compiler import plan as P
 from dsl.fields import FIELDS, Kind
 
 from . import pyparse
 
 M64 = (1 << 64) - 1
-CMS_COUNT = (1 << 40) - 1
-TRACK_NB = L.TRACK_BUCKETS
-RINGBUF_BYTES = RINGBUF_PAGES * 4096
+CMS_COUNT = abi.CMS_COUNT_MASK
+TRACK_NB = abi.TRACK_BUCKETS
+RINGBUF_BYTES = abi.RINGBUF_PAGES * abi.PAGE_SIZE
 BIT = c_fields.LAYER_BITS
 
 _INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
@@ -268,34 +267,31 @@ class PyProgram:
     """Python source of the per-packet function of a program, plus what the engine
     must provide in its namespace (packers, value plans, layouts)."""
 
-    def __init__(self, prog: ir.ProgramIR, gen: Generator | None = None, linear: int = 3512):
+    def __init__(self, plan: P.Plan, linear: int = 3512):
+        prog = plan.prog
+        self.plan = plan
         self.prog = prog
-        self.gen = gen or Generator(prog, replay=True)
         self.linear = linear
-        self.params = {(p.app, p.name): p.index for p in prog.params}
+        self.params = plan.param_index()
         self.apps = {a.name: a for a in prog.apps}
-        self.modes = {a.name: a.mode for a in prog.apps}
-        self.ctr = {name: i for i, name in enumerate(self.gen.counters.names)}
         self.ns: dict = {}                  # name -> object the engine binds (packers etc.)
         self.value_plans: dict[str, ValuePlan] = {}
         self.used_fields: set[str] = set()
-        for m in prog.maps:
-            if m.kind == "fused":
-                self.value_plans[m.name] = value_plan(self.gen.values[m.name], f"VS_{m.name}")
-                self.ns[f"VS_{m.name}"] = struct.Struct(struct_format(self.gen.values[m.name])[0])
-        self.ringbuf_apps = [a.name for a in prog.apps if a.rules]
+        for m in plan.maps:
+            if m.value is not None:
+                self.value_plans[m.name] = value_plan(m.value, f"VS_{m.name}")
+                self.ns[f"VS_{m.name}"] = struct.Struct(struct_format(m.value)[0])
+        self.ringbuf_apps = [a.name for a in plan.ringbufs]
         self.source = self._render()
 
     # ---- helpers ----------------------------------------------------------------------
-    def gate(self, apps) -> str | None:
-        if not apps:
-            return None
-        mask = sum(1 << self.apps[a].index for a in apps)
-        return f"(en & {mask})"
+    @staticmethod
+    def gate(g: P.Gate) -> str | None:
+        return f"(en & {g.mask})" if g else None
 
-    def slot_cond(self, s: ir.Slot) -> str:
-        g = self.gate(slot_gates(self.prog, s))
-        return f"(P{s.guard} and {g})" if g else f"P{s.guard}"
+    def slot_cond(self, sp: P.SlotPlan) -> str:
+        g = self.gate(sp.gate)
+        return f"(P{sp.slot.guard} and {g})" if g else f"P{sp.slot.guard}"
 
     def packer(self, name: str, st: L.Struct) -> str:
         """Register a struct packer for ``st`` as ``name``; returns the name."""
@@ -332,39 +328,31 @@ class PyProgram:
     # ---- the function ----------------------------------------------------------------------
     def _render(self) -> str:
         prog = self.prog
-        # T1 predicates (phase 1), by gate blocks as codegen.pred_blocks
+        # T1 predicates (phase 1), by the plan's gate blocks
         preds = _Code()
         cx = PyExpr(self.params)
-        cur_gate = object()
-        ind = 1
         gated: list[str] = []      # computed only under an enable bit: else 0 (P[] is zeroed)
-        for n in prog.preds:
-            if n.phase != 1:
-                continue
-            gate_apps = () if any(self.modes[u] != "on_demand" for u in n.users) else n.users
-            gate = self.gate(gate_apps)
-            if gate != cur_gate:
-                cur_gate = gate
-                if gate:
-                    preds(1, f"if {gate}:")
-                    ind = 2
-                else:
-                    ind = 1
+        for b in self.plan.pred_blocks:
+            gate = self.gate(b.gate)
+            ind = 1
             if gate:
-                gated.append(f"P{n.id}")
-            preds(ind, f"P{n.id} = {cx.pred(n.pred)}")
-            self._collect_fields_pred(n.pred)
+                preds(1, f"if {gate}:")
+                ind = 2
+            for n in b.preds:
+                if gate:
+                    gated.append(f"P{n.id}")
+                preds(ind, f"P{n.id} = {cx.pred(n.pred)}")
+                self._collect_fields_pred(n.pred)
         # P[] starts zeroed: predicates computed only under an enable bit read 0 when
         # it is off (phase-3 ones are always assigned before use, in their T3 block)
         zero_preds = gated
         t2 = _Code()
-        for m in prog.maps:
-            t2(1, f"# {m.name}: {m.kind} map, key ({', '.join(f.name for f in m.key) or 'none'})")
+        for m in self.plan.maps:
+            t2(1, f"# {m.name}: {m.kind} map, key ({', '.join(f.name for f in m.map.key) or 'none'})")
             getattr(self, f"_{m.kind}")(m, t2)
         t3 = _Code()
-        for a in prog.apps:
-            if a.rules:
-                self._t3_app(a, t3)
+        for t in self.plan.t3:
+            self._t3_app(t, t3)
 
         keep = pyparse.storage_of(self.used_fields)
         keep.add("ip_proto")
@@ -376,26 +364,26 @@ class PyProgram:
         for v, z in pyparse.STORAGE.items():
             if v in keep:
                 lines.append(f"    {v} = {z}")
-        lines += pyparse.render(prog.layers, IPV6_EXT_MAX, keep, 1)
-        lines.append(f"    C[{self.ctr['frames']}] += 1")
+        lines += pyparse.render(prog.layers, abi.IPV6_EXT_MAX, keep, 1)
+        lines.append(f"    C[{self.plan.counter('frames')}] += 1")
         lines.append("    C[1 + (outcome & 31)] += 1")
         lines.append("    if ts >= CTL[1]:")
         lines.append("        REFRESH(ts)")
         lines.append("    en = CTL[0]")
-        for w in self.gen.windows:
+        for w in self.plan.windows:
             lines.append(f"    ep_{w} = ts // {w} + 1")
         if zero_preds:
             lines.append("    " + " = ".join(zero_preds) + " = 0")
         lines += preds.lines
         lines += t2.lines
         lines += t3.lines
-        lines.append(f"    C[{self.ctr['verdict.pass']}] += 1")
+        lines.append(f"    C[{self.plan.counter('verdict.pass')}] += 1")
         lines.append("    return 2")
         return "\n".join(lines) + "\n"
 
     def _collect_fields_pred(self, p) -> None:
-        for v in _pred_values(p):
-            for x in _walk_values(v):
+        for v in P.pred_values(p):
+            for x in P.walk_values(v):
                 if isinstance(x, ir.VField):
                     self.used_fields.add(x.field.name)
                 elif isinstance(x, ir.VStat):
@@ -412,16 +400,17 @@ class PyProgram:
         self.used_fields.add(f.name)
         return fexpr(f)
 
-    def _fused(self, m: ir.StatMap, c: _Code) -> None:
+    def _fused(self, mp: P.MapPlan, c: _Code) -> None:
+        m = mp.map
         vp = self.value_plans[m.name]
-        conds = {s.name: self.slot_cond(s) for s in m.slots}
+        conds = {sp.name: self.slot_cond(sp) for sp in mp.slots}
         anyc = " or ".join(dict.fromkeys(conds.values()))
         pres = presence(list(m.key))
         test = f"{pres} and ({anyc})" if pres else anyc
         c(1, f"if {test}:")
         if m.key:
-            pk = self.packer(f"PK_{m.name}", self.gen.keys[m.name])
-            c(2, f"_k = {pk}({self.key_args(self.gen.keys[m.name])})")
+            pk = self.packer(f"PK_{m.name}", mp.key)
+            c(2, f"_k = {pk}({self.key_args(mp.key)})")
             c(2, f"v = M_{m.name}.get(_k)")
             if m.on_full == "lru":
                 c(2, "if v is None:")
@@ -435,37 +424,38 @@ class PyProgram:
                 c(3, f"if len(M_{m.name}) < {m.size}:")
                 c(4, f"v = M_{m.name}[_k] = {vp.new}")
                 c(3, "else:")
-                c(4, f"C[{self.ctr[f'map.{m.name}.insert_failed']}] += 1")
+                c(4, f"C[{mp.insert_failed}] += 1")
             c(2, "if v is not None:")
             ind = 3
         else:
             c(2, f"v = V_{m.name}")
             ind = 2
         idx = vp.index
-        windows = sorted({s.window_ns for s in m.slots}, key=lambda w: w or 0)
-        for w in windows:
-            group = [s for s in m.slots if s.window_ns == w]
+        for g in mp.groups:
+            w = g.window_ns
             i = ind
             if w is not None:
-                gconds = " or ".join(dict.fromkeys(conds[s.name] for s in group))
+                gconds = " or ".join(dict.fromkeys(conds[sp.name] for sp in g.slots))
                 c(i, f"if {gconds}:   # window {w} ns")
                 i += 1
                 c(i, f"if v[{idx[f'e_{w}']}] != ep_{w}:   # a new window: reset its slots")
                 c(i + 1, f"v[{idx[f'e_{w}']}] = ep_{w}")
-                for s in group:
+                for sp in g.slots:
+                    s = sp.slot
                     if s.func == "hist":
-                        c(i + 1, f"v[{idx[s.name]}] = [0] * {self.gen.values[m.name].member(s.name).count}")
+                        c(i + 1, f"v[{idx[s.name]}] = [0] * {sp.hist_buckets}")
                     elif s.func == "distinct":
-                        regs = dict(s.options)["registers"]
-                        c(i + 1, f"v[{idx[s.name + '_regs']}] = bytearray({regs})")
+                        c(i + 1, f"v[{idx[s.name + '_regs']}] = bytearray({sp.hll.registers})")
                         c(i + 1, f"v[{idx[s.name + '_z']}] = 0   # z re-initialised on first update")
                     else:
                         c(i + 1, f"v[{idx[s.name]}] = 0")
-            for s in group:
+            for sp in g.slots:
+                s = sp.slot
                 c(i, f"if {conds[s.name]}:   # {s.name}: {s.func}({', '.join(a.name for a in s.args)})")
-                self._update(s, m, idx, c, i + 1)
+                self._update(sp, idx, c, i + 1)
 
-    def _update(self, s: ir.Slot, m: ir.StatMap, idx: dict, c: _Code, ind: int) -> None:
+    def _update(self, sp: P.SlotPlan, idx: dict, c: _Code, ind: int) -> None:
+        s = sp.slot
         if s.func == "count":
             c(ind, f"v[{idx[s.name]}] += 1")
             return
@@ -484,19 +474,17 @@ class PyProgram:
             c(ind, f"if _x > v[{idx[s.name]}]:")
             c(ind + 1, f"v[{idx[s.name]}] = _x")
         elif s.func == "hist":
-            nb = L.hist_buckets(s.args[0])
             c(ind, f"_b = ({self._arg(s.args[0])}).bit_length()")
-            c(ind, f"if _b < {nb}:")
+            c(ind, f"if _b < {sp.hist_buckets}:")
             c(ind + 1, f"v[{idx[s.name]}][_b] += 1")
         elif s.func == "distinct":
-            regs = dict(s.options)["registers"]
-            hs = self.gen.hash_structs[s.name]
-            pk = self.packer(f"PH_{s.name}", hs)
-            self._hll_hasher(s.name, regs)
+            regs = sp.hll.registers
+            pk = self.packer(f"PH_{s.name}", sp.hash_key)
+            self._hll_hasher(sp)
             z, zs, rg = idx[s.name + "_z"], idx[s.name + "_zeros"], idx[s.name + "_regs"]
-            c(ind, f"_i, _r = HX_{s.name}({pk}({self.key_args(hs)}))")
+            c(ind, f"_i, _r = HX_{s.name}({pk}({self.key_args(sp.hash_key)}))")
             c(ind, f"if v[{z}] == 0:")
-            c(ind + 1, f"v[{z}] = {regs << L.HLL_SCALE_BITS}")
+            c(ind + 1, f"v[{z}] = {regs << abi.HLL_SCALE_BITS}")
             c(ind + 1, f"v[{zs}] = {regs}")
             c(ind, f"_regs = v[{rg}]")
             c(ind, "_old = _regs[_i]")
@@ -508,25 +496,26 @@ class PyProgram:
         else:
             raise AssertionError(s.func)
 
-    def _hll_hasher(self, sname: str, regs: int) -> None:
+    def _hll_hasher(self, sp: P.SlotPlan) -> None:
         """HX_<slot>(hash key bytes) -> (register index, rank), cached by key."""
-        log2m = int(math.log2(regs))
-        self.ns.setdefault(f"HX_{sname}", ("hll", regs - 1, log2m, 64 - log2m + 1))
+        h = sp.hll
+        self.ns.setdefault(f"HX_{sp.name}", ("hll", h.registers - 1, h.log2m, h.rank_max))
 
-    def _track(self, m: ir.StatMap, c: _Code) -> None:
+    def _track(self, mp: P.MapPlan, c: _Code) -> None:
+        m = mp.map
         t = m.track
-        bucket_ns = max(1, t.expire_ns // TRACK_NB)
+        bucket_ns = mp.track.bucket_ns
         pres = presence(list(m.key))
         test = f"(P{t.open_guard} or P{t.close_guard})"
-        gate = self.gate(() if self.modes[t.app] != "on_demand" else (t.app,))
+        gate = self.gate(mp.track.gate)
         if gate:
             test = f"{gate} and {test}"
         if pres:
             test = f"{pres} and {test}"
-        pk = self.packer(f"PK_{m.name}", self.gen.keys[m.name])
+        pk = self.packer(f"PK_{m.name}", mp.key)
         T = f"M_{m.name}"
         c(1, f"if {test}:")
-        c(2, f"_k = {pk}({self.key_args(self.gen.keys[m.name])})")
+        c(2, f"_k = {pk}({self.key_args(mp.key)})")
         c(2, f"_b = ts // {bucket_ns}   # buckets of expire/{TRACK_NB}")
         c(2, f"if P{t.open_guard}:")
         c(3, f"_t = {T}.get(_k)")
@@ -546,22 +535,23 @@ class PyProgram:
         c(4, f"if ((_b - _t[1]) & M64) < {TRACK_NB}:")
         c(5, f"TA_{m.name}(_t[1], -1)")
 
-    def _hll(self, m: ir.StatMap, c: _Code) -> None:
-        s = m.slots[0]
-        regs = dict(s.options)["registers"]
-        hs = self.gen.hash_structs[s.name]
-        cond = self.slot_cond(s)
+    def _hll(self, mp: P.MapPlan, c: _Code) -> None:
+        m = mp.map
+        sp = mp.slots[0]
+        s = sp.slot
+        regs = sp.hll.registers
+        cond = self.slot_cond(sp)
         pres = presence(list(s.args))
         test = f"{pres} and {cond}" if pres else cond
         ep = f"ep_{s.window_ns}" if s.window_ns else "1"
-        pk = self.packer(f"PH_{s.name}", hs)
-        self._hll_hasher(s.name, regs)
+        pk = self.packer(f"PH_{s.name}", sp.hash_key)
+        self._hll_hasher(sp)
         c(1, f"if {test}:")
-        c(2, f"_i, _r = HX_{s.name}({pk}({self.key_args(hs)}))")
+        c(2, f"_i, _r = HX_{s.name}({pk}({self.key_args(sp.hash_key)}))")
         c(2, f"_hd = HD_{m.name}")
         c(2, f"if _hd[0] != {ep}:   # a new window: every register reads 0")
         c(3, f"_hd[0] = {ep}")
-        c(3, f"_hd[1] = {regs << L.HLL_SCALE_BITS}")
+        c(3, f"_hd[1] = {regs << abi.HLL_SCALE_BITS}")
         c(3, f"_hd[2] = {regs}")
         c(2, f"_reg = R_{m.name}[_i]")
         c(2, f"_old = (_reg & 0xFF) if (_reg >> 8) == {ep} else 0")
@@ -571,22 +561,26 @@ class PyProgram:
         c(3, "if _old == 0:")
         c(4, "_hd[2] = (_hd[2] - 1) & M64")
 
-    def _cms_tag(self, s) -> str:
-        return f"((ep_{s.window_ns} & 0xFFFFFF) << 40)" if s.window_ns else "0"
+    @staticmethod
+    def _cms_tag(s) -> str:
+        return f"((ep_{s.window_ns} & {abi.CMS_TAG_MASK:#x}) << {abi.CMS_COUNT_BITS})" if s.window_ns else "0"
 
-    def _cms(self, m: ir.StatMap, c: _Code) -> None:
-        s = m.slots[0]
-        width, depth = dict(s.options)["width"], dict(s.options)["depth"]
-        hs = self.gen.hash_structs[s.name]
-        cond = self.slot_cond(s)
+    def _cms_indexer(self, sp: P.SlotPlan) -> str:
+        self.ns.setdefault(f"CX_{sp.name}", ("cms", sp.cms_width, sp.cms_depth))
+        return f"CX_{sp.name}"
+
+    def _cms(self, mp: P.MapPlan, c: _Code) -> None:
+        m = mp.map
+        sp = mp.slots[0]
+        s = sp.slot
+        cond = self.slot_cond(sp)
         pres = presence(list(s.args))
         test = f"{pres} and {cond}" if pres else cond
-        pk = self.packer(f"PH_{s.name}", hs)
-        self.ns.setdefault(f"CX_{s.name}", ("cms", width, depth))
-        tag = self._cms_tag(s)
+        pk = self.packer(f"PH_{s.name}", sp.hash_key)
+        cx = self._cms_indexer(sp)
         c(1, f"if {test}:")
-        c(2, f"_tag = {tag}")
-        c(2, f"for _i in CX_{s.name}({pk}({self.key_args(hs)})):")
+        c(2, f"_tag = {self._cms_tag(s)}")
+        c(2, f"for _i in {cx}({pk}({self.key_args(sp.hash_key)})):")
         c(3, f"_c = CM_{m.name}[_i]")
         c(3, f"if (_c & {M64 ^ CMS_COUNT:#x}) == _tag:")
         c(4, f"CM_{m.name}[_i] = (_c + 1) & M64")
@@ -594,117 +588,87 @@ class PyProgram:
         c(4, f"CM_{m.name}[_i] = _tag | 1   # a new window")
 
     # ---- T3 ----------------------------------------------------------------------------------
-    def _t3_app(self, a: ir.AppIR, c: _Code) -> None:
-        prog = self.prog
-        ids = set()
-        for r in a.rules:
-            ids |= _closure(prog, r.cond)
-        phase3 = [prog.preds[i] for i in sorted(ids) if prog.preds[i].phase == 3]
-        vstats: dict = {}
-        vsizes: dict = {}
-        for n in phase3:
-            for v in _pred_values(n.pred):
-                for x in _walk_values(v):
-                    if isinstance(x, ir.VStat):
-                        vstats.setdefault(ir.vkey(x), x)
-                    elif isinstance(x, ir.VSize):
-                        vsizes.setdefault((x.app, x.stat), x)
-        gate = self.gate((a.name,) if a.mode == "on_demand" else ())
-        sel = f"P{a.select}" if a.select is not None else "1"
+    def _t3_app(self, t: P.T3Plan, c: _Code) -> None:
+        a = self.plan.app(t.app)
+        gate = self.gate(t.gate)
+        sel = f"P{t.select}" if t.select is not None else "1"
         cond = f"{gate} and {sel}" if gate else sel
-        c(1, f"# t3 of {a.name}")
+        c(1, f"# t3 of {t.app}")
         c(1, f"if {cond}:")
         ind = 2
         reads: dict = {}
-        ptrs: dict = {}
-        for i, (k, v) in enumerate(vstats.items()):
-            mname, sname = prog.stat_slots[(v.app, v.stat, v.member)]
-            m = next(mm for mm in prog.maps if mm.name == mname)
-            slot = next(s for s in m.slots if s.name == sname)
-            var, has = f"X{i}", f"H{i}"
-            reads[k] = (var, has)
+        for r in t.reads:
+            var, has = f"X{r.index}", f"H{r.index}"
+            reads[ir.vkey(r.value)] = (var, has)
             c(ind, f"{var} = 0")
             c(ind, f"{has} = 0")
-            self._read_stat(m, slot, v, var, has, ptrs, c, ind)
-        size_exprs = {}
-        for (app, stat) in vsizes:
-            mname = prog.track_maps[(app, stat)]
-            m = next(mm for mm in prog.maps if mm.name == mname)
-            bucket_ns = max(1, m.track.expire_ns // TRACK_NB)
-            size_exprs[(app, stat)] = f"TS_{mname}(ts // {bucket_ns})"
+            self._read_stat(r, var, has, c, ind)
+        size_exprs = {(sz.app, sz.stat): f"TS_{sz.map}(ts // {sz.bucket_ns})" for sz in t.sizes}
         cx = PyExpr(self.params, reads, size_exprs)
-        for n in phase3:
+        for n in t.preds:
             self._collect_fields_pred(n.pred)
             c(ind, f"P{n.id} = {cx.pred(n.pred)}")
-        for r in a.rules:
-            c(ind, f"if P{r.cond}:   # rule {r.id}")
-            c(ind + 1, f"C[{self.ctr[f'rule.{r.id}.fired']}] += 1")
-            for i, act in enumerate(r.actions):
-                self._action(a, r, i, act, c, ind + 1)
+        for rp in t.rules:
+            c(ind, f"if P{rp.rule.cond}:   # rule {rp.rule.id}")
+            c(ind + 1, f"C[{rp.fired}] += 1")
+            for ap in rp.actions:
+                self._action(a, ap, c, ind + 1)
 
-    def _read_stat(self, m, slot, v, var, has, ptrs, c: _Code, ind: int) -> None:
-        prog = self.prog
-        key_fields = list(v.key)
+    def _read_stat(self, r: P.StatReadPlan, var, has, c: _Code, ind: int) -> None:
+        mp = self.plan.map(r.map)
+        m = mp.map
+        sp = mp.slot(r.slot)
+        slot = sp.slot
         if m.kind == "hll":
-            regs = dict(slot.options)["registers"]
             ep = f"ep_{slot.window_ns}" if slot.window_ns else "1"
-            self._estimator(slot.name, regs)
+            self._estimator(sp)
             c(ind, f"{has} = 1")
             c(ind, f"if HD_{m.name}[0] == {ep}:")
             c(ind + 1, f"{var} = EST_{slot.name}(HD_{m.name}[1], HD_{m.name}[2])")
             return
         if m.kind == "cms":
-            hs = self.gen.hash_structs[slot.name]
             pres = presence(list(slot.args))
-            pk = self.packer(f"PH_{slot.name}", hs)
-            self.ns.setdefault(f"CX_{slot.name}", ("cms", dict(slot.options)["width"], dict(slot.options)["depth"]))
-            tag = self._cms_tag(slot)
+            pk = self.packer(f"PH_{slot.name}", sp.hash_key)
+            cx = self._cms_indexer(sp)
             c(ind, f"if {pres or '1'}:")
             c(ind + 1, f"{has} = 1")
-            c(ind + 1, f"_tag = {tag}")
+            c(ind + 1, f"_tag = {self._cms_tag(slot)}")
             c(ind + 1, f"{var} = M64")
-            c(ind + 1, f"for _i in CX_{slot.name}({pk}({self.key_args(hs)})):")
+            c(ind + 1, f"for _i in {cx}({pk}({self.key_args(sp.hash_key)})):")
             c(ind + 2, f"_c = CM_{m.name}[_i]")
             c(ind + 2, f"_n = (_c & {CMS_COUNT:#x}) if (_c & {M64 ^ CMS_COUNT:#x}) == _tag else 0")
             c(ind + 2, f"if _n < {var}:")
             c(ind + 3, f"{var} = _n")
             return
-        written = prog.stat_keys[(v.app, v.stat)]
-        mapping = dict(zip(written, key_fields))
-        if m.key:
-            pname = f"_r_{m.name}_" + "_".join(f.name.replace(".", "_") for f in key_fields)
-            if pname not in ptrs:
-                ptrs[pname] = True
-                kst = self.gen.keys[m.name]
-                pk = self.packer(f"PK_{m.name}", kst)
-                c(ind, f"{pname} = None")
-                c(ind, f"{pname}_ok = {presence_u8(key_fields)}")
-                c(ind, f"if {pname}_ok:")
-                c(ind + 1, f"_k = {pk}({self.key_args(kst, {mem_field: mapping[mem_field] for mem_field in mapping})})")
-                c(ind + 1, f"{pname} = M_{m.name}.get(_k)")
-                if m.on_full == "lru":
-                    c(ind + 1, f"if {pname} is not None:")
-                    c(ind + 2, f"M_{m.name}.move_to_end(_k)")
-        else:
-            pname = f"_r_{m.name}"
-            if pname not in ptrs:
-                ptrs[pname] = True
-                c(ind, f"{pname} = V_{m.name}")
-                c(ind, f"{pname}_ok = 1")
-        read = self._slot_read(m, slot, pname)
+        pname = "_" + r.ptr
+        if r.first_of_ptr and m.key:
+            pk = self.packer(f"PK_{m.name}", mp.key)
+            c(ind, f"{pname} = None")
+            c(ind, f"{pname}_ok = {presence_u8(list(r.value.key))}")
+            c(ind, f"if {pname}_ok:")
+            c(ind + 1, f"_k = {pk}({self.key_args(mp.key, dict(r.key_sources))})")
+            c(ind + 1, f"{pname} = M_{m.name}.get(_k)")
+            if m.on_full == "lru":
+                c(ind + 1, f"if {pname} is not None:")
+                c(ind + 2, f"M_{m.name}.move_to_end(_k)")
+        elif r.first_of_ptr:
+            c(ind, f"{pname} = V_{m.name}")
+            c(ind, f"{pname}_ok = 1")
+        read = self._slot_read(mp, sp, pname)
         c(ind, f"if {pname}_ok:")
         c(ind + 1, f"{has} = 1")
         c(ind + 1, f"if {pname} is not None:")
         c(ind + 2, f"{var} = {read}")
 
-    def _estimator(self, sname: str, regs: int) -> None:
-        self.ns.setdefault(f"EST_{sname}", ("est", regs, _am2(regs), _lnm(regs)))
+    def _estimator(self, sp: P.SlotPlan) -> None:
+        h = sp.hll
+        self.ns.setdefault(f"EST_{sp.name}", ("est", h.registers, h.am2, h.log2m_fp))
 
-    def _slot_read(self, m, s: ir.Slot, ptr: str) -> str:
-        idx = self.value_plans[m.name].index
+    def _slot_read(self, mp: P.MapPlan, sp: P.SlotPlan, ptr: str) -> str:
+        idx = self.value_plans[mp.name].index
+        s = sp.slot
         if s.func == "distinct":
-            regs = dict(s.options)["registers"]
-            self._estimator(s.name, regs)
+            self._estimator(sp)
             # z == 0: never updated (a key of another slot of this map): 0 distinct
             z = f"{ptr}[{idx[s.name + '_z']}]"
             val = f"(EST_{s.name}({z}, {ptr}[{idx[s.name + '_zeros']}]) if {z} else 0)"
@@ -716,27 +680,25 @@ class PyProgram:
             return f"({val} if {ptr}[{idx[f'e_{s.window_ns}']}] == ep_{s.window_ns} else 0)"
         return val
 
-    def _action(self, a: ir.AppIR, r: ir.RuleIR, i: int, act, c: _Code, ind: int) -> None:
-        aid = self.gen.action_of[(r.id, i)]
-        ev = self.gen.events[aid]
-        if isinstance(act, ir.AEnable):
-            target = self.apps[act.app]
-            c(ind, f"if ENABLE({target.index}, (ts + {act.duration_ns}) & M64):   # enable {act.app}: it was off")
-            self._emit(ev, a, c, ind + 1)
+    def _action(self, a: P.AppPlan, ap: P.ActionPlan, c: _Code, ind: int) -> None:
+        act = ap.action
+        if ap.enable_bit >= 0:
+            c(ind, f"if ENABLE({ap.enable_bit}, (ts + {act.duration_ns}) & M64):   # enable {act.app}: it was off")
+            self._emit(ap.event, a, c, ind + 1)
             return
         lim = act.limit
-        lidx = act.limiter
+        lidx = ap.limiter
         c(ind, f"_t = RL[{lidx}]   # limit {lim.text}")
         c(ind, "if _t < ts:")
         c(ind + 1, "_t = ts")
         c(ind, f"if ((_t - ts + {lim.interval_ns}) & M64) <= {lim.per_ns}:")
         c(ind + 1, f"RL[{lidx}] = (_t + {lim.interval_ns}) & M64")
-        self._emit(ev, a, c, ind + 1)
+        self._emit(ap.event, a, c, ind + 1)
         c(ind, "else:")
-        c(ind + 1, f"C[{self.ctr[f'app.{a.name}.rate_limited']}] += 1")
+        c(ind + 1, f"C[{a.rate_limited}] += 1")
 
-    def _emit(self, ev: L.EventLayout, a: ir.AppIR, c: _Code, ind: int) -> None:
-        st = ev.struct
+    def _emit(self, ev: P.EventPlan, a: P.AppPlan, c: _Code, ind: int) -> None:
+        st = ev.record
         _, vals = struct_format(st)
         pk = self.packer(f"PE_{ev.action}", st)
         args = []
@@ -757,9 +719,9 @@ class PyProgram:
                     args.append(f"({fexpr(f)} if (L & {BIT[f.layer]}) else {zero})")
         rec_len = (st.size + 8 + 7) // 8 * 8       # ring buffer record: 8-byte header, 8-aligned
         rb = self.ringbuf_apps.index(a.name)
-        c(ind, f"if RBU[{rb}] + {rec_len} < {RINGBUF_BYTES}:   # ring buffer xm_rb_{a.name} has room")
+        c(ind, f"if RBU[{rb}] + {rec_len} < {RINGBUF_BYTES}:   # ring buffer {a.ringbuf} has room")
         c(ind + 1, f"RBU[{rb}] += {rec_len}")
         c(ind + 1, f"RBQ[{rb}].append(DEC({pk}({', '.join(args)})))")
-        c(ind + 1, f"C[{self.ctr[f'app.{a.name}.events']}] += 1")
+        c(ind + 1, f"C[{a.events}] += 1")
         c(ind, "else:")
-        c(ind + 1, f"C[{self.ctr[f'app.{a.name}.ringbuf_full']}] += 1")
+        c(ind + 1, f"C[{a.ringbuf_full}] += 1")

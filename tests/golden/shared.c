@@ -21,20 +21,20 @@
 /* ====================================================================================
  * xdpmon packet parser (T1): every header any app needs, parsed once per packet.
  *
- * Rendered from codegen_templates/parse.c.j2 for the layers
- *   eth, ip, pkt, udp
- * (the union of what the apps need, closed under dsl.fields.IMPLIES). Only the
- * decoders those layers need are emitted: "ip" means IPv4 and IPv6, "l4" TCP and UDP,
- * "dns" needs UDP. Ethernet and the VLAN tag walk are always parsed (eth.type is the
- * EtherType after the tags).
+ * Rendered from codegen_templates/parse.c.j2 with the decoders
+ *   eth, ipv4, ipv6, udp
+ * (compiler/parse_outcomes.decoders_for(): what the layers the apps read need).
+ * Ethernet and the VLAN tag walk are always parsed (eth.type is the EtherType
+ * after the tags).
  *
  * xm_parse() returns an outcome index (compiler/parse_outcomes.py): XM_OUT_OK, or the
  * first problem met. runtime/reference/decoder.py has exactly the same semantics and
  * the kernel tests hold the two equal on every corpus frame: change both or neither.
  *
- * Template context: `layers`, a set of dsl.fields.LAYERS names closed by
- * compiler.parse_outcomes.close_layers() (the template only tests membership), and
- * `ipv6_ext_max` (default 6, at most 15). Render with trim_blocks and lstrip_blocks.
+ * Template context: `parse`, compiler.parse_outcomes.ParserFlags (one flag per
+ * decoder), `abi`, compiler/abi.py (the constants below come from it), and
+ * `ipv6_ext_max` (abi.IPV6_EXT_MAX in programs; at most 15).
+ * Render with trim_blocks and lstrip_blocks.
  *
  * Needs from the including program: XM_NOW() (nanoseconds: bpf_ktime_get_ns() live,
  * the capture's time under replay), defined before this text.
@@ -85,11 +85,10 @@
 /* At most this many IPv6 extension headers are skipped (a verifier-friendly bound). */
 #define XM_IPV6_EXT_MAX 6
 
-#define XM_ETH_P_IPV4   0x0800
-#define XM_ETH_P_IPV6   0x86DD
-#define XM_ETH_P_8021Q  0x8100
-#define XM_ETH_P_8021AD 0x88A8
-
+#define XM_ETH_P_IPV4       0x0800
+#define XM_ETH_P_IPV6       0x86DD
+#define XM_ETH_P_8021Q      0x8100
+#define XM_ETH_P_8021AD     0x88A8
 #define XM_IPPROTO_HOPOPTS  0
 #define XM_IPPROTO_ICMP     1
 #define XM_IPPROTO_TCP      6
@@ -99,8 +98,7 @@
 #define XM_IPPROTO_AH       51
 #define XM_IPPROTO_ICMPV6   58
 #define XM_IPPROTO_DSTOPTS  60
-
-#define XM_DNS_PORT 53
+#define XM_DNS_PORT         53
 
 /* An address as network-order bytes. IPv4 is stored v4-mapped (::ffff:a.b.c.d), so
  * w[3] is the IPv4 address and ip.src compares the same way for both families. */
@@ -536,15 +534,35 @@ static __always_inline int xm_parse(struct xdp_md *ctx, struct xm_pkt *p)
 
 /* ==== helpers ====================================================================== */
 
-#define XM_HLL_S 32                     /* fixed-point bits of 2^-rank sums */
-#define XM_CMS_COUNT ((1ULL << 40) - 1)     /* count-min counter bits; the rest is the window tag */
+/* Constants shared with user space (compiler/abi.py; the manifest's "abi"). */
+#define XM_HLL_S 32            /* fixed-point bits of 2^-rank sums */
+#define XM_CMS_BITS 40         /* count-min: counter bits; above them the window tag */
+#define XM_CMS_COUNT ((1ULL << XM_CMS_BITS) - 1)
+#define XM_CMS_TAG 0xffffffULL      /* the low bits of the epoch kept as the tag */
+#define XM_TRACK_BUCKETS 8     /* a track table's size: buckets of expire/N */
 
-struct xm_bucket { __u64 epoch; __s64 count; };
-struct xm_track_v { __u64 opened; __u64 bucket; };
-struct xm_hll_hdr { __u64 epoch; __u64 z; __u64 zeros; __u64 _pad0; };
-struct xm_params { __u64 v[1]; };
-/* Control: enable bits of on-demand apps with their expiry times. */
-struct xm_ctl { __u64 mask; __u64 next_change; __u64 until[2]; };
+struct xm_bucket {
+    __u64 epoch;
+    __s64 count;
+} __attribute__((aligned(8)));
+struct xm_track_v {
+    __u64 opened;
+    __u64 bucket;
+} __attribute__((aligned(8)));
+struct xm_hll_hdr {
+    __u64 epoch;
+    __u64 z;
+    __u64 zeros;
+    __u64 _pad0;
+} __attribute__((aligned(8)));
+struct xm_params {
+    __u64 v[1];
+} __attribute__((aligned(8)));
+struct xm_ctl {
+    __u64 mask;
+    __u64 next_change;
+    __u64 until[2];
+} __attribute__((aligned(8)));
 struct xm_zero_t { __u8 b[40]; };
 /* Per-packet scratch: predicate results P[] and statistic values read by T3
  * (X[], present when H[]). Kept in a per-CPU map, not on the stack: the

@@ -1,0 +1,149 @@
+"""The ABI between the generated XDP program and user space, defined once.
+
+Every constant and fixed layout that both the kernel side and the user side use
+lives here and nowhere else:
+
+* the C side gets them rendered: ``codegen_templates/abi.h.j2`` prints the
+  ``#define``s and the fixed structs from :func:`c_context`;
+* the manifest carries them (``manifest["abi"]``, from :func:`manifest_section`),
+  so the runtime reads them instead of knowing them;
+* the reference backend (runtime/reference/) and the Python parsers import them.
+
+Layouts that depend on the program (keys, values, event records) are computed by
+compiler/layout.py; the parse outcomes are owned by compiler/parse_outcomes.py and
+the layer bits by compiler/c_fields.py (both derived from one table each). This
+module gathers them for the two renderings above.
+"""
+
+from __future__ import annotations
+
+from .layout import Member, Struct
+
+# ---- bounds of the packet parser ----------------------------------------------------
+
+IPV6_EXT_MAX = 6            # IPv6 extension headers skipped at most (<= 15: see parse.c.j2)
+OFF_MASK = 0x7FFF           # the parser's cursor offsets are masked with this (verifier bound)
+
+ETH_P_IPV4 = 0x0800
+ETH_P_IPV6 = 0x86DD
+ETH_P_8021Q = 0x8100
+ETH_P_8021AD = 0x88A8
+VLAN_TPIDS = (ETH_P_8021Q, ETH_P_8021AD)
+VLAN_MAX_DEPTH = 2          # tags parsed; a third is vlan_too_deep
+
+IPPROTO_HOPOPTS = 0
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_ROUTING = 43
+IPPROTO_FRAGMENT = 44
+IPPROTO_AH = 51
+IPPROTO_ICMPV6 = 58
+IPPROTO_DSTOPTS = 60
+# IPv6 extension headers the parser skips.
+IPV6_EXT = frozenset((IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_AH, IPPROTO_DSTOPTS))
+
+DNS_PORT = 53
+
+# ---- statistics ------------------------------------------------------------------------
+
+# A track table's size is counted in this many buckets of expire/N each.
+TRACK_BUCKETS = 8
+# HyperLogLog sums 2^-rank in fixed point with this many fraction bits.
+HLL_SCALE_BITS = 32
+# A count-min counter: the low CMS_COUNT_BITS count, the bits above tag the window
+# (the low CMS_TAG_BITS of its epoch), so a new window needs no reset pass.
+CMS_COUNT_BITS = 40
+CMS_TAG_BITS = 24
+CMS_COUNT_MASK = (1 << CMS_COUNT_BITS) - 1
+CMS_TAG_MASK = (1 << CMS_TAG_BITS) - 1
+
+# ---- events ------------------------------------------------------------------------------
+
+RINGBUF_PAGES = 64          # per app with rules: 256 KiB with 4 KiB pages
+PAGE_SIZE = 4096
+
+# ---- bounds of one program (enforced by compiler/limits.py) ---------------------------------
+
+ENABLE_BITS = 64            # the enable mask is one __u64: one bit per on-demand app
+
+# ---- fixed structs -------------------------------------------------------------------------
+
+TRACK_VALUE = Struct("xm_track_v", (
+    Member("opened", 0, 8, "__u64", "ts"),
+    Member("bucket", 8, 8, "__u64", "epoch"),
+), 16)
+
+TRACK_BUCKET = Struct("xm_bucket", (
+    Member("epoch", 0, 8, "__u64", "epoch"),
+    Member("count", 8, 8, "__s64", "count"),
+), 16)
+
+HLL_HEADER = Struct("xm_hll_hdr", (
+    Member("epoch", 0, 8, "__u64", "epoch"),
+    Member("z", 8, 8, "__u64", "hll_z"),
+    Member("zeros", 16, 8, "__u64", "hll_zeros"),
+    Member("_pad0", 24, 8, "__u64", "pad"),
+), 32)
+
+
+def params_struct(n_params: int) -> Struct:
+    """The params map's one value: every param's current value, by slot."""
+    n = max(1, n_params)
+    return Struct("xm_params", (Member("v", 0, 8 * n, f"__u64[{n}]", "param", count=n),), 8 * n)
+
+
+def ctl_struct(n_bits: int) -> Struct:
+    """The control map's one value: the enable mask of the on-demand apps, the
+    earliest time an enable runs out, and per enable bit the time it runs out."""
+    n = max(1, n_bits)
+    return Struct("xm_ctl", (
+        Member("mask", 0, 8, "__u64", "mask"),
+        Member("next_change", 8, 8, "__u64", "ts"),
+        Member("until", 16, 8 * n, f"__u64[{n}]", "ts", count=n),
+    ), 16 + 8 * n)
+
+
+def fixed_structs() -> list[Struct]:
+    return [TRACK_BUCKET, TRACK_VALUE, HLL_HEADER]
+
+
+def parser_defines() -> list[tuple[str, int]]:
+    """(macro, value) pairs the parser template prints."""
+    return [
+        ("XM_ETH_P_IPV4", ETH_P_IPV4), ("XM_ETH_P_IPV6", ETH_P_IPV6),
+        ("XM_ETH_P_8021Q", ETH_P_8021Q), ("XM_ETH_P_8021AD", ETH_P_8021AD),
+        ("XM_IPPROTO_HOPOPTS", IPPROTO_HOPOPTS), ("XM_IPPROTO_ICMP", IPPROTO_ICMP),
+        ("XM_IPPROTO_TCP", IPPROTO_TCP), ("XM_IPPROTO_UDP", IPPROTO_UDP),
+        ("XM_IPPROTO_ROUTING", IPPROTO_ROUTING), ("XM_IPPROTO_FRAGMENT", IPPROTO_FRAGMENT),
+        ("XM_IPPROTO_AH", IPPROTO_AH), ("XM_IPPROTO_ICMPV6", IPPROTO_ICMPV6),
+        ("XM_IPPROTO_DSTOPTS", IPPROTO_DSTOPTS), ("XM_DNS_PORT", DNS_PORT),
+    ]
+
+
+def layer_defines() -> list[tuple[str, int]]:
+    from .c_fields import LAYER_BITS, LAYER_MACROS
+    return [(LAYER_MACROS[layer], bit.bit_length() - 1) for layer, bit in LAYER_BITS.items()]
+
+
+def outcome_defines() -> list[tuple[str, int]]:
+    from .parse_outcomes import COUNT, OUTCOMES
+    return [(o.c_name, o.index) for o in OUTCOMES] + [("XM_OUT_COUNT", COUNT)]
+
+
+def manifest_section() -> dict:
+    """What the runtime needs of the ABI, as the manifest's ``abi`` section."""
+    from .c_fields import LAYER_BITS
+    from .parse_outcomes import OUTCOMES
+    return {
+        "ipv6_ext_max": IPV6_EXT_MAX,
+        "track_buckets": TRACK_BUCKETS,
+        "hll_scale_bits": HLL_SCALE_BITS,
+        "cms_count_bits": CMS_COUNT_BITS,
+        "cms_tag_bits": CMS_TAG_BITS,
+        "ringbuf_bytes": RINGBUF_PAGES * PAGE_SIZE,
+        "enable_bits": ENABLE_BITS,
+        "layer_bits": dict(LAYER_BITS),
+        "parse_outcomes": [{"index": o.index, "name": o.name, "error": o.error, "doc": o.doc} for o in OUTCOMES],
+        "structs": {s.name: s.to_json() for s in fixed_structs()},
+    }

@@ -1,0 +1,538 @@
+"""The program plan: every decision about the generated program, as plain data.
+
+Built once from the merged IR (:func:`build`), then read by every backend and
+artifact -- the C printer (compiler/codegen.py and codegen_templates/), the
+Python reference backend (runtime/reference/pycompile.py), the manifest
+(compiler/manifest.py) and the ASL stubs (compiler/stubs.py). No backend
+imports another backend, and none re-derives what is decided here:
+
+* the byte layout of every key, value, hash input and event record
+  (compiler/layout.py);
+* which phase-1 predicates are evaluated under which enable bits;
+* per map: its name, BPF type, the condition under which it is touched, its
+  window groups and, per slot, the aggregate with its sketch parameters;
+* per app with rules: the statistic values T3 reads (and how: which key fields
+  of the packet form which key), the phase-3 predicates, the rules and their
+  actions with rate-limiter slots, event records and ring buffers;
+* the positions of everything kept in arrays: counters, params, enable bits,
+  rate limiters.
+
+Names are derived from what a thing is (compiler/identity.py), so they do not
+move when unrelated apps are added, removed or reordered; positions in arrays are
+assigned here and published by name in the manifest.
+
+``dump(plan)`` prints it (``xdpmon compile --dump plan``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from dsl.fields import Field
+
+from . import abi, ir
+from . import layout as L
+from .parse_outcomes import OUTCOMES, decoders_for
+
+
+# ---- pieces --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Gate:
+    """A test of the enable bits of on-demand apps (``bits`` empty: always on)."""
+    apps: tuple[str, ...] = ()
+    bits: tuple[int, ...] = ()
+
+    @property
+    def mask(self) -> int:
+        return sum(1 << b for b in self.bits)
+
+    def __bool__(self) -> bool:
+        return bool(self.bits)
+
+
+@dataclass(frozen=True)
+class PredBlock:
+    """Consecutive phase-1 predicates computed under one gate."""
+    gate: Gate
+    preds: tuple[ir.PredNode, ...]
+
+
+@dataclass(frozen=True)
+class HllParams:
+    registers: int
+    log2m: int
+    rank_max: int            # 64 - log2m + 1
+    am2: int                 # alpha_m * m^2 as an integer
+    log2m_fp: int            # log2(m) in 2^-16 units
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    slot: ir.Slot
+    gate: Gate
+    hash_key: L.Struct | None = None     # distinct / cms: the hashed fields
+    hll: HllParams | None = None
+    hist_buckets: int = 0
+    cms_width: int = 0
+    cms_depth: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.slot.name
+
+
+@dataclass(frozen=True)
+class WindowGroup:
+    """Slots of a fused map that share a window (and so one epoch member)."""
+    window_ns: int | None
+    slots: tuple[SlotPlan, ...]
+
+
+@dataclass(frozen=True)
+class TrackPlan:
+    track: ir.TrackIR
+    gate: Gate
+    bucket_ns: int
+
+
+@dataclass(frozen=True)
+class MapPlan:
+    map: ir.StatMap
+    bpf_type: str                         # "hash" | "lru_hash" | "array"
+    entries: int
+    key: L.Struct | None
+    value: L.Struct | None                # fused maps
+    slots: tuple[SlotPlan, ...]
+    groups: tuple[WindowGroup, ...]       # fused maps, by window (None first)
+    insert_failed: int                    # counter index
+    track: TrackPlan | None = None
+    identity: str = ""
+    fingerprint: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.map.name
+
+    @property
+    def kind(self) -> str:
+        return self.map.kind
+
+    def slot(self, name: str) -> SlotPlan:
+        return next(s for s in self.slots if s.name == name)
+
+
+@dataclass(frozen=True)
+class EventPlan:
+    """One event record layout: what ``action`` the record carries and its struct."""
+    name: str                 # content-derived, e.g. "syn_flood_r0_a0"
+    action: int               # the record's ``action`` value (program-wide)
+    app: str
+    rule: int
+    type: str                 # "packet" | "summary" | "alert" | "enable"
+    record: L.Struct
+    fields: tuple[Field, ...]         # packet events: in the spec's order
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    action: ir.Action
+    event: EventPlan
+    limiter: int = -1                 # xm_rl slot (-1: not rate-limited)
+    enable_bit: int = -1              # enable: the target's bit
+
+
+@dataclass(frozen=True)
+class RulePlan:
+    rule: ir.RuleIR
+    name: str
+    fired: int                        # counter index
+    actions: tuple[ActionPlan, ...]
+
+
+@dataclass(frozen=True)
+class StatReadPlan:
+    """A statistic value T3 reads into X[index] (present when H[index])."""
+    index: int
+    value: ir.VStat
+    map: str
+    slot: str
+    # fused maps: key member field -> the packet field it is read from
+    key_sources: tuple[tuple[str, Field], ...] = ()
+    ptr: str = ""                     # the entry pointer shared by reads of one key
+    first_of_ptr: bool = False        # this read looks the entry up
+
+
+@dataclass(frozen=True)
+class SizeReadPlan:
+    app: str
+    stat: str
+    map: str
+    bucket_ns: int
+
+
+@dataclass(frozen=True)
+class T3Plan:
+    app: str
+    gate: Gate
+    select: int | None
+    reads: tuple[StatReadPlan, ...]
+    sizes: tuple[SizeReadPlan, ...]
+    preds: tuple[ir.PredNode, ...]          # phase 3, in id order
+    rules: tuple[RulePlan, ...]
+
+
+@dataclass(frozen=True)
+class AppPlan:
+    app: ir.AppIR
+    enable_bit: int                   # -1: always on
+    ringbuf: str | None               # map name of its ring buffer (apps with rules)
+    events: int                       # counter indices
+    ringbuf_full: int
+    rate_limited: int
+
+    @property
+    def name(self) -> str:
+        return self.app.name
+
+
+@dataclass(frozen=True)
+class ParamPlan:
+    param: ir.ParamIR
+    name: str                         # "<app>.<param>"
+    index: int
+
+
+@dataclass
+class Plan:
+    prog: ir.ProgramIR
+    replay: bool
+    apps: tuple[AppPlan, ...]
+    decoders: frozenset[str]
+    windows: tuple[int, ...]
+    counters: tuple[str, ...]
+    params: tuple[ParamPlan, ...]
+    maps: tuple[MapPlan, ...]
+    pred_blocks: tuple[PredBlock, ...]
+    t3: tuple[T3Plan, ...]
+    events: tuple[EventPlan, ...]
+    n_limiters: int
+    n_reads: int
+    n_enable_bits: int
+    ctl: L.Struct
+    params_struct: L.Struct
+    # lookups
+    _maps: dict = field(default_factory=dict, repr=False)
+    _apps: dict = field(default_factory=dict, repr=False)
+    _ctr: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self._maps = {m.name: m for m in self.maps}
+        self._apps = {a.name: a for a in self.apps}
+        self._ctr = {n: i for i, n in enumerate(self.counters)}
+
+    def map(self, name: str) -> MapPlan:
+        return self._maps[name]
+
+    def app(self, name: str) -> AppPlan:
+        return self._apps[name]
+
+    def counter(self, name: str) -> int:
+        return self._ctr[name]
+
+    def param_index(self) -> dict[tuple[str, str], int]:
+        return {(p.param.app, p.param.name): p.index for p in self.params}
+
+    @property
+    def n_preds(self) -> int:
+        return len(self.prog.preds)
+
+    @property
+    def zero_size(self) -> int:
+        """Bytes of the all-zero value inserted for a new key (the largest value)."""
+        return max([8] + [m.value.size for m in self.maps if m.value is not None])
+
+    @property
+    def ringbufs(self) -> list[AppPlan]:
+        return [a for a in self.apps if a.ringbuf]
+
+
+# ---- HyperLogLog constants ------------------------------------------------------------------
+
+def hll_params(registers: int) -> HllParams:
+    log2m = int(math.log2(registers))
+    alpha = {16: 0.673, 32: 0.697, 64: 0.709}.get(registers, 0.7213 / (1 + 1.079 / registers))
+    return HllParams(registers, log2m, 64 - log2m + 1, int(round(alpha * registers * registers)), log2m << 16)
+
+
+# ---- building ----------------------------------------------------------------------------------
+
+def counter_names(prog: ir.ProgramIR) -> list[str]:
+    """The global per-CPU counter array, index -> name."""
+    names = ["frames"] + [f"parse.{o.name}" for o in OUTCOMES]
+    names += ["verdict.pass", "verdict.drop", "blocklist.logged", "blocklist.dropped"]
+    names += [f"map.{m.name}.insert_failed" for m in prog.maps]
+    for a in prog.apps:
+        names += [f"app.{a.name}.events", f"app.{a.name}.ringbuf_full", f"app.{a.name}.rate_limited"]
+    names += [f"rule.{r.id}.fired" for a in prog.apps for r in a.rules]
+    return names
+
+
+def slot_gates(prog: ir.ProgramIR, slot: ir.Slot) -> tuple[str, ...]:
+    """The on-demand apps whose enable bit gates ``slot`` (empty: always on)."""
+    modes = {a.name: a.mode for a in prog.apps}
+    users = {u.app for u in slot.uses}
+    if any(modes[u] != "on_demand" for u in users):
+        return ()
+    return tuple(sorted(users))
+
+
+def closure(prog: ir.ProgramIR, pid: int) -> set[int]:
+    """``pid`` and every predicate it refers to."""
+    out = {pid}
+    p = prog.preds[pid].pred
+    if isinstance(p, (ir.PAnd, ir.POr)):
+        for o in p.operands:
+            out |= closure(prog, o.id)
+    elif isinstance(p, ir.PNot):
+        out |= closure(prog, p.operand.id)
+    return out
+
+
+def pred_values(p) -> list:
+    if isinstance(p, ir.PCmp):
+        return [p.left, p.right]
+    if isinstance(p, ir.PIn):
+        return [p.value]
+    return []
+
+
+def walk_values(v):
+    yield v
+    if isinstance(v, ir.VArith):
+        yield from walk_values(v.left)
+        yield from walk_values(v.right)
+
+
+class _Builder:
+    def __init__(self, prog: ir.ProgramIR, replay: bool):
+        self.prog = prog
+        self.replay = replay
+        self.modes = {a.name: a.mode for a in prog.apps}
+        self.bits = {a.name: a.index for a in prog.apps}
+        self.counters = counter_names(prog)
+        self.ctr = {n: i for i, n in enumerate(self.counters)}
+
+    def gate(self, apps) -> Gate:
+        apps = tuple(apps)
+        return Gate(apps, tuple(self.bits[a] for a in apps)) if apps else Gate()
+
+    def app_gate(self, app: str) -> Gate:
+        return self.gate((app,) if self.modes[app] == "on_demand" else ())
+
+    # ---- T1 -----------------------------------------------------------------------------
+    def pred_blocks(self) -> tuple[PredBlock, ...]:
+        blocks: list[tuple[Gate, list]] = []
+        for n in self.prog.preds:
+            if n.phase != 1:
+                continue
+            apps = () if any(self.modes[u] != "on_demand" for u in n.users) else n.users
+            g = self.gate(apps)
+            if not blocks or blocks[-1][0] != g:
+                blocks.append((g, []))
+            blocks[-1][1].append(n)
+        return tuple(PredBlock(g, tuple(ns)) for g, ns in blocks)
+
+    # ---- T2 -----------------------------------------------------------------------------
+    def slot_plan(self, s: ir.Slot) -> SlotPlan:
+        g = self.gate(slot_gates(self.prog, s))
+        opts = dict(s.options)
+        if s.func == "distinct":
+            return SlotPlan(s, g, L.field_struct(f"xm_h_{s.name}", s.args), hll=hll_params(opts["registers"]))
+        if s.func == "cms":
+            return SlotPlan(s, g, L.field_struct(f"xm_h_{s.name}", s.args),
+                            cms_width=opts["width"], cms_depth=opts["depth"])
+        if s.func == "hist":
+            return SlotPlan(s, g, hist_buckets=L.hist_buckets(s.args[0]))
+        return SlotPlan(s, g)
+
+    def map_plan(self, m: ir.StatMap) -> MapPlan:
+        slots = tuple(self.slot_plan(s) for s in m.slots)
+        key = L.field_struct(f"xm_k_{m.name}", m.key) if m.key else None
+        value = L.value_struct(m) if m.kind == "fused" else None
+        groups = ()
+        if m.kind == "fused":
+            windows = sorted({s.window_ns for s in m.slots}, key=lambda w: w or 0)
+            groups = tuple(WindowGroup(w, tuple(sp for sp in slots if sp.slot.window_ns == w)) for w in windows)
+        track = None
+        entries = m.size
+        if m.kind == "fused":
+            bpf_type = ("lru_hash" if m.on_full == "lru" else "hash") if m.key else "array"
+        elif m.kind == "track":
+            bpf_type = "lru_hash"
+            track = TrackPlan(m.track, self.app_gate(m.track.app), max(1, m.track.expire_ns // abi.TRACK_BUCKETS))
+        else:
+            bpf_type = "array"
+            o = dict(m.slots[0].options)
+            entries = o["registers"] if m.kind == "hll" else o["width"] * o["depth"]
+        return MapPlan(m, bpf_type, entries, key, value, slots, groups,
+                       self.ctr[f"map.{m.name}.insert_failed"], track)
+
+    # ---- T3 -----------------------------------------------------------------------------
+    def t3_plan(self, a: ir.AppIR, actions: dict) -> T3Plan:
+        prog = self.prog
+        ids: set[int] = set()
+        for r in a.rules:
+            ids |= closure(prog, r.cond)
+        phase3 = tuple(prog.preds[i] for i in sorted(ids) if prog.preds[i].phase == 3)
+        vstats: dict = {}
+        vsizes: dict = {}
+        for n in phase3:
+            for v in pred_values(n.pred):
+                for x in walk_values(v):
+                    if isinstance(x, ir.VStat):
+                        vstats.setdefault(ir.vkey(x), x)
+                    elif isinstance(x, ir.VSize):
+                        vsizes.setdefault((x.app, x.stat), x)
+        reads = []
+        ptrs: set[str] = set()
+        maps = {m.name: m for m in prog.maps}
+        for i, v in enumerate(vstats.values()):
+            mname, sname = prog.stat_slots[(v.app, v.stat, v.member)]
+            m = maps[mname]
+            sources: tuple = ()
+            ptr = ""
+            if m.kind == "fused":
+                written = prog.stat_keys[(v.app, v.stat)]
+                sources = tuple(zip(written, v.key))
+                ptr = (f"r_{m.name}_" + "_".join(f.name.replace(".", "_") for f in v.key)) if m.key else f"r_{m.name}"
+            first = bool(ptr) and ptr not in ptrs
+            ptrs.add(ptr)
+            reads.append(StatReadPlan(i, v, mname, sname, sources, ptr, first))
+        sizes = []
+        for (app, stat) in vsizes:
+            mname = prog.track_maps[(app, stat)]
+            sizes.append(SizeReadPlan(app, stat, mname, max(1, maps[mname].track.expire_ns // abi.TRACK_BUCKETS)))
+        rules = []
+        for r in a.rules:
+            rules.append(RulePlan(r, f"{a.name}.r{a.rules.index(r)}", self.ctr[f"rule.{r.id}.fired"],
+                                  tuple(actions[(r.id, i)] for i in range(len(r.actions)))))
+        return T3Plan(a.name, self.app_gate(a.name), a.select, tuple(reads), tuple(sizes), phase3, tuple(rules))
+
+    def actions(self) -> tuple[dict, list[EventPlan]]:
+        out: dict = {}
+        events: list[EventPlan] = []
+        n = 0
+        for a in self.prog.apps:
+            for k, r in enumerate(a.rules):
+                for i, act in enumerate(r.actions):
+                    fields = tuple(act.fields) if isinstance(act, ir.ASendPacket) else ()
+                    typ = {ir.ASendPacket: "packet", ir.ASendSummary: "summary", ir.AAlert: "alert",
+                           ir.AEnable: "enable"}[type(act)]
+                    rec = L.field_struct(f"xm_ev_{n}", fields, L.EVENT_HEAD)
+                    ev = EventPlan(f"{a.name}_r{k}_a{i}", n, a.name, r.id, typ, rec, fields)
+                    events.append(ev)
+                    out[(r.id, i)] = ActionPlan(act, ev, getattr(act, "limiter", -1),
+                                                self.bits[act.app] if isinstance(act, ir.AEnable) else -1)
+                    n += 1
+        return out, events
+
+    def build(self) -> Plan:
+        prog = self.prog
+        actions, events = self.actions()
+        apps = []
+        for a in prog.apps:
+            apps.append(AppPlan(a, self.bits[a.name] if a.mode == "on_demand" else -1,
+                                f"xm_rb_{a.name}" if a.rules else None,
+                                self.ctr[f"app.{a.name}.events"], self.ctr[f"app.{a.name}.ringbuf_full"],
+                                self.ctr[f"app.{a.name}.rate_limited"]))
+        t3 = tuple(self.t3_plan(a, actions) for a in prog.apps if a.rules)
+        limiters = [ap.limiter for ap in actions.values()]
+        n_bits = len(prog.apps)
+        return Plan(
+            prog=prog, replay=self.replay, apps=tuple(apps),
+            decoders=decoders_for(prog.layers),
+            windows=tuple(sorted({s.window_ns for m in prog.maps for s in m.slots if s.window_ns})),
+            counters=tuple(self.counters),
+            params=tuple(ParamPlan(p, f"{p.app}.{p.name}", p.index) for p in prog.params),
+            maps=tuple(self.map_plan(m) for m in prog.maps),
+            pred_blocks=self.pred_blocks(), t3=t3, events=tuple(events),
+            n_limiters=max(limiters + [-1]) + 1,
+            n_reads=max([len(t.reads) for t in t3] + [1]),
+            n_enable_bits=n_bits,
+            ctl=abi.ctl_struct(n_bits),
+            params_struct=abi.params_struct(len(prog.params)),
+        )
+
+
+def build(prog: ir.ProgramIR, replay: bool = False) -> Plan:
+    return _Builder(prog, replay).build()
+
+
+# ---- printing -------------------------------------------------------------------------------------
+
+def _gate_text(g: Gate) -> str:
+    return "always" if not g else "while " + ", ".join(f"{a} (bit {b})" for a, b in zip(g.apps, g.bits)) + " enabled"
+
+
+def dump(plan: Plan) -> str:
+    """The plan as stable text, for people (``xdpmon compile --dump plan``)."""
+    fmt = ir._fmt_ns
+    out = [f"build: {'replay (capture clock)' if plan.replay else 'live (kernel clock)'}",
+           f"decoders: {', '.join(sorted(plan.decoders))}",
+           f"windows: {', '.join(fmt(w) for w in plan.windows) or '-'}",
+           "apps:"]
+    for a in plan.apps:
+        bit = f"enable bit {a.enable_bit}" if a.enable_bit >= 0 else "always on"
+        out.append(f"  {a.name}: {bit}; ring buffer {a.ringbuf or '-'}")
+    out.append("t1 predicates:")
+    for b in plan.pred_blocks:
+        out.append(f"  {_gate_text(b.gate)}: " + ", ".join(f"p{n.id}" for n in b.preds))
+    out.append("maps:")
+    for m in plan.maps:
+        key = f"key {m.key.name} ({m.key.size} B)" if m.key else "no key"
+        out.append(f"  {m.name}: {m.kind}, {m.bpf_type} x {m.entries}, {key}"
+                   + (f", value {m.value.name} ({m.value.size} B)" if m.value else "")
+                   + f"; insert failures -> counter {m.insert_failed}")
+        if m.identity:
+            out.append(f"    identity {m.identity}  fingerprint {m.fingerprint}")
+        if m.track:
+            out.append(f"    track {m.track.track.app}.{m.track.track.stat}: {_gate_text(m.track.gate)}, "
+                       f"buckets of {fmt(m.track.bucket_ns)}")
+        for s in m.slots:
+            extra = ""
+            if s.hll:
+                extra = f" registers {s.hll.registers} am2 {s.hll.am2}"
+            elif s.cms_width:
+                extra = f" width {s.cms_width} depth {s.cms_depth}"
+            elif s.hist_buckets:
+                extra = f" buckets {s.hist_buckets}"
+            out.append(f"    {s.name}: {s.slot.func} under p{s.slot.guard}, {_gate_text(s.gate)}, "
+                       f"window {fmt(s.slot.window_ns)}{extra}")
+    out.append("t3:")
+    for t in plan.t3:
+        sel = "-" if t.select is None else f"p{t.select}"
+        out.append(f"  {t.app}: {_gate_text(t.gate)}, select {sel}")
+        for r in t.reads:
+            out.append(f"    X[{r.index}] = {ir.vstr(r.value)} from {r.map}.{r.slot}")
+        for s in t.sizes:
+            out.append(f"    size({s.app}.{s.stat}) from {s.map}")
+        if t.preds:
+            out.append("    phase-3 predicates: " + ", ".join(f"p{n.id}" for n in t.preds))
+        for r in t.rules:
+            out.append(f"    rule {r.name} (when p{r.rule.cond}; fired -> counter {r.fired})")
+            for ap in r.actions:
+                lim = f", limiter {ap.limiter}" if ap.limiter >= 0 else ""
+                out.append(f"      {ir.action_str(ap.action)} -> event {ap.event.name} "
+                           f"(action {ap.event.action}, {ap.event.record.size} B){lim}")
+    out.append("params:")
+    for p in plan.params:
+        out.append(f"  [{p.index}] {p.name} = {p.param.default}")
+    out.append(f"counters ({len(plan.counters)}):")
+    for i, n in enumerate(plan.counters):
+        out.append(f"  [{i}] {n}")
+    out.append(f"scratch: {plan.n_preds} predicates, {plan.n_reads} statistic reads; "
+               f"{plan.n_limiters} rate limiters; {plan.n_enable_bits} enable bits")
+    return "\n".join(out) + "\n"
