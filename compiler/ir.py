@@ -230,13 +230,14 @@ class Use:
 class Slot:
     """One aggregate kept in a map value: func(args) under ``guard`` in
     ``window``. Identical slots of several apps are one slot with several uses."""
-    name: str                         # unique in the program, e.g. "s3"
+    name: str                         # derived from identity, e.g. "s_3f2a91"
     func: str                         # count sum min max distinct hist cms
     args: tuple[Field, ...]
     guard: int                        # predicate id (includes the app's T1 select)
     window_ns: int | None
     options: tuple[tuple[str, int], ...]
     uses: tuple[Use, ...]
+    identity: str = ""                # what it is (compiler/identity.py): its name's source
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,7 @@ class StatMap:
     """A BPF map: a hash keyed by ``key`` (or a one-entry array when unkeyed)
     whose value holds every slot. ``kind`` is "fused" for aggregate values,
     "track" for a track table, "hll" / "cms" for an unkeyed sketch."""
-    name: str                         # "m0", "m1", ...
+    name: str                         # derived from identity, e.g. "m_9c04e1"
     kind: str
     key: tuple[Field, ...]
     slots: tuple[Slot, ...]
@@ -252,6 +253,7 @@ class StatMap:
     on_full: str                      # "count" | "lru"
     uses: tuple[Use, ...]             # every app/stat that lives here
     track: "TrackIR | None" = None
+    identity: str = ""                # what it is (compiler/identity.py): its name's source
 
 
 @dataclass(frozen=True)

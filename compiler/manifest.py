@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from . import abi, ir
 from .ir import action_str, expand, pstr
-from .parse_outcomes import OUTCOMES
 from .plan import Plan
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2        # 2: content-derived names, identities and fingerprints, the abi section
 
 
 def _use(u: ir.Use) -> dict:
@@ -36,6 +35,8 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
         m = mp.map
         d = {
             "name": m.name,
+            "identity": mp.identity,
+            "fingerprint": mp.fingerprint,
             "kind": m.kind,
             "key_fields": [f.name for f in m.key],
             "size": m.size,
@@ -60,7 +61,7 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
         d["slots"] = []
         for sp in mp.slots:
             s = sp.slot
-            sd = {"name": s.name, "func": s.func, "args": [a.name for a in s.args], "guard": s.guard,
+            sd = {"name": s.name, "identity": s.identity, "func": s.func, "args": [a.name for a in s.args], "guard": s.guard,
                   "window_ns": s.window_ns, "options": dict(s.options), "uses": [_use(u) for u in s.uses],
                   "gated_by": list(sp.gate.apps)}
             if sp.hll:
@@ -93,7 +94,7 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
             acts = []
             for ap in rp.actions:
                 act = ap.action
-                ad = {"id": ap.event.action, "type": ap.event.type, "text": action_str(act),
+                ad = {"id": ap.event.action, "event": ap.event.name, "type": ap.event.type, "text": action_str(act),
                       "limit": _limit(getattr(act, "limit", None)), "limiter": ap.limiter}
                 if isinstance(act, ir.ASendPacket):
                     ad["fields"] = [f.name for f in act.fields]
@@ -105,12 +106,13 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
                 if isinstance(act, ir.ASendSummary):
                     ad["every_ns"] = act.every_ns
                 acts.append(ad)
-            rules.append({"id": r.id, "cond": r.cond, "cond_text": expand(prog.preds, r.cond),
+            rules.append({"id": rp.ordinal, "name": rp.name, "counter": f"rule.{rp.name}.fired", "cond": r.cond, "cond_text": expand(prog.preds, r.cond),
                           "file": r.span.file, "line": r.span.line, "actions": acts})
         apps.append({
-            "name": a.name, "index": a.index, "mode": a.mode, "file": a.file, "line": a.span.line,
+            "name": a.name, "index": a.index, "enable_bit": plan.app(a.name).enable_bit, "mode": a.mode, "file": a.file, "line": a.span.line,
             "asl": a.asl, "select": a.select, "stats": stats, "rules": rules,
-            "params": [{"name": p.name, "index": p.index, "default": p.default} for p in prog.params if p.app == a.name],
+            "params": [{"name": p.param.name, "index": p.index, "default": p.param.default}
+                       for p in plan.params if p.param.app == a.name],
             "ringbuf": plan.app(a.name).ringbuf,
         })
 
@@ -120,17 +122,17 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
         "layers": sorted(prog.layers),
         "apps": apps,
         "maps": maps,
-        "params": {"map": "xm_params", "slots": [{"app": p.app, "name": p.name, "index": p.index,
-                                                 "default": p.default} for p in prog.params]},
-        "control": {"map": "xm_ctl", "layout": "struct { u64 mask; u64 next_change; u64 until[n_apps]; }",
-                    "n_apps": len(prog.apps)},
+        "params": {"map": "xm_params", "value": plan.params_struct.to_json(),
+                   "slots": [{"app": p.param.app, "name": p.param.name, "index": p.index,
+                              "default": p.param.default} for p in plan.params]},
+        "control": {"map": "xm_ctl", "value": plan.ctl.to_json(), "n_bits": plan.n_enable_bits,
+                    "bits": {a.name: a.enable_bit for a in plan.apps if a.enable_bit >= 0}},
         "counters": {"map": "xm_counters", "percpu": True, "names": list(plan.counters)},
-        "parse_outcomes": [{"index": o.index, "name": o.name, "error": o.error, "doc": o.doc} for o in OUTCOMES],
-        "events": [{"action": e.action, "app": e.app, "rule": e.rule, "type": e.type,
+        "events": [{"action": e.action, "name": e.name, "app": e.app, "rule": e.rule, "type": e.type,
+                    "class_name": e.class_name if e.type == "packet" else None, "fingerprint": e.fingerprint,
                     "record": e.record.to_json()} for e in plan.events],
         "predicates": [{"id": n.id, "text": pstr(n.pred), "users": list(n.users), "phase": n.phase}
                        for n in prog.preds],
-        "rate_limiters": {"map": "xm_rl"},
-        "constants": {"track_buckets": abi.TRACK_BUCKETS, "hll_scale_bits": abi.HLL_SCALE_BITS,
-                      "cms_count_bits": abi.CMS_COUNT_BITS},
+        "rate_limiters": {"map": "xm_rl", "n": plan.n_limiters},
+        "abi": abi.manifest_section(),
     }

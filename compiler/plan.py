@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from dsl.fields import Field
 
 from . import abi, ir
+from . import identity as I
 from . import layout as L
 from .parse_outcomes import OUTCOMES, decoders_for
 
@@ -126,14 +127,19 @@ class MapPlan:
 @dataclass(frozen=True)
 class EventPlan:
     """One event record layout: what ``action`` the record carries and its struct."""
-    name: str                 # content-derived, e.g. "syn_flood_r0_a0"
-    action: int               # the record's ``action`` value (program-wide)
+    name: str                 # "<app>.r<rule>.a<action>" (ordinals within the app)
+    action: int               # the record's ``action`` value: a hash of name and layout
     app: str
-    rule: int
+    rule: int                 # the rule's ordinal within the app (the record's ``rule``)
     type: str                 # "packet" | "summary" | "alert" | "enable"
     record: L.Struct
     fields: tuple[Field, ...]         # packet events: in the spec's order
     fingerprint: str = ""
+
+    @property
+    def class_name(self) -> str:
+        """The event's class in the app's ASL module (packet events)."""
+        return f"PacketEventR{self.rule}A{self.name.rsplit('.a', 1)[1]}"
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,8 @@ class ActionPlan:
 @dataclass(frozen=True)
 class RulePlan:
     rule: ir.RuleIR
-    name: str
+    name: str                         # "<app>.r<ordinal>"
+    ordinal: int                      # its place among the app's rules
     fired: int                        # counter index
     actions: tuple[ActionPlan, ...]
 
@@ -276,8 +283,36 @@ def counter_names(prog: ir.ProgramIR) -> list[str]:
     names += [f"map.{m.name}.insert_failed" for m in prog.maps]
     for a in prog.apps:
         names += [f"app.{a.name}.events", f"app.{a.name}.ringbuf_full", f"app.{a.name}.rate_limited"]
-    names += [f"rule.{r.id}.fired" for a in prog.apps for r in a.rules]
+    names += [f"rule.{rule_name(a, k)}.fired" for a in prog.apps for k in range(len(a.rules))]
     return names
+
+
+def rule_name(app: ir.AppIR, ordinal: int) -> str:
+    return f"{app.name}.r{ordinal}"
+
+
+def map_fingerprint(m: ir.StatMap, bpf_type: str, entries_layout, key: L.Struct | None,
+                    value: L.Struct | None) -> str:
+    """The schema of a map: what its entries look like, not how many there are."""
+    return I.fingerprint(m.kind, bpf_type, key.to_json() if key else None,
+                         value.to_json() if value else None, entries_layout)
+
+
+def event_action_ids(names_and_prints: list[tuple[str, str]]) -> dict[str, int]:
+    """A 31-bit record id per event, from its name and layout: the same event keeps
+    its id across programs (records in flight during a swap decode right)."""
+    out: dict[str, int] = {}
+    used: set[int] = set()
+    for name, fp in names_and_prints:
+        salt = 0
+        while True:
+            aid = int(I.digest(f"{name}|{fp}|{salt}")[:8], 16) & 0x7FFFFFFF
+            if aid not in used:
+                break
+            salt += 1
+        used.add(aid)
+        out[name] = aid
+    return out
 
 
 def slot_gates(prog: ir.ProgramIR, slot: ir.Slot) -> tuple[str, ...]:
@@ -321,7 +356,8 @@ class _Builder:
         self.prog = prog
         self.replay = replay
         self.modes = {a.name: a.mode for a in prog.apps}
-        self.bits = {a.name: a.index for a in prog.apps}
+        # one enable bit per on-demand app (always-on apps need none)
+        self.bits = {a.name: i for i, a in enumerate(a for a in prog.apps if a.mode == "on_demand")}
         self.counters = counter_names(prog)
         self.ctr = {n: i for i, n in enumerate(self.counters)}
 
@@ -362,6 +398,7 @@ class _Builder:
         slots = tuple(self.slot_plan(s) for s in m.slots)
         key = L.field_struct(f"xm_k_{m.name}", m.key) if m.key else None
         value = L.value_struct(m) if m.kind == "fused" else None
+        fixed = None
         groups = ()
         if m.kind == "fused":
             windows = sorted({s.window_ns for s in m.slots}, key=lambda w: w or 0)
@@ -373,12 +410,16 @@ class _Builder:
         elif m.kind == "track":
             bpf_type = "lru_hash"
             track = TrackPlan(m.track, self.app_gate(m.track.app), max(1, m.track.expire_ns // abi.TRACK_BUCKETS))
+            fixed = [abi.TRACK_VALUE.to_json(), abi.TRACK_BUCKET.to_json(), abi.TRACK_BUCKETS, track.bucket_ns]
         else:
             bpf_type = "array"
             o = dict(m.slots[0].options)
             entries = o["registers"] if m.kind == "hll" else o["width"] * o["depth"]
+            fixed = [entries, abi.HLL_HEADER.to_json() if m.kind == "hll" else abi.CMS_COUNT_BITS,
+                     slots[0].hash_key.to_json(), m.slots[0].window_ns]
         return MapPlan(m, bpf_type, entries, key, value, slots, groups,
-                       self.ctr[f"map.{m.name}.insert_failed"], track)
+                       self.ctr[f"map.{m.name}.insert_failed"], track, m.identity,
+                       map_fingerprint(m, bpf_type, fixed, key, value))
 
     # ---- T3 -----------------------------------------------------------------------------
     def t3_plan(self, a: ir.AppIR, actions: dict) -> T3Plan:
@@ -416,27 +457,31 @@ class _Builder:
             mname = prog.track_maps[(app, stat)]
             sizes.append(SizeReadPlan(app, stat, mname, max(1, maps[mname].track.expire_ns // abi.TRACK_BUCKETS)))
         rules = []
-        for r in a.rules:
-            rules.append(RulePlan(r, f"{a.name}.r{a.rules.index(r)}", self.ctr[f"rule.{r.id}.fired"],
+        for k, r in enumerate(a.rules):
+            name = rule_name(a, k)
+            rules.append(RulePlan(r, name, k, self.ctr[f"rule.{name}.fired"],
                                   tuple(actions[(r.id, i)] for i in range(len(r.actions)))))
         return T3Plan(a.name, self.app_gate(a.name), a.select, tuple(reads), tuple(sizes), phase3, tuple(rules))
 
     def actions(self) -> tuple[dict, list[EventPlan]]:
-        out: dict = {}
-        events: list[EventPlan] = []
-        n = 0
+        todo = []
         for a in self.prog.apps:
             for k, r in enumerate(a.rules):
                 for i, act in enumerate(r.actions):
                     fields = tuple(act.fields) if isinstance(act, ir.ASendPacket) else ()
-                    typ = {ir.ASendPacket: "packet", ir.ASendSummary: "summary", ir.AAlert: "alert",
-                           ir.AEnable: "enable"}[type(act)]
-                    rec = L.field_struct(f"xm_ev_{n}", fields, L.EVENT_HEAD)
-                    ev = EventPlan(f"{a.name}_r{k}_a{i}", n, a.name, r.id, typ, rec, fields)
-                    events.append(ev)
-                    out[(r.id, i)] = ActionPlan(act, ev, getattr(act, "limiter", -1),
-                                                self.bits[act.app] if isinstance(act, ir.AEnable) else -1)
-                    n += 1
+                    name = f"{rule_name(a, k)}.a{i}"
+                    rec = L.field_struct(f"xm_ev_{name.replace('.', '_')}", fields, L.EVENT_HEAD)
+                    todo.append((a, k, r, i, act, fields, name, rec, I.fingerprint(rec.to_json())))
+        ids = event_action_ids([(t[6], t[8]) for t in todo])
+        out: dict = {}
+        events: list[EventPlan] = []
+        for a, k, r, i, act, fields, name, rec, fp in todo:
+            typ = {ir.ASendPacket: "packet", ir.ASendSummary: "summary", ir.AAlert: "alert",
+                   ir.AEnable: "enable"}[type(act)]
+            ev = EventPlan(name, ids[name], a.name, k, typ, rec, fields, fp)
+            events.append(ev)
+            out[(r.id, i)] = ActionPlan(act, ev, getattr(act, "limiter", -1),
+                                        self.bits[act.app] if isinstance(act, ir.AEnable) else -1)
         return out, events
 
     def build(self) -> Plan:
@@ -450,7 +495,7 @@ class _Builder:
                                 self.ctr[f"app.{a.name}.rate_limited"]))
         t3 = tuple(self.t3_plan(a, actions) for a in prog.apps if a.rules)
         limiters = [ap.limiter for ap in actions.values()]
-        n_bits = len(prog.apps)
+        n_bits = len(self.bits)
         return Plan(
             prog=prog, replay=self.replay, apps=tuple(apps),
             decoders=decoders_for(prog.layers),

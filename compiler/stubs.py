@@ -26,10 +26,10 @@ def render_stub(plan: Plan, app_name: str) -> str:
     for ev in plan.events:
         if ev.app != app_name or ev.type != "packet":
             continue
-        rule = next(r for r in app.rules if r.id == ev.rule)
+        rule = app.rules[ev.rule]
         members = {m.field: m.name for m in ev.record.members if m.role == "field"}
         fields = [{"name": f.name, "attr": members[f.name], "pytype": _pytype(FIELDS[f.name].kind)} for f in ev.fields]
-        packet_events.append({"class_name": f"PacketEvent{ev.action}", "rule": ev.rule, "line": rule.span.line,
+        packet_events.append({"class_name": ev.class_name, "rule": ev.rule, "line": rule.span.line,
                               "text": f"send packet({', '.join(f['name'] for f in fields)})", "fields": fields})
     return env().get_template("asl_stub.py.j2").render(
         app={"name": app.name, "file": app.file, "line": app.span.line},

@@ -5,7 +5,7 @@ file named by the spec's ``asl "path"`` (relative to the current directory,
 then to the spec's directory), or else the generated stub -- instantiates its
 ``HANDLER`` class with a context, and dispatches decoded events:
 
-    packet  -> on_packet(PacketEventN(ts=..., ip_src=..., ...))
+    packet  -> on_packet(PacketEventR<rule>A<action>(ts=..., ip_src=..., ...))
     alert   -> on_alert(Event)
     summary -> on_summary(snapshot of the app's statistics)
     enable  -> on_enable(Event)
@@ -77,6 +77,8 @@ class AslHost:
         self.manifest = manifest
         self.apps: dict[str, HostedApp] = {}
         self.notes: list[str] = []
+        # record action id -> the packet event's class in the app's module
+        self.packet_classes = {e["action"]: e["class_name"] for e in manifest["events"] if e["type"] == "packet"}
         for app in manifest["apps"]:
             if not app["rules"]:
                 continue
@@ -105,7 +107,7 @@ class AslHost:
             return
         t = event["type"]
         if t == "packet":
-            cls = getattr(h.module, f"PacketEvent{event['action']}", None)
+            cls = getattr(h.module, self.packet_classes.get(event["action"], ""), None)
             attrs = {k.replace(".", "_"): v for k, v in event["fields"].items()}
             arg = cls(ts=event["ts"], **attrs) if cls else types.SimpleNamespace(ts=event["ts"], **attrs)
             self._call(h, "on_packet", arg)

@@ -62,7 +62,7 @@ class ProgramMaps:
 
     def set_enabled(self, app: str, until_ns: int) -> None:
         """Enable an on-demand app until ``until_ns`` (U64_MAX: until disabled); 0 disables."""
-        idx = self.apps[app]["index"]
+        idx = self.m["control"]["bits"][app]
         t, c = self._ctl()
         c.until[idx] = until_ns
         c.next_change = 0            # make the program recompute its enable mask
@@ -70,7 +70,7 @@ class ProgramMaps:
 
     def ctl(self) -> tuple[int, list[int]]:
         _, c = self._ctl()
-        return int(c.mask), [int(c.until[i]) for i in range(self.m["control"]["n_apps"])]
+        return int(c.mask), [int(c.until[i]) for i in range(self.m["control"]["n_bits"])]
 
     # ---- reading ---------------------------------------------------------------------
     def counters(self) -> list[int]:

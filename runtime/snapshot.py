@@ -137,24 +137,25 @@ def build_snapshot(manifest: dict, raw: RawState, now: int) -> dict:
     for app in manifest["apps"]:
         params = {p["name"]: raw.params[p["index"]] if p["index"] < len(raw.params) else p["default"]
                   for p in app["params"]}
-        if app["mode"] == "on_demand":
-            until = raw.ctl_until[app["index"]] if app["index"] < len(raw.ctl_until) else 0
+        bit = app.get("enable_bit", -1)
+        if bit >= 0:
+            until = raw.ctl_until[bit] if bit < len(raw.ctl_until) else 0
             enabled = until > now
         else:
             enabled = True
         stats = {}
         for st in app["stats"]:
-            stats[st["name"]] = _stat(st, app["name"], maps, raw, now)
+            stats[st["name"]] = _stat(st, manifest["abi"], maps, raw, now)
         apps_out[app["name"]] = {"enabled": enabled, "params": params, "stats": stats}
     counters = {name: raw.counters[i] if i < len(raw.counters) else 0
                 for i, name in enumerate(manifest["counters"]["names"])}
     return {"apps": apps_out, "counters": counters, "events": list(raw.events)}
 
 
-def _stat(st: dict, app: str, maps: dict, raw: RawState, now: int):
+def _stat(st: dict, abi: dict, maps: dict, raw: RawState, now: int):
     if st["kind"] == "track":
         m = maps[st["map"]]
-        return _track(m, raw, now)
+        return _track(m, raw, now, abi["track_buckets"])
     out_keyed = []
     unkeyed = {}
     by_map: dict[str, list[tuple[str, dict]]] = {}
@@ -169,7 +170,7 @@ def _stat(st: dict, app: str, maps: dict, raw: RawState, now: int):
             continue
         if m["kind"] == "cms":
             for member, sname in members:
-                unkeyed[member] = _cms_summary(m, slots[sname], raw, now)
+                unkeyed[member] = _cms_summary(m, slots[sname], raw, now, abi)
             continue
         entries = raw.maps.get(mname, [])
         if not m["key_fields"]:
@@ -212,23 +213,24 @@ def hll_registers(m: dict, slot: dict, raw: RawState, now: int) -> list[int]:
     return out
 
 
-def _cms_summary(m, slot, raw, now):
+def _cms_summary(m, slot, raw, now, abi: dict):
     width = slot["options"]["width"]
     w = slot["window_ns"]
-    tag = ((epoch_of(now, w) & 0xFFFFFF) << 40) if w else 0
+    bits = abi["cms_count_bits"]
+    count_mask = (1 << bits) - 1
+    tag = ((epoch_of(now, w) & ((1 << abi["cms_tag_bits"]) - 1)) << bits) if w else 0
     row0 = raw.maps.get(m["name"], [])[:width]
     total = 0
     for v in row0:
         x = u64(v, 0)
-        if (x & ~((1 << 40) - 1)) == tag:
-            total += x & ((1 << 40) - 1)
+        if (x & ~count_mask) == tag:
+            total += x & count_mask
     return {"total": total, "width": width, "depth": slot["options"]["depth"]}
 
 
-def _track(m, raw, now):
+def _track(m, raw, now, nb: int):
     bucket_ns = m["bucket_ns"]
     b = now // bucket_ns
-    nb = 8
     entries = []
     for kb, vb in raw.maps.get(m["name"], []):
         opened, bucket = u64(vb, 0), u64(vb, 8)

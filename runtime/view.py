@@ -77,7 +77,7 @@ def render(snapshot: dict, manifest: dict, top: int = 10, console: Console | Non
             for r in app["rules"]:
                 acts = "; ".join(a["text"] for a in r["actions"])
                 rt.add_row(f"{r['id']} (line {r['line']})", f"{r['cond_text']}\n-> {acts}",
-                           _fmt(counters.get(f"rule.{r['id']}.fired", 0)))
+                           _fmt(counters.get(r["counter"], 0)))
             parts.append(rt)
             ev = ", ".join(f"{t}: {n:,}" for (a, t), n in sorted(by_app.items()) if a == app["name"]) or "none"
             dropped = counters.get(f"app.{app['name']}.rate_limited", 0)

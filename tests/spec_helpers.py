@@ -120,3 +120,54 @@ def closed(layers) -> frozenset[str]:
     for layer in layers:
         out |= implied_layers(layer)
     return frozenset(out)
+
+
+def positional(prog: ir.ProgramIR) -> ir.ProgramIR:
+    """``prog`` with its content-derived map and slot names (m_3f2a91, s_0c1d2e) replaced
+    by positional ones (m0, s0, ... in program and layout order), so that tests can state
+    expected dumps readably. The names themselves are tested in test_identity.py."""
+    from dataclasses import replace
+
+    mnames, snames = {}, {}
+    for m in prog.maps:
+        mnames[m.name] = f"m{len(mnames)}"
+        for s in m.slots:
+            snames[s.name] = f"s{len(snames)}"
+    out = replace(prog)
+    out.maps = [replace(m, name=mnames[m.name], slots=tuple(replace(s, name=snames[s.name]) for s in m.slots))
+                for m in prog.maps]
+    out.stat_slots = {k: (mnames[mn], snames[sn]) for k, (mn, sn) in prog.stat_slots.items()}
+    out.track_maps = {k: mnames[v] for k, v in prog.track_maps.items()}
+    return out
+
+
+def aliased(art):
+    """Artifacts whose C, manifest and IR name maps and slots positionally (m0, s0, ...:
+    maps in program order, slots in layout order), for readable expectations."""
+    import json
+    from types import SimpleNamespace
+
+    names = {}
+    for m in art.ir.maps:
+        names[m.name] = f"m{sum(1 for v in names.values() if v[0] == 'm')}"
+    for m in art.ir.maps:
+        for s in m.slots:
+            names[s.name] = f"s{sum(1 for v in names.values() if v[0] == 's')}"
+    def sub(text: str) -> str:
+        return re.sub(r"(?<![0-9a-zA-Z])([ms]_[0-9a-f]{6,})(?![0-9a-f])", lambda m: names.get(m.group(1), m.group(1)), text)
+
+    return SimpleNamespace(model=art.model, ir=positional(art.ir), plan=art.plan, c=sub(art.c),
+                           manifest=json.loads(sub(json.dumps(art.manifest))), stubs=art.stubs)
+
+
+def rule_fired(counters: dict, k: int = 0) -> int:
+    """The fired counter of rule ``k`` of the (only) app with rules: ``rule.<app>.r<k>.fired``."""
+    (name,) = [n for n in counters if re.fullmatch(rf"rule\.\w+\.r{k}\.fired", n)]
+    return counters[name]
+
+
+def insert_failed(manifest: dict, app: str, stat: str) -> str:
+    """The insert-failure counter of the map that keeps ``app.stat``."""
+    a = next(x for x in manifest["apps"] if x["name"] == app)
+    st = next(s for s in a["stats"] if s["name"] == stat)
+    return f"map.{st['map']}.insert_failed"

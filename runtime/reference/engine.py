@@ -165,7 +165,7 @@ class ReferenceMaps:
 
     def set_enabled(self, app: str, until_ns: int) -> None:
         """Enable an on-demand app until ``until_ns`` (U64_MAX: until disabled); 0 disables."""
-        idx = next(a["index"] for a in self.m["apps"] if a["name"] == app)
+        idx = self.m["control"]["bits"][app]
         self._e.UNTIL[idx] = until_ns & M64
         self._e.CTL[1] = 0           # make the program recompute its enable mask
 
@@ -220,7 +220,7 @@ class ReferenceEngine:
         self.C = [0] * len(plan.counters)
         self.PAR = [0] * len(plan.params)
         self.CTL = [0, 0]                       # mask, next_change (the C's xm_ctl)
-        self.UNTIL = [0] * plan.ctl.member("until").count
+        self.UNTIL = [0] * plan.n_enable_bits  # (the C pads an empty until[] to one unread entry)
         self.RL = [0] * plan.n_limiters
         self.RBU = [0] * len(plan.ringbufs)     # bytes in each app's ring buffer
         self.RBQ = [[] for _ in self.RBU]       # its records, not yet consumed

@@ -749,36 +749,36 @@ static __always_inline __u64 xm_enabled(struct xm_ctl *ctl, __u64 now)
 
 /* ==== maps of the apps' statistics ================================================== */
 
-struct xm_k_m0 {
+struct xm_k_m_b91fab {
     __u8 ip_src[16];
 } __attribute__((aligned(8)));
-struct xm_v_m0 {
-    __u64 s0;
-    __u64 s1;
+struct xm_v_m_b91fab {
+    __u64 s_29224c;
+    __u64 s_48dca4;
     __u64 e_1000000000;
-    __u64 s2;
+    __u64 s_46eb41;
 } __attribute__((aligned(8)));
-struct xm_v_m1 {
-    __u64 s3;
-    __u64 s4;
+struct xm_v_m_340ff2 {
+    __u64 s_370a2f;
+    __u64 s_5284c8;
 } __attribute__((aligned(8)));
 
-BPF_TABLE("hash", struct xm_k_m0, struct xm_v_m0, m0, 16384);
-BPF_ARRAY(m1, struct xm_v_m1, 1);
+BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
+BPF_ARRAY(m_340ff2, struct xm_v_m_340ff2, 1);
 
-/* Find the entry of key k in m0, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m0 *xm_upsert_m0(struct xm_k_m0 *k)
+/* Find the entry of key k in m_b91fab, inserting zeros if new; a full map is counted. */
+static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k)
 {
-    struct xm_v_m0 *v = m0.lookup(k);
+    struct xm_v_m_b91fab *v = m_b91fab.lookup(k);
     if (v)
         return v;
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
-    int rc = m0.insert(k, (struct xm_v_m0 *)zero);
+    int rc = m_b91fab.insert(k, (struct xm_v_m_b91fab *)zero);
     if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
         xm_count(24);
-    return m0.lookup(k);
+    return m_b91fab.lookup(k);
 }
 
 
@@ -819,43 +819,43 @@ int xdpmon_main(struct xdp_md *ctx)
     P[4] = (P[1] && P[0] && P[3]);  /* tests/golden/counters.mon:6 */
 
     /* ---- T2: one lookup per map ---- */
-    /* m0: fused map, key (ip.src) */
+    /* m_b91fab: fused map, key (ip.src) */
     /*   counters.per_src  (tests/golden/counters.mon:5) */
     /*   counters.syns  (tests/golden/counters.mon:6) */
     if ((p->layers & XM_L_IP) && (P[0] || P[4])) {
-        struct xm_k_m0 k;
+        struct xm_k_m_b91fab k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_src, p->src.b, 16);
-        struct xm_v_m0 *v = xm_upsert_m0(&k);
+        struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
         if (v) {
-            if (P[0]) {   /* s0: count() */
-                __sync_fetch_and_add(&v->s0, 1);
+            if (P[0]) {   /* s_29224c: count() */
+                __sync_fetch_and_add(&v->s_29224c, 1);
             }
-            if (P[0]) {   /* s1: sum(pkt.len) */
-                __sync_fetch_and_add(&v->s1, (__u64)p->len);
+            if (P[0]) {   /* s_48dca4: sum(pkt.len) */
+                __sync_fetch_and_add(&v->s_48dca4, (__u64)p->len);
             }
             if (P[4]) {   /* window 1000000000 ns */
                 if (v->e_1000000000 != ep_1000000000) {   /* a new window: reset its slots */
                     v->e_1000000000 = ep_1000000000;
-                    v->s2 = 0;
+                    v->s_46eb41 = 0;
                 }
-                if (P[4]) {   /* s2: count() */
-                    __sync_fetch_and_add(&v->s2, 1);
+                if (P[4]) {   /* s_46eb41: count() */
+                    __sync_fetch_and_add(&v->s_46eb41, 1);
                 }
             }
         }
     }
 
-    /* m1: fused map, key (none) */
+    /* m_340ff2: fused map, key (none) */
     /*   counters.total  (tests/golden/counters.mon:7) */
     if (P[0]) {
-        struct xm_v_m1 *v = m1.lookup(XM_ZERO_KEY);
+        struct xm_v_m_340ff2 *v = m_340ff2.lookup(XM_ZERO_KEY);
         if (v) {
-            if (P[0]) {   /* s3: count() */
-                __sync_fetch_and_add(&v->s3, 1);
+            if (P[0]) {   /* s_370a2f: count() */
+                __sync_fetch_and_add(&v->s_370a2f, 1);
             }
-            if (P[0]) {   /* s4: max(pkt.len) */
-                xm_max(&v->s4, (__u64)p->len);
+            if (P[0]) {   /* s_5284c8: max(pkt.len) */
+                xm_max(&v->s_5284c8, (__u64)p->len);
             }
         }
     }

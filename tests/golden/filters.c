@@ -764,29 +764,29 @@ static __always_inline __u64 xm_enabled(struct xm_ctl *ctl, __u64 now)
 
 /* ==== maps of the apps' statistics ================================================== */
 
-struct xm_k_m0 {
+struct xm_k_m_74fa9b {
     __u16 l4_dport;
     __u8 _pad0[6];
 } __attribute__((aligned(8)));
-struct xm_v_m0 {
-    __u64 s0;
+struct xm_v_m_74fa9b {
+    __u64 s_bf1306;
 } __attribute__((aligned(8)));
 
-BPF_TABLE("hash", struct xm_k_m0, struct xm_v_m0, m0, 16384);
+BPF_TABLE("hash", struct xm_k_m_74fa9b, struct xm_v_m_74fa9b, m_74fa9b, 16384);
 
-/* Find the entry of key k in m0, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m0 *xm_upsert_m0(struct xm_k_m0 *k)
+/* Find the entry of key k in m_74fa9b, inserting zeros if new; a full map is counted. */
+static __always_inline struct xm_v_m_74fa9b *xm_upsert_m_74fa9b(struct xm_k_m_74fa9b *k)
 {
-    struct xm_v_m0 *v = m0.lookup(k);
+    struct xm_v_m_74fa9b *v = m_74fa9b.lookup(k);
     if (v)
         return v;
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
-    int rc = m0.insert(k, (struct xm_v_m0 *)zero);
+    int rc = m_74fa9b.insert(k, (struct xm_v_m_74fa9b *)zero);
     if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
         xm_count(24);
-    return m0.lookup(k);
+    return m_74fa9b.lookup(k);
 }
 
 
@@ -831,16 +831,16 @@ int xdpmon_main(struct xdp_md *ctx)
     P[9] = (P[3] || P[8]);  /* tests/golden/filters.mon:3, tests/golden/filters.mon:8 */
 
     /* ---- T2: one lookup per map ---- */
-    /* m0: fused map, key (l4.dport) */
+    /* m_74fa9b: fused map, key (l4.dport) */
     /*   filters.hits  (tests/golden/filters.mon:8) */
     if ((p->layers & XM_L_L4) && (P[9])) {
-        struct xm_k_m0 k;
+        struct xm_k_m_74fa9b k;
         __builtin_memset(&k, 0, sizeof(k));
         k.l4_dport = p->dport;
-        struct xm_v_m0 *v = xm_upsert_m0(&k);
+        struct xm_v_m_74fa9b *v = xm_upsert_m_74fa9b(&k);
         if (v) {
-            if (P[9]) {   /* s0: count() */
-                __sync_fetch_and_add(&v->s0, 1);
+            if (P[9]) {   /* s_bf1306: count() */
+                __sync_fetch_and_add(&v->s_bf1306, 1);
             }
         }
     }

@@ -561,7 +561,7 @@ struct xm_params {
 struct xm_ctl {
     __u64 mask;
     __u64 next_change;
-    __u64 until[2];
+    __u64 until[1];
 } __attribute__((aligned(8)));
 struct xm_zero_t { __u8 b[40]; };
 /* Per-packet scratch: predicate results P[] and statistic values read by T3
@@ -714,7 +714,7 @@ static __always_inline int xm_rate_ok(__u32 i, __u64 now, __u64 interval, __u64 
 /* Enable app i until `until`; returns 1 when it was off. */
 static __always_inline int xm_enable(struct xm_ctl *ctl, __u32 i, __u64 until)
 {
-    if (!ctl || i >= 2)
+    if (!ctl || i >= 1)
         return 0;
     int was_off = !(ctl->mask & (1ULL << i));
     if (ctl->until[i] < until)
@@ -740,53 +740,53 @@ static __always_inline __u64 xm_enabled(struct xm_ctl *ctl, __u64 now)
 
 /* ==== maps of the apps' statistics ================================================== */
 
-struct xm_k_m0 {
+struct xm_k_m_39a6d1 {
     __u8 ip_dst[16];
 } __attribute__((aligned(8)));
-struct xm_k_m1 {
+struct xm_k_m_f3a4a3 {
     __u8 ip_dst[16];
 } __attribute__((aligned(8)));
-struct xm_v_m0 {
+struct xm_v_m_39a6d1 {
     __u64 e_1000000000;
-    __u64 s0;
+    __u64 s_bf1c10;
     __u64 e_10000000000;
-    __u64 s1;
-    __u64 s2;
+    __u64 s_9fe898;
+    __u64 s_a20a55;
 } __attribute__((aligned(8)));
-struct xm_v_m1 {
-    __u64 s3;
+struct xm_v_m_f3a4a3 {
+    __u64 s_20e66f;
 } __attribute__((aligned(8)));
 
-BPF_TABLE("hash", struct xm_k_m0, struct xm_v_m0, m0, 16384);
-BPF_TABLE("lru_hash", struct xm_k_m1, struct xm_v_m1, m1, 16384);
+BPF_TABLE("hash", struct xm_k_m_39a6d1, struct xm_v_m_39a6d1, m_39a6d1, 16384);
+BPF_TABLE("lru_hash", struct xm_k_m_f3a4a3, struct xm_v_m_f3a4a3, m_f3a4a3, 16384);
 
-/* Find the entry of key k in m0, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m0 *xm_upsert_m0(struct xm_k_m0 *k)
+/* Find the entry of key k in m_39a6d1, inserting zeros if new; a full map is counted. */
+static __always_inline struct xm_v_m_39a6d1 *xm_upsert_m_39a6d1(struct xm_k_m_39a6d1 *k)
 {
-    struct xm_v_m0 *v = m0.lookup(k);
+    struct xm_v_m_39a6d1 *v = m_39a6d1.lookup(k);
     if (v)
         return v;
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
-    int rc = m0.insert(k, (struct xm_v_m0 *)zero);
+    int rc = m_39a6d1.insert(k, (struct xm_v_m_39a6d1 *)zero);
     if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
         xm_count(24);
-    return m0.lookup(k);
+    return m_39a6d1.lookup(k);
 }
-/* Find the entry of key k in m1, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m1 *xm_upsert_m1(struct xm_k_m1 *k)
+/* Find the entry of key k in m_f3a4a3, inserting zeros if new; a full map is counted. */
+static __always_inline struct xm_v_m_f3a4a3 *xm_upsert_m_f3a4a3(struct xm_k_m_f3a4a3 *k)
 {
-    struct xm_v_m1 *v = m1.lookup(k);
+    struct xm_v_m_f3a4a3 *v = m_f3a4a3.lookup(k);
     if (v)
         return v;
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
-    int rc = m1.insert(k, (struct xm_v_m1 *)zero);
+    int rc = m_f3a4a3.insert(k, (struct xm_v_m_f3a4a3 *)zero);
     if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
         xm_count(25);
-    return m1.lookup(k);
+    return m_f3a4a3.lookup(k);
 }
 
 
@@ -826,51 +826,51 @@ int xdpmon_main(struct xdp_md *ctx)
     P[2] = (P[1] && P[0]);  /* tests/golden/shared.mon:11 */
 
     /* ---- T2: one lookup per map ---- */
-    /* m0: fused map, key (ip.dst) */
+    /* m_39a6d1: fused map, key (ip.dst) */
     /*   share_a.per_dst  (tests/golden/shared.mon:5) */
     /*   share_b.per_dst  (tests/golden/shared.mon:10) */
     /*   share_b.small  (tests/golden/shared.mon:11) */
     if ((p->layers & XM_L_IP) && (P[2] || P[0])) {
-        struct xm_k_m0 k;
+        struct xm_k_m_39a6d1 k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_dst, p->dst.b, 16);
-        struct xm_v_m0 *v = xm_upsert_m0(&k);
+        struct xm_v_m_39a6d1 *v = xm_upsert_m_39a6d1(&k);
         if (v) {
             if (P[2]) {   /* window 1000000000 ns */
                 if (v->e_1000000000 != ep_1000000000) {   /* a new window: reset its slots */
                     v->e_1000000000 = ep_1000000000;
-                    v->s0 = 0;
+                    v->s_bf1c10 = 0;
                 }
-                if (P[2]) {   /* s0: count() */
-                    __sync_fetch_and_add(&v->s0, 1);
+                if (P[2]) {   /* s_bf1c10: count() */
+                    __sync_fetch_and_add(&v->s_bf1c10, 1);
                 }
             }
             if (P[0]) {   /* window 10000000000 ns */
                 if (v->e_10000000000 != ep_10000000000) {   /* a new window: reset its slots */
                     v->e_10000000000 = ep_10000000000;
-                    v->s1 = 0;
-                    v->s2 = 0;
+                    v->s_9fe898 = 0;
+                    v->s_a20a55 = 0;
                 }
-                if (P[0]) {   /* s1: count() */
-                    __sync_fetch_and_add(&v->s1, 1);
+                if (P[0]) {   /* s_9fe898: max(pkt.len) */
+                    xm_max(&v->s_9fe898, (__u64)p->len);
                 }
-                if (P[0]) {   /* s2: max(pkt.len) */
-                    xm_max(&v->s2, (__u64)p->len);
+                if (P[0]) {   /* s_a20a55: count() */
+                    __sync_fetch_and_add(&v->s_a20a55, 1);
                 }
             }
         }
     }
 
-    /* m1: fused map, key (ip.dst) */
+    /* m_f3a4a3: fused map, key (ip.dst) */
     /*   share_b.lru  (tests/golden/shared.mon:12) */
     if ((p->layers & XM_L_IP) && (P[0])) {
-        struct xm_k_m1 k;
+        struct xm_k_m_f3a4a3 k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_dst, p->dst.b, 16);
-        struct xm_v_m1 *v = xm_upsert_m1(&k);
+        struct xm_v_m_f3a4a3 *v = xm_upsert_m_f3a4a3(&k);
         if (v) {
-            if (P[0]) {   /* s3: count() */
-                __sync_fetch_and_add(&v->s3, 1);
+            if (P[0]) {   /* s_20e66f: count() */
+                __sync_fetch_and_add(&v->s_20e66f, 1);
             }
         }
     }

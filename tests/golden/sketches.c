@@ -764,76 +764,76 @@ static __always_inline __u64 xm_enabled(struct xm_ctl *ctl, __u64 now)
 
 /* ==== maps of the apps' statistics ================================================== */
 
-struct xm_k_m0 {
+struct xm_k_m_b91fab {
     __u8 ip_src[16];
 } __attribute__((aligned(8)));
-struct xm_k_m2 {
+struct xm_k_m_8e9310 {
     __u8 ip_proto;
     __u8 _pad0[7];
 } __attribute__((aligned(8)));
-struct xm_v_m0 {
+struct xm_v_m_b91fab {
     __u64 e_10000000000;
-    __u64 s0_z;
-    __u64 s0_zeros;
-    __u8 s0_regs[64];
+    __u64 s_ee5d43_z;
+    __u64 s_ee5d43_zeros;
+    __u8 s_ee5d43_regs[64];
 } __attribute__((aligned(8)));
-struct xm_v_m2 {
-    __u64 s2[33];
+struct xm_v_m_8e9310 {
+    __u64 s_42cd9a[33];
 } __attribute__((aligned(8)));
-struct xm_h_s0 {
+struct xm_h_s_ee5d43 {
     __u16 l4_dport;
     __u8 _pad0[6];
 } __attribute__((aligned(8)));
-struct xm_h_s1 {
+struct xm_h_s_cea239 {
     __u8 ip_dst[16];
     __u8 ip_src[16];
     __u16 l4_dport;
     __u16 l4_sport;
     __u8 _pad0[4];
 } __attribute__((aligned(8)));
-struct xm_h_s3 {
+struct xm_h_s_27d12a {
     __u8 ip_src[16];
 } __attribute__((aligned(8)));
-struct xm_ev_0 {
+struct xm_ev_sketches_r0_a0 {
     __u64 ts;
     __u32 action;
     __u32 rule;
 } __attribute__((aligned(8)));
 
-BPF_TABLE("hash", struct xm_k_m0, struct xm_v_m0, m0, 16384);
-BPF_ARRAY(m1, __u64, 1024);
-BPF_ARRAY(m1_hdr, struct xm_hll_hdr, 1);
-BPF_TABLE("hash", struct xm_k_m2, struct xm_v_m2, m2, 16384);
-BPF_ARRAY(m3, __u64, 2048);
+BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
+BPF_ARRAY(m_2347c5, __u64, 1024);
+BPF_ARRAY(m_2347c5_hdr, struct xm_hll_hdr, 1);
+BPF_TABLE("hash", struct xm_k_m_8e9310, struct xm_v_m_8e9310, m_8e9310, 16384);
+BPF_ARRAY(m_4066ee, __u64, 2048);
 BPF_RINGBUF_OUTPUT(xm_rb_sketches, 64);
 
-/* Find the entry of key k in m0, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m0 *xm_upsert_m0(struct xm_k_m0 *k)
+/* Find the entry of key k in m_b91fab, inserting zeros if new; a full map is counted. */
+static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k)
 {
-    struct xm_v_m0 *v = m0.lookup(k);
+    struct xm_v_m_b91fab *v = m_b91fab.lookup(k);
     if (v)
         return v;
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
-    int rc = m0.insert(k, (struct xm_v_m0 *)zero);
+    int rc = m_b91fab.insert(k, (struct xm_v_m_b91fab *)zero);
     if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
         xm_count(24);
-    return m0.lookup(k);
+    return m_b91fab.lookup(k);
 }
-/* Find the entry of key k in m2, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m2 *xm_upsert_m2(struct xm_k_m2 *k)
+/* Find the entry of key k in m_8e9310, inserting zeros if new; a full map is counted. */
+static __always_inline struct xm_v_m_8e9310 *xm_upsert_m_8e9310(struct xm_k_m_8e9310 *k)
 {
-    struct xm_v_m2 *v = m2.lookup(k);
+    struct xm_v_m_8e9310 *v = m_8e9310.lookup(k);
     if (v)
         return v;
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
-    int rc = m2.insert(k, (struct xm_v_m2 *)zero);
+    int rc = m_8e9310.insert(k, (struct xm_v_m_8e9310 *)zero);
     if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
         xm_count(26);
-    return m2.lookup(k);
+    return m_8e9310.lookup(k);
 }
 
 
@@ -871,33 +871,33 @@ int xdpmon_main(struct xdp_md *ctx)
     P[0] = ((p->layers & XM_L_L4) != 0);  /* tests/golden/sketches.mon:2, tests/golden/sketches.mon:5, tests/golden/sketches.mon:6, tests/golden/sketches.mon:7, tests/golden/sketches.mon:8 */
 
     /* ---- T2: one lookup per map ---- */
-    /* m0: fused map, key (ip.src) */
+    /* m_b91fab: fused map, key (ip.src) */
     /*   sketches.ports  (tests/golden/sketches.mon:5) */
     if ((p->layers & XM_L_IP) && (P[0])) {
-        struct xm_k_m0 k;
+        struct xm_k_m_b91fab k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_src, p->src.b, 16);
-        struct xm_v_m0 *v = xm_upsert_m0(&k);
+        struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
         if (v) {
             if (P[0]) {   /* window 10000000000 ns */
                 if (v->e_10000000000 != ep_10000000000) {   /* a new window: reset its slots */
                     v->e_10000000000 = ep_10000000000;
-                    __builtin_memset(v->s0_regs, 0, sizeof(v->s0_regs)); v->s0_z = 0;   /* z re-initialised on first update */
+                    __builtin_memset(v->s_ee5d43_regs, 0, sizeof(v->s_ee5d43_regs)); v->s_ee5d43_z = 0;   /* z re-initialised on first update */
                 }
-                if (P[0]) {   /* s0: distinct(l4.dport) */
+                if (P[0]) {   /* s_ee5d43: distinct(l4.dport) */
                     if ((p->layers & (XM_L_L4)) == (XM_L_L4)) {
-                        struct xm_h_s0 hk;
+                        struct xm_h_s_ee5d43 hk;
                         __builtin_memset(&hk, 0, sizeof(hk));
                         hk.l4_dport = p->dport;
                         __u64 h = xm_hash((__u64 *)&hk, 1, 0);
-                        if (v->s0_z == 0) { v->s0_z = 64ULL << XM_HLL_S; v->s0_zeros = 64; }
+                        if (v->s_ee5d43_z == 0) { v->s_ee5d43_z = 64ULL << XM_HLL_S; v->s_ee5d43_zeros = 64; }
                         __u32 i = h & 63;
                         __u8 r = xm_hll_rank(h >> 6, 59);
-                        __u8 old = v->s0_regs[i];
+                        __u8 old = v->s_ee5d43_regs[i];
                         if (r > old) {
-                            v->s0_regs[i] = r;
-                            v->s0_z = v->s0_z - xm_hll_pow(old) + xm_hll_pow(r);
-                            if (old == 0) v->s0_zeros -= 1;
+                            v->s_ee5d43_regs[i] = r;
+                            v->s_ee5d43_z = v->s_ee5d43_z - xm_hll_pow(old) + xm_hll_pow(r);
+                            if (old == 0) v->s_ee5d43_zeros -= 1;
                         }
                     }
                 }
@@ -905,19 +905,19 @@ int xdpmon_main(struct xdp_md *ctx)
         }
     }
 
-    /* m1: hll map, key (none) */
+    /* m_2347c5: hll map, key (none) */
     /*   sketches.flows  (tests/golden/sketches.mon:6) */
     if ((p->layers & (XM_L_IP | XM_L_L4)) == (XM_L_IP | XM_L_L4) && P[0]) {
-        struct xm_h_s1 hk;
+        struct xm_h_s_cea239 hk;
         __builtin_memset(&hk, 0, sizeof(hk));
         __builtin_memcpy(hk.ip_dst, p->dst.b, 16);
         __builtin_memcpy(hk.ip_src, p->src.b, 16);
         hk.l4_dport = p->dport;
         hk.l4_sport = p->sport;
         __u64 h = xm_hash((__u64 *)&hk, 5, 0);
-        struct xm_hll_hdr *hd = m1_hdr.lookup(XM_ZERO_KEY);
+        struct xm_hll_hdr *hd = m_2347c5_hdr.lookup(XM_ZERO_KEY);
         __u32 i = h & 1023;
-        __u64 *reg = m1.lookup(&i);
+        __u64 *reg = m_2347c5.lookup(&i);
         if (hd && reg) {
             if (hd->epoch != ep_1000000000) {   /* a new window: every register reads 0 */
                 hd->epoch = ep_1000000000;
@@ -934,32 +934,32 @@ int xdpmon_main(struct xdp_md *ctx)
         }
     }
 
-    /* m2: fused map, key (ip.proto) */
+    /* m_8e9310: fused map, key (ip.proto) */
     /*   sketches.sizes  (tests/golden/sketches.mon:7) */
     if ((p->layers & XM_L_IP) && (P[0])) {
-        struct xm_k_m2 k;
+        struct xm_k_m_8e9310 k;
         __builtin_memset(&k, 0, sizeof(k));
         k.ip_proto = p->ip_proto;
-        struct xm_v_m2 *v = xm_upsert_m2(&k);
+        struct xm_v_m_8e9310 *v = xm_upsert_m_8e9310(&k);
         if (v) {
-            if (P[0]) {   /* s2: hist(pkt.len) */
+            if (P[0]) {   /* s_42cd9a: hist(pkt.len) */
                 __u32 b = xm_log2_bucket((__u64)p->len);
                 if (b < 33)
-                    __sync_fetch_and_add(&v->s2[b], 1);
+                    __sync_fetch_and_add(&v->s_42cd9a[b], 1);
             }
         }
     }
 
-    /* m3: cms map, key (none) */
+    /* m_4066ee: cms map, key (none) */
     /*   sketches.heavy  (tests/golden/sketches.mon:8) */
     if ((p->layers & XM_L_IP) && P[0]) {
-        struct xm_h_s3 hk;
+        struct xm_h_s_27d12a hk;
         __builtin_memset(&hk, 0, sizeof(hk));
         __builtin_memcpy(hk.ip_src, p->src.b, 16);
     #pragma unroll
         for (__u32 row = 0; row < 2; row++) {
             __u32 i = row * 1024 + (xm_hash((__u64 *)&hk, 2, row + 1) & 1023);
-            __u64 *c = m3.lookup(&i);
+            __u64 *c = m_4066ee.lookup(&i);
             if (!c)
                 continue;
             if ((*c & ~XM_CMS_COUNT) == ((ep_10000000000 & XM_CMS_TAG) << XM_CMS_BITS))
@@ -975,7 +975,7 @@ int xdpmon_main(struct xdp_md *ctx)
         X[0] = 0;
         H[0] = 0;
         if ((p->layers & XM_L_IP)) {
-            struct xm_h_s3 hk;
+            struct xm_h_s_27d12a hk;
             __builtin_memset(&hk, 0, sizeof(hk));
             __builtin_memcpy(hk.ip_src, p->src.b, 16);
             H[0] = 1;
@@ -983,7 +983,7 @@ int xdpmon_main(struct xdp_md *ctx)
         #pragma unroll
             for (__u32 row = 0; row < 2; row++) {
                 __u32 i = row * 1024 + (xm_hash((__u64 *)&hk, 2, row + 1) & 1023);
-                __u64 *c = m3.lookup(&i);
+                __u64 *c = m_4066ee.lookup(&i);
                 __u64 n = (c && (*c & ~XM_CMS_COUNT) == ((ep_10000000000 & XM_CMS_TAG) << XM_CMS_BITS)) ? (*c & XM_CMS_COUNT) : 0;
                 if (n < X[0]) X[0] = n;
             }
@@ -991,7 +991,7 @@ int xdpmon_main(struct xdp_md *ctx)
         X[1] = 0;
         H[1] = 0;
         {
-            struct xm_hll_hdr *hd = m1_hdr.lookup(XM_ZERO_KEY);
+            struct xm_hll_hdr *hd = m_2347c5_hdr.lookup(XM_ZERO_KEY);
             H[1] = 1;
             if (hd && hd->epoch == ep_1000000000)
                 X[1] = xm_hll_estimate(hd->z, hd->zeros, 1024, 755542ULL, 655360ULL);
@@ -1002,11 +1002,11 @@ int xdpmon_main(struct xdp_md *ctx)
         if (P[3]) {   /* rule 0: tests/golden/sketches.mon:10 */
             xm_count(31);
             if (xm_rate_ok(0, now, 1000000000ULL, 1000000000ULL)) {   /* limit 1/s */
-                struct xm_ev_0 *e = xm_rb_sketches.ringbuf_reserve(sizeof(struct xm_ev_0));
+                struct xm_ev_sketches_r0_a0 *e = xm_rb_sketches.ringbuf_reserve(sizeof(struct xm_ev_sketches_r0_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
-                    e->action = 0;
+                    e->action = 19357234;
                     e->rule = 0;
                     xm_rb_sketches.ringbuf_submit(e, 0);
                     xm_count(28);

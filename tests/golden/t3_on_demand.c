@@ -580,7 +580,7 @@ struct xm_params {
 struct xm_ctl {
     __u64 mask;
     __u64 next_change;
-    __u64 until[2];
+    __u64 until[1];
 } __attribute__((aligned(8)));
 struct xm_zero_t { __u8 b[32]; };
 /* Per-packet scratch: predicate results P[] and statistic values read by T3
@@ -733,7 +733,7 @@ static __always_inline int xm_rate_ok(__u32 i, __u64 now, __u64 interval, __u64 
 /* Enable app i until `until`; returns 1 when it was off. */
 static __always_inline int xm_enable(struct xm_ctl *ctl, __u32 i, __u64 until)
 {
-    if (!ctl || i >= 2)
+    if (!ctl || i >= 1)
         return 0;
     int was_off = !(ctl->mask & (1ULL << i));
     if (ctl->until[i] < until)
@@ -751,10 +751,10 @@ static __always_inline __u64 xm_enabled(struct xm_ctl *ctl, __u64 now)
         return 0;
     if (now >= ctl->next_change) {
         __u64 mask = 0, next = ~0ULL;
-        if (ctl->until[1] > now) {   /* responder */
-            mask |= 1ULL << 1;
-            if (ctl->until[1] < next)
-                next = ctl->until[1];
+        if (ctl->until[0] > now) {   /* responder */
+            mask |= 1ULL << 0;
+            if (ctl->until[0] < next)
+                next = ctl->until[0];
         }
         ctl->mask = mask;
         ctl->next_change = next;
@@ -764,23 +764,23 @@ static __always_inline __u64 xm_enabled(struct xm_ctl *ctl, __u64 now)
 
 /* ==== maps of the apps' statistics ================================================== */
 
-struct xm_k_m0 {
+struct xm_k_m_b91fab {
     __u8 ip_src[16];
 } __attribute__((aligned(8)));
-struct xm_k_m1 {
+struct xm_k_m_4fa344 {
     __u8 dns_rcode;
     __u8 _pad0[7];
 } __attribute__((aligned(8)));
-struct xm_v_m0 {
+struct xm_v_m_b91fab {
     __u64 e_1000000000;
-    __u64 s0;
-    __u64 s1;
-    __u64 s2;
+    __u64 s_35190f;
+    __u64 s_773876;
+    __u64 s_ebdadb;
 } __attribute__((aligned(8)));
-struct xm_v_m1 {
-    __u64 s3;
+struct xm_v_m_4fa344 {
+    __u64 s_2249e1;
 } __attribute__((aligned(8)));
-struct xm_ev_0 {
+struct xm_ev_watcher_r0_a0 {
     __u64 ts;
     __u32 action;
     __u32 rule;
@@ -789,22 +789,22 @@ struct xm_ev_0 {
     __u16 udp_sport;
     __u8 _pad0[6];
 } __attribute__((aligned(8)));
-struct xm_ev_1 {
+struct xm_ev_watcher_r0_a1 {
     __u64 ts;
     __u32 action;
     __u32 rule;
 } __attribute__((aligned(8)));
-struct xm_ev_2 {
+struct xm_ev_watcher_r0_a2 {
     __u64 ts;
     __u32 action;
     __u32 rule;
 } __attribute__((aligned(8)));
-struct xm_ev_3 {
+struct xm_ev_watcher_r1_a0 {
     __u64 ts;
     __u32 action;
     __u32 rule;
 } __attribute__((aligned(8)));
-struct xm_ev_4 {
+struct xm_ev_responder_r0_a0 {
     __u64 ts;
     __u32 action;
     __u32 rule;
@@ -813,38 +813,38 @@ struct xm_ev_4 {
     __u8 _pad0[7];
 } __attribute__((aligned(8)));
 
-BPF_TABLE("hash", struct xm_k_m0, struct xm_v_m0, m0, 16384);
-BPF_TABLE("hash", struct xm_k_m1, struct xm_v_m1, m1, 16384);
+BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
+BPF_TABLE("hash", struct xm_k_m_4fa344, struct xm_v_m_4fa344, m_4fa344, 16384);
 BPF_RINGBUF_OUTPUT(xm_rb_watcher, 64);
 BPF_RINGBUF_OUTPUT(xm_rb_responder, 64);
 
-/* Find the entry of key k in m0, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m0 *xm_upsert_m0(struct xm_k_m0 *k)
+/* Find the entry of key k in m_b91fab, inserting zeros if new; a full map is counted. */
+static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k)
 {
-    struct xm_v_m0 *v = m0.lookup(k);
+    struct xm_v_m_b91fab *v = m_b91fab.lookup(k);
     if (v)
         return v;
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
-    int rc = m0.insert(k, (struct xm_v_m0 *)zero);
+    int rc = m_b91fab.insert(k, (struct xm_v_m_b91fab *)zero);
     if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
         xm_count(24);
-    return m0.lookup(k);
+    return m_b91fab.lookup(k);
 }
-/* Find the entry of key k in m1, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m1 *xm_upsert_m1(struct xm_k_m1 *k)
+/* Find the entry of key k in m_4fa344, inserting zeros if new; a full map is counted. */
+static __always_inline struct xm_v_m_4fa344 *xm_upsert_m_4fa344(struct xm_k_m_4fa344 *k)
 {
-    struct xm_v_m1 *v = m1.lookup(k);
+    struct xm_v_m_4fa344 *v = m_4fa344.lookup(k);
     if (v)
         return v;
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
-    int rc = m1.insert(k, (struct xm_v_m1 *)zero);
+    int rc = m_4fa344.insert(k, (struct xm_v_m_4fa344 *)zero);
     if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
         xm_count(25);
-    return m1.lookup(k);
+    return m_4fa344.lookup(k);
 }
 
 
@@ -882,51 +882,51 @@ int xdpmon_main(struct xdp_md *ctx)
     P[1] = ((p->layers & XM_L_UDP) && ((__u64)p->sport == 53ULL));
     P[2] = (P[0] || P[1]);  /* tests/golden/t3_on_demand.mon:15, tests/golden/t3_on_demand.mon:19, tests/golden/t3_on_demand.mon:2, tests/golden/t3_on_demand.mon:5 */
     /* only while responder enabled */
-    if ((en & ((1ULL << 1)))) {
+    if ((en & ((1ULL << 0)))) {
         P[9] = ((p->layers & XM_L_DNS) && ((__u64)((p->dns_flags >> 15) & 1) == 1));
         P[10] = (P[9] && P[2]);  /* tests/golden/t3_on_demand.mon:20 */
     }
 
     /* ---- T2: one lookup per map ---- */
-    /* m0: fused map, key (ip.src) */
+    /* m_b91fab: fused map, key (ip.src) */
     /*   responder.q  (tests/golden/t3_on_demand.mon:19) */
     /*   watcher.q  (tests/golden/t3_on_demand.mon:5) */
-    if ((p->layers & XM_L_IP) && (P[2] || (P[2] && (en & ((1ULL << 1)))))) {
-        struct xm_k_m0 k;
+    if ((p->layers & XM_L_IP) && (P[2] || (P[2] && (en & ((1ULL << 0)))))) {
+        struct xm_k_m_b91fab k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_src, p->src.b, 16);
-        struct xm_v_m0 *v = xm_upsert_m0(&k);
+        struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
         if (v) {
-            if (P[2] || (P[2] && (en & ((1ULL << 1))))) {   /* window 1000000000 ns */
+            if (P[2] || (P[2] && (en & ((1ULL << 0))))) {   /* window 1000000000 ns */
                 if (v->e_1000000000 != ep_1000000000) {   /* a new window: reset its slots */
                     v->e_1000000000 = ep_1000000000;
-                    v->s0 = 0;
-                    v->s1 = 0;
-                    v->s2 = 0;
+                    v->s_35190f = 0;
+                    v->s_773876 = 0;
+                    v->s_ebdadb = 0;
                 }
-                if (P[2]) {   /* s0: count() */
-                    __sync_fetch_and_add(&v->s0, 1);
+                if (P[2]) {   /* s_35190f: sum(pkt.len) */
+                    __sync_fetch_and_add(&v->s_35190f, (__u64)p->len);
                 }
-                if (P[2]) {   /* s1: sum(pkt.len) */
-                    __sync_fetch_and_add(&v->s1, (__u64)p->len);
+                if ((P[2] && (en & ((1ULL << 0))))) {   /* s_773876: count() */
+                    __sync_fetch_and_add(&v->s_773876, 1);
                 }
-                if ((P[2] && (en & ((1ULL << 1))))) {   /* s2: count() */
-                    __sync_fetch_and_add(&v->s2, 1);
+                if (P[2]) {   /* s_ebdadb: count() */
+                    __sync_fetch_and_add(&v->s_ebdadb, 1);
                 }
             }
         }
     }
 
-    /* m1: fused map, key (dns.rcode) */
+    /* m_4fa344: fused map, key (dns.rcode) */
     /*   responder.codes  (tests/golden/t3_on_demand.mon:20) */
-    if ((p->layers & XM_L_DNS) && ((P[10] && (en & ((1ULL << 1)))))) {
-        struct xm_k_m1 k;
+    if ((p->layers & XM_L_DNS) && ((P[10] && (en & ((1ULL << 0)))))) {
+        struct xm_k_m_4fa344 k;
         __builtin_memset(&k, 0, sizeof(k));
         k.dns_rcode = (p->dns_flags & 0xf);
-        struct xm_v_m1 *v = xm_upsert_m1(&k);
+        struct xm_v_m_4fa344 *v = xm_upsert_m_4fa344(&k);
         if (v) {
-            if ((P[10] && (en & ((1ULL << 1))))) {   /* s3: count() */
-                __sync_fetch_and_add(&v->s3, 1);
+            if ((P[10] && (en & ((1ULL << 0))))) {   /* s_2249e1: count() */
+                __sync_fetch_and_add(&v->s_2249e1, 1);
             }
         }
     }
@@ -936,18 +936,18 @@ int xdpmon_main(struct xdp_md *ctx)
     if (P[2]) {
         X[0] = 0;
         H[0] = 0;
-        struct xm_v_m0 *r_m0_ip_src = NULL;
-        __u8 r_m0_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
-        if (r_m0_ip_src_ok) { { struct xm_k_m0 k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m0_ip_src = m0.lookup(&k); } }
-        if (r_m0_ip_src_ok) {
+        struct xm_v_m_b91fab *r_m_b91fab_ip_src = NULL;
+        __u8 r_m_b91fab_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
+        if (r_m_b91fab_ip_src_ok) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = m_b91fab.lookup(&k); } }
+        if (r_m_b91fab_ip_src_ok) {
             H[0] = 1;
-            if (r_m0_ip_src) X[0] = (r_m0_ip_src->e_1000000000 == ep_1000000000 ? r_m0_ip_src->s0 : 0);
+            if (r_m_b91fab_ip_src) X[0] = (r_m_b91fab_ip_src->e_1000000000 == ep_1000000000 ? r_m_b91fab_ip_src->s_ebdadb : 0);
         }
         X[1] = 0;
         H[1] = 0;
-        if (r_m0_ip_src_ok) {
+        if (r_m_b91fab_ip_src_ok) {
             H[1] = 1;
-            if (r_m0_ip_src) X[1] = (r_m0_ip_src->e_1000000000 == ep_1000000000 ? r_m0_ip_src->s1 : 0);
+            if (r_m_b91fab_ip_src) X[1] = (r_m_b91fab_ip_src->e_1000000000 == ep_1000000000 ? r_m_b91fab_ip_src->s_35190f : 0);
         }
         P[3] = ((p->layers & XM_L_IP) && H[0] && (par->v[0] < X[0]));   /* p3 */
         P[4] = (P[3] && P[2]);   /* p4 */
@@ -956,11 +956,11 @@ int xdpmon_main(struct xdp_md *ctx)
         if (P[4]) {   /* rule 0: tests/golden/t3_on_demand.mon:7 */
             xm_count(32);
             if (xm_rate_ok(0, now, 100000000ULL, 1000000000ULL)) {   /* limit 10/s */
-                struct xm_ev_0 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_0));
+                struct xm_ev_watcher_r0_a0 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_watcher_r0_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
-                    e->action = 0;
+                    e->action = 1908904078;
                     e->rule = 0;
                     if (p->layers & XM_L_IP) __builtin_memcpy(e->ip_dst, p->dst.b, 16);
                     if (p->layers & XM_L_IP) __builtin_memcpy(e->ip_src, p->src.b, 16);
@@ -974,11 +974,11 @@ int xdpmon_main(struct xdp_md *ctx)
                 xm_count(28);
             }
             if (xm_rate_ok(1, now, 1000000000ULL, 1000000000ULL)) {   /* limit 1/s */
-                struct xm_ev_1 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_1));
+                struct xm_ev_watcher_r0_a1 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_watcher_r0_a1));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
-                    e->action = 1;
+                    e->action = 356686416;
                     e->rule = 0;
                     xm_rb_watcher.ringbuf_submit(e, 0);
                     xm_count(26);
@@ -988,12 +988,12 @@ int xdpmon_main(struct xdp_md *ctx)
             } else {
                 xm_count(28);
             }
-            if (xm_enable(ctl, 1, now + 30000000000ULL)) {   /* enable responder: it was off */
-                struct xm_ev_2 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_2));
+            if (xm_enable(ctl, 0, now + 30000000000ULL)) {   /* enable responder: it was off */
+                struct xm_ev_watcher_r0_a2 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_watcher_r0_a2));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
-                    e->action = 2;
+                    e->action = 1597004255;
                     e->rule = 0;
                     xm_rb_watcher.ringbuf_submit(e, 0);
                     xm_count(26);
@@ -1005,11 +1005,11 @@ int xdpmon_main(struct xdp_md *ctx)
         if (P[6]) {   /* rule 1: tests/golden/t3_on_demand.mon:12 */
             xm_count(33);
             if (xm_rate_ok(2, now, 5000000000ULL, 5000000000ULL)) {   /* limit 1/every */
-                struct xm_ev_3 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_3));
+                struct xm_ev_watcher_r1_a0 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_watcher_r1_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
-                    e->action = 3;
+                    e->action = 1349829327;
                     e->rule = 1;
                     xm_rb_watcher.ringbuf_submit(e, 0);
                     xm_count(26);
@@ -1023,27 +1023,27 @@ int xdpmon_main(struct xdp_md *ctx)
     }
 
     /* t3 of responder (tests/golden/t3_on_demand.mon:15) */
-    if ((en & ((1ULL << 1))) && P[2]) {
+    if ((en & ((1ULL << 0))) && P[2]) {
         X[0] = 0;
         H[0] = 0;
-        struct xm_v_m0 *r_m0_ip_src = NULL;
-        __u8 r_m0_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
-        if (r_m0_ip_src_ok) { { struct xm_k_m0 k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m0_ip_src = m0.lookup(&k); } }
-        if (r_m0_ip_src_ok) {
+        struct xm_v_m_b91fab *r_m_b91fab_ip_src = NULL;
+        __u8 r_m_b91fab_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
+        if (r_m_b91fab_ip_src_ok) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = m_b91fab.lookup(&k); } }
+        if (r_m_b91fab_ip_src_ok) {
             H[0] = 1;
-            if (r_m0_ip_src) X[0] = (r_m0_ip_src->e_1000000000 == ep_1000000000 ? r_m0_ip_src->s2 : 0);
+            if (r_m_b91fab_ip_src) X[0] = (r_m_b91fab_ip_src->e_1000000000 == ep_1000000000 ? r_m_b91fab_ip_src->s_773876 : 0);
         }
         P[7] = ((p->layers & XM_L_IP) && H[0] && (X[0] > 100ULL));   /* p7 */
         P[8] = (P[7] && P[2]);   /* p8 */
         if (P[8]) {   /* rule 2: tests/golden/t3_on_demand.mon:22 */
             xm_count(34);
             if (xm_rate_ok(3, now, 1000000ULL, 1000000000ULL)) {   /* limit 1000/s */
-                struct xm_ev_4 *e = xm_rb_responder.ringbuf_reserve(sizeof(struct xm_ev_4));
+                struct xm_ev_responder_r0_a0 *e = xm_rb_responder.ringbuf_reserve(sizeof(struct xm_ev_responder_r0_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
-                    e->action = 4;
-                    e->rule = 2;
+                    e->action = 1464067329;
+                    e->rule = 0;
                     if (p->layers & XM_L_IP) __builtin_memcpy(e->ip_dst, p->dst.b, 16);
                     if (p->layers & XM_L_DNS) e->dns_rcode = (p->dns_flags & 0xf);
                     xm_rb_responder.ringbuf_submit(e, 0);

@@ -749,29 +749,29 @@ static __always_inline __u64 xm_enabled(struct xm_ctl *ctl, __u64 now)
 
 /* ==== maps of the apps' statistics ================================================== */
 
-struct xm_k_m0 {
+struct xm_k_m_dcc6c9 {
     __u8 ip_dst[16];
     __u8 ip_src[16];
     __u16 tcp_dport;
     __u16 tcp_sport;
     __u8 _pad0[4];
 } __attribute__((aligned(8)));
-struct xm_ev_0 {
+struct xm_ev_conns_r0_a0 {
     __u64 ts;
     __u32 action;
     __u32 rule;
 } __attribute__((aligned(8)));
 
-BPF_TABLE("lru_hash", struct xm_k_m0, struct xm_track_v, m0, 4096);
-BPF_ARRAY(m0_b, struct xm_bucket, XM_TRACK_BUCKETS);
+BPF_TABLE("lru_hash", struct xm_k_m_dcc6c9, struct xm_track_v, m_dcc6c9, 4096);
+BPF_ARRAY(m_dcc6c9_b, struct xm_bucket, XM_TRACK_BUCKETS);
 BPF_RINGBUF_OUTPUT(xm_rb_conns, 64);
 
 
-/* m0: count an open (+1) or a close (-1) in the bucket of its open time. */
-static __always_inline void xm_track_add_m0(__u64 b, __s64 d)
+/* m_dcc6c9: count an open (+1) or a close (-1) in the bucket of its open time. */
+static __always_inline void xm_track_add_m_dcc6c9(__u64 b, __s64 d)
 {
     __u32 i = b % XM_TRACK_BUCKETS;
-    struct xm_bucket *e = m0_b.lookup(&i);
+    struct xm_bucket *e = m_dcc6c9_b.lookup(&i);
     if (!e)
         return;
     if (e->epoch != b) {
@@ -781,14 +781,14 @@ static __always_inline void xm_track_add_m0(__u64 b, __s64 d)
     e->count += d;
 }
 
-/* m0: open entries = the counts of the last XM_TRACK_BUCKETS buckets (older ones expired). */
-static __always_inline __u64 xm_track_size_m0(__u64 b)
+/* m_dcc6c9: open entries = the counts of the last XM_TRACK_BUCKETS buckets (older ones expired). */
+static __always_inline __u64 xm_track_size_m_dcc6c9(__u64 b)
 {
     __s64 n = 0;
 #pragma unroll
     for (__u32 i = 0; i < XM_TRACK_BUCKETS; i++) {
         __u32 k = i;
-        struct xm_bucket *e = m0_b.lookup(&k);
+        struct xm_bucket *e = m_dcc6c9_b.lookup(&k);
         if (e && e->epoch <= b && b - e->epoch < XM_TRACK_BUCKETS)
             n += e->count;
     }
@@ -835,10 +835,10 @@ int xdpmon_main(struct xdp_md *ctx)
     P[10] = (P[0] && P[9]);  /* tests/golden/track.mon:5 */
 
     /* ---- T2: one lookup per map ---- */
-    /* m0: track map, key (ip.dst, ip.src, tcp.dport, tcp.sport) */
+    /* m_dcc6c9: track map, key (ip.dst, ip.src, tcp.dport, tcp.sport) */
     /*   conns.pending  (tests/golden/track.mon:5) */
     if ((p->layers & (XM_L_IP | XM_L_TCP)) == (XM_L_IP | XM_L_TCP) && (P[6] || P[10])) {
-        struct xm_k_m0 k;
+        struct xm_k_m_dcc6c9 k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_dst, p->dst.b, 16);
         __builtin_memcpy(k.ip_src, p->src.b, 16);
@@ -846,21 +846,21 @@ int xdpmon_main(struct xdp_md *ctx)
         k.tcp_sport = p->sport;
         __u64 b = now / 1250000000ULL;   /* buckets of expire/8 */
         if (P[6]) {
-            struct xm_track_v *t = m0.lookup(&k);
+            struct xm_track_v *t = m_dcc6c9.lookup(&k);
             if (!t || b - t->bucket >= 8) {   /* new, or expired: (re)open */
                 struct xm_track_v nv = { .opened = now, .bucket = b };
-                if (m0.update(&k, &nv) == 0)
-                    xm_track_add_m0(b, 1);
+                if (m_dcc6c9.update(&k, &nv) == 0)
+                    xm_track_add_m_dcc6c9(b, 1);
                 else
                     xm_count(24);
             }
         }
         if (P[10]) {
-            struct xm_track_v *t = m0.lookup(&k);
+            struct xm_track_v *t = m_dcc6c9.lookup(&k);
             if (t) {
                 if (b - t->bucket < 8)
-                    xm_track_add_m0(t->bucket, -1);
-                m0.delete(&k);
+                    xm_track_add_m_dcc6c9(t->bucket, -1);
+                m_dcc6c9.delete(&k);
             }
         }
     }
@@ -868,16 +868,16 @@ int xdpmon_main(struct xdp_md *ctx)
     /* ---- T3: rules ---- */
     /* t3 of conns (tests/golden/track.mon:2) */
     if (P[0]) {
-        P[1] = ((par->v[0] < xm_track_size_m0(now / 1250000000ULL)));   /* p1 */
+        P[1] = ((par->v[0] < xm_track_size_m_dcc6c9(now / 1250000000ULL)));   /* p1 */
         P[2] = (P[1] && P[0]);   /* p2 */
         if (P[2]) {   /* rule 0: tests/golden/track.mon:10 */
             xm_count(28);
             if (xm_rate_ok(0, now, 1000000000ULL, 1000000000ULL)) {   /* limit 1/every */
-                struct xm_ev_0 *e = xm_rb_conns.ringbuf_reserve(sizeof(struct xm_ev_0));
+                struct xm_ev_conns_r0_a0 *e = xm_rb_conns.ringbuf_reserve(sizeof(struct xm_ev_conns_r0_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
-                    e->action = 0;
+                    e->action = 1897728959;
                     e->rule = 0;
                     xm_rb_conns.ringbuf_submit(e, 0);
                     xm_count(25);

@@ -1,0 +1,63 @@
+"""Names derived from what a thing is, not from where it came in the input.
+
+A map is named after its kind, its key fields and its full-map policy (plus, for a
+track table or an unkeyed sketch, what it tracks or sketches); a slot after its
+aggregate, arguments, key, guard predicate, window, options and gate. So adding,
+removing or reordering unrelated apps renames nothing, and a runtime can tell the
+maps of an old and a new program apart by name (hot add/remove keeps them).
+
+An identity is a readable canonical text (``identity``); the name is a short prefix
+of its SHA-1 (``name``), lengthened where two identities of one program would share
+it. A schema fingerprint hashes a byte layout (``fingerprint``): two maps with the
+same name and fingerprint hold interchangeable bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from . import ir
+
+SHORT = 6                  # hex digits of a name, unless that collides
+
+
+def digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def pred_text(preds: list[ir.PredNode], pid: int) -> str:
+    """Predicate ``pid`` as canonical text, references spelled out (normalised and
+    interned predicates have one spelling whatever the order of the apps)."""
+    def go(p) -> str:
+        if isinstance(p, ir.PRef):
+            return go(preds[p.id].pred)
+        if isinstance(p, (ir.PAnd, ir.POr)):
+            op = " and " if isinstance(p, ir.PAnd) else " or "
+            return "(" + op.join(go(o) for o in p.operands) + ")"
+        if isinstance(p, ir.PNot):
+            return f"not {go(p.operand)}"
+        return repr(ir.pkey(p))
+    return go(preds[pid].pred)
+
+
+def fields_text(fields) -> str:
+    return ",".join(f.name for f in fields)
+
+
+def assign(prefix: str, identities: list[str]) -> dict[str, str]:
+    """identity -> name ``prefix_<hex>``: the shortest digest prefix (at least
+    SHORT digits) that no other identity of the same list shares."""
+    digests = {i: digest(i) for i in dict.fromkeys(identities)}
+    names: dict[str, str] = {}
+    for ident, d in digests.items():
+        n = SHORT
+        while any(o != ident and od[:n] == d[:n] for o, od in digests.items()):
+            n += 2
+        names[ident] = f"{prefix}_{d[:n]}"
+    return names
+
+
+def fingerprint(*layouts) -> str:
+    """A short hash of byte layouts (Struct.to_json() dicts, numbers, strings)."""
+    return digest(json.dumps(layouts, sort_keys=True))[:12]
