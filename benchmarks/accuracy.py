@@ -55,7 +55,7 @@ class Result:
 
 def measure(n: int = 100_000, seeds: int = 20) -> Result:
     from compiler.driver import compile_files
-    from runtime.replay import KernelEngine
+    from runtime.engines.kernel import KernelEngine
 
     with tempfile.NamedTemporaryFile("w", suffix=".mon") as f:
         f.write(SPEC)

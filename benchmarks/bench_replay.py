@@ -1,9 +1,9 @@
 """Replay speed: frames per second of the two engines behind ``xdpmon replay``, on
 the same frames read from captures, measured in one run.
 
-- kernel engine (runtime.replay.KernelEngine): the replay build of all specs/
+- kernel engine (runtime.engines.kernel.KernelEngine): the replay build of all specs/
   merged, one BPF_PROG_TEST_RUN per frame (target: at least 100,000 frames/s);
-- reference engine (runtime.reference.engine.ReferenceEngine): the same program
+- reference engine (runtime.engines.reference.engine.ReferenceEngine): the same program
   interpreted in Python (target: at least 30,000 frames/s).
 
 Captures: the corpus ../shared/corpus/tcpdump-tests/ (every Ethernet capture, read
@@ -35,7 +35,7 @@ MIXED_SEEDS = range(1, 9)
 
 
 def _read(paths) -> list[tuple[int, bytes]]:
-    from runtime.pcap import CaptureError, read_frames
+    from runtime.capture.pcap import CaptureError, read_frames
 
     frames = []
     for p in paths:
@@ -93,12 +93,12 @@ def measure(make_engine, frames, fresh_each_pass: bool) -> tuple[float, int]:
 
 def main() -> dict:
     from compiler.driver import compile_files
-    from runtime.reference.engine import ReferenceEngine
+    from runtime.engines.reference.engine import ReferenceEngine
 
     art = compile_files(sorted(str(p) for p in (ROOT / "specs").glob("*.mon")), replay=True)
     kernel_ok = os.geteuid() == 0
     if kernel_ok:
-        from runtime.replay import KernelEngine
+        from runtime.engines.kernel import KernelEngine
     else:
         print("replay benchmark: the kernel engine needs root; measuring the reference engine only")
     results: dict = {"apps": len(art.ir.apps)}

@@ -16,8 +16,8 @@ import pytest
 
 from compiler import c_fields, parse_outcomes as po
 from dsl.fields import FIELDS, LAYERS
-from runtime.reference import decode
-from runtime.reference.decoder import V4_MAPPED_PREFIX
+from runtime.engines.reference import decode
+from runtime.engines.reference.decoder import V4_MAPPED_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """Differential tests: the kernel (the generated C under BPF_PROG_TEST_RUN) against
-the reference interpreter (runtime/reference/), frame for frame.
+the reference interpreter (runtime/engines/reference/), frame for frame.
 
 After the same frames, the two engines must hold the same raw map bytes (hash
 maps compared as {key bytes: value bytes}; arrays element by element, so
@@ -44,10 +44,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compiler.driver import compile_files
-from runtime.pcap import CaptureError, read_frames
-from runtime.reference.engine import LINEAR, MAX_FRAME, ReferenceEngine
-from runtime.replay import KernelEngine, ReplayStats
-from runtime.snapshot import decode_fields, hll_registers
+from runtime.capture.pcap import CaptureError, read_frames
+from runtime.engines.reference.engine import LINEAR, MAX_FRAME, ReferenceEngine
+from runtime.engines.kernel import KernelEngine, ReplayStats
+from runtime.abi.snapshot import decode_fields, hll_registers
 
 pytestmark = pytest.mark.kernel
 
@@ -427,7 +427,7 @@ EDGE_SPECS = {
 def test_edge_specs(pool, case):
     """The reference does what the C does, including the quirks reported as C bugs
     (tests/test_reference.py pins each one's effect): when the C changes, this
-    fails until runtime/reference/pycompile.py follows."""
+    fails until runtime/engines/reference/pycompile.py follows."""
     spec, gen = EDGE_SPECS[case]
     ker, ref, art = pool.fresh(f"edge_{case}", spec)
     run_both(ker, ref, traffic(gen), case)

@@ -10,8 +10,8 @@ import pytest
 from scapy.all import DNS, DNSQR, Dot1Q, Ether, ICMP, IP, IPv6, TCP, UDP
 
 from compiler.driver import compile_files
-from runtime import hll
-from runtime.replay import KernelEngine
+from runtime.abi import hll
+from runtime.engines.kernel import KernelEngine
 
 pytestmark = pytest.mark.kernel
 

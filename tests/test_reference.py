@@ -1,7 +1,7 @@
-"""The reference interpreter (runtime/reference/) on its own: no root, no kernel.
+"""The reference interpreter (runtime/engines/reference/) on its own: no root, no kernel.
 
-- Its parser (runtime/reference/pyparse.py, rendered Python) against
-  runtime/reference/decoder.py -- which tests/test_parse_kernel.py holds equal to
+- Its parser (runtime/engines/reference/pyparse.py, rendered Python) against
+  runtime/engines/reference/decoder.py -- which tests/test_parse_kernel.py holds equal to
   the kernel -- on every corpus frame, for several layer requests, and on
   hypothesis-mutated frames.
 - Exact expected snapshots of crafted inputs: the cases of
@@ -26,9 +26,9 @@ from compiler import parse_outcomes as po
 from compiler.c_fields import LAYER_BITS
 from compiler.driver import compile_files
 from dsl.fields import FIELDS
-from runtime import hll
-from runtime.reference import decoder, pyparse
-from runtime.reference.engine import LINEAR, MAX_FRAME, ReferenceEngine
+from runtime.abi import hll
+from runtime.engines.reference import decoder, pyparse
+from runtime.engines.reference.engine import LINEAR, MAX_FRAME, ReferenceEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("XDPMON_CORPUS", ROOT.parent / "shared" / "corpus" / "tcpdump-tests"))
@@ -82,7 +82,7 @@ def _agree(fn, layers, ext_max, frame, end):
 
 
 def _corpus_frames():
-    from runtime.pcap import CaptureError, read_frames
+    from runtime.capture.pcap import CaptureError, read_frames
 
     out = []
     for path in sorted(CORPUS.glob("*.pcap*")):

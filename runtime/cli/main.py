@@ -132,7 +132,7 @@ def _dump(stage: str, files) -> None:
 
 
 def _load_info(c_source: str) -> dict:
-    from runtime.loader import LoadError, load
+    from runtime.dataplane.loader import LoadError, load
 
     try:
         loaded = load(c_source)
@@ -207,10 +207,10 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
 
 def _make_engine(engine: str, art):
     if engine == "reference":
-        from runtime.reference.engine import ReferenceEngine
+        from runtime.engines.reference.engine import ReferenceEngine
         return ReferenceEngine(art)
-    from runtime.loader import LoadError
-    from runtime.replay import KernelEngine
+    from runtime.dataplane.loader import LoadError
+    from runtime.engines.kernel import KernelEngine
     try:
         return KernelEngine(art.c, art.manifest)
     except LoadError as e:
@@ -241,9 +241,9 @@ def replay(files, captures, engine, as_json, asl, top):
     import logging
 
     from compiler.driver import compile_program
-    from runtime.asl_host import AslHost
-    from runtime.pcap import CaptureError, read_frames
-    from runtime.view import render
+    from runtime.asl.host import AslHost
+    from runtime.capture.pcap import CaptureError, read_frames
+    from runtime.ui.view import render
 
     program, sources = load_or_exit(files)
     art = compile_program(program, sources, replay=True)

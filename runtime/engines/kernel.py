@@ -14,10 +14,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .bpf_test_run import TestRunner
-from .loader import Loaded, load
-from .maps import ProgramMaps
-from .snapshot import build_snapshot
+from runtime.dataplane.bpf_test_run import TestRunner
+from runtime.dataplane.loader import Loaded, load
+from runtime.dataplane.maps import ProgramMaps
+from runtime.abi.snapshot import build_snapshot
 
 XDP_PASS = 2
 POLL_EVERY = 4096            # frames between ring buffer polls

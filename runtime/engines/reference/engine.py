@@ -1,14 +1,14 @@
 """The reference interpreter: the merged IR executed in pure Python.
 
-``ReferenceEngine`` has the interface of runtime.replay.KernelEngine (``run_frame``,
+``ReferenceEngine`` has the interface of runtime.engines.kernel.KernelEngine (``run_frame``,
 ``snapshot``, ``close``, ``stats``, ``maps`` with ``set_param``/``set_enabled``,
 ``raw_state``) and needs no root, no BCC and no kernel. Its maps hold the same
 bytes as the kernel's, in the same layouts (compiler/layout.py, the manifest), so
-``runtime.snapshot.build_snapshot`` is shared and raw map contents compare byte for
+``runtime.abi.snapshot.build_snapshot`` is shared and raw map contents compare byte for
 byte with the kernel's.
 
 What it emulates, exactly as the replay build of the generated C does
-(codegen_templates/xdp_program.c.j2; runtime/reference/pycompile.py has the
+(codegen_templates/xdp_program.c.j2; runtime/engines/reference/pycompile.py has the
 statement-by-statement translation):
 
 * the parse (the program's layer set, ``ipv6_ext_max`` 6) on the bytes the kernel
@@ -31,8 +31,8 @@ statement-by-statement translation):
   ``epoch << 8 | rank``, header epoch/z/zeros), count-min (tag | count), track
   tables (buckets of expire/8, open/close/expire), T3 statistic reads (missing
   entry reads 0, absent key fields make the comparison false), ``size()``,
-  estimates (runtime/hll.py), rate limiters (GCRA as xm_rate_ok), events (decoded
-  by runtime.maps.ProgramMaps.decode_event from the same record bytes), and the
+  estimates (runtime/abi/hll.py), rate limiters (GCRA as xm_rate_ok), events (decoded
+  by runtime.dataplane.maps.ProgramMaps.decode_event from the same record bytes), and the
   per-app ring buffers' capacity (256 KiB, drained when KernelEngine polls: every
   4096 frames and at each snapshot).
 
@@ -58,11 +58,11 @@ from collections import OrderedDict
 
 from compiler import ir
 from compiler.codegen import Generator
-from runtime import hll
-from runtime.bpf_test_run import XDP_TEST_RUN_LINEAR
-from runtime.maps import ProgramMaps
-from runtime.replay import POLL_EVERY, ReplayStats
-from runtime.snapshot import RawState, build_snapshot
+from runtime.abi import hll
+from runtime.dataplane.bpf_test_run import XDP_TEST_RUN_LINEAR
+from runtime.dataplane.maps import ProgramMaps
+from runtime.engines.kernel import POLL_EVERY, ReplayStats
+from runtime.abi.snapshot import RawState, build_snapshot
 
 from . import pyparse
 from .pycompile import M64, TRACK_NB, PyProgram
@@ -144,7 +144,7 @@ def _div(a: int, b: int) -> int:
 
 class ReferenceMaps:
     """Control and reading of the emulated maps (the subset of
-    runtime.maps.ProgramMaps that tests and the replay command use)."""
+    runtime.dataplane.maps.ProgramMaps that tests and the replay command use)."""
 
     def __init__(self, engine: "ReferenceEngine"):
         self._e = engine

@@ -3,7 +3,7 @@ with the layouts of the manifest.
 
 - ``init(manifest)``: params to their defaults (the kernel's maps start zeroed),
 - ``set_param`` / ``enable`` / ``disable``: run-time control,
-- ``raw_state()``: every map's bytes as a runtime.snapshot.RawState,
+- ``raw_state()``: every map's bytes as a runtime.abi.snapshot.RawState,
 - ``open_events(callback)`` / ``poll_events()``: the apps' ring buffers, decoded.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import struct
 
-from .snapshot import RawState, decode_fields
+from runtime.abi.snapshot import RawState, decode_fields
 
 U64_MAX = (1 << 64) - 1
 
