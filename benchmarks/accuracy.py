@@ -61,7 +61,7 @@ def measure(n: int = 100_000, seeds: int = 20) -> Result:
         f.write(SPEC)
         f.flush()
         art = compile_files([f.name], replay=True)
-    eng = KernelEngine(art.c, art.manifest)
+    eng = KernelEngine(art)
     registers = art.manifest["maps"][0]["slots"][0]["hll"]["registers"]
     frame = _template()
     # IPv4 source at 26, destination at 30, UDP ports at 34 and 36 (untagged Ethernet)

@@ -26,7 +26,7 @@ def engine(tmp_path):
         path = tmp_path / f"spec{len(engines)}.mon"
         path.write_text(spec)
         art = compile_files([str(path)], replay=True)
-        eng = KernelEngine(art.c, art.manifest)
+        eng = KernelEngine(art)
         engines.append(eng)
         return eng
 
@@ -70,7 +70,7 @@ def test_shared_slot_serves_both_apps(engine):
 app a { t1 { select tcp } t2 { s = count() by ip.src } }
 app b { t1 { select tcp } t2 { s = count() by ip.src } }
 """)
-    assert len(eng.manifest["maps"]) == 1 and len(eng.manifest["maps"][0]["slots"]) == 1
+    assert len(eng.manifest.raw["maps"]) == 1 and len(eng.manifest.raw["maps"][0]["slots"]) == 1
     run(eng, [tcp(src="198.18.0.7")] * 4 + [udp()])
     snap = eng.snapshot()
     want = [{"key": {"ip.src": "198.18.0.7"}, "value": {"count": 4}}]
@@ -118,11 +118,11 @@ def test_distinct_matches_python_mirror(engine):
     per = stat(snap, "u", "per")
     assert len(per) == 300 and {e["value"]["distinct"] for e in per} == {1}
     # the kernel's registers give exactly the estimate the Python mirror computes
-    m = next(m for m in eng.manifest["maps"] if m["kind"] == "hll")
+    m = next(m for m in eng.manifest.raw["maps"] if m["kind"] == "hll")
     slot = m["slots"][0]
     raw = eng.maps.raw_state()
     regs = [int.from_bytes(v[:8], "little") & 0xFF for v in raw.maps[m["name"]]]
-    z = sum(hll.hll_pow(r) for r in regs)
+    z = sum(hll.hll_pow(r, eng.manifest.constants.hll_scale_bits) for r in regs)
     zeros = regs.count(0)
     assert flows == hll.estimate(z, zeros, 4096, slot["hll"]["am2"], slot["hll"]["log2m_fp"])
 

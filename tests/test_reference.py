@@ -195,7 +195,7 @@ def test_shared_slot_serves_both_apps(engine):
 app a { t1 { select tcp } t2 { s = count() by ip.src } }
 app b { t1 { select tcp } t2 { s = count() by ip.src } }
 """)
-    assert len(eng.manifest["maps"]) == 1 and len(eng.manifest["maps"][0]["slots"]) == 1
+    assert len(eng.manifest.raw["maps"]) == 1 and len(eng.manifest.raw["maps"][0]["slots"]) == 1
     run(eng, [tcp(src="198.18.0.7")] * 4 + [udp()])
     snap = eng.snapshot()
     want = [{"key": {"ip.src": "198.18.0.7"}, "value": {"count": 4}}]
@@ -239,11 +239,11 @@ def test_distinct_matches_python_mirror(engine):
     assert abs(flows - 300) <= 300 * 0.05
     per = stat(snap, "u", "per")
     assert len(per) == 300 and {e["value"]["distinct"] for e in per} == {1}
-    m = next(m for m in eng.manifest["maps"] if m["kind"] == "hll")
+    m = next(m for m in eng.manifest.raw["maps"] if m["kind"] == "hll")
     slot = m["slots"][0]
-    raw = eng.raw_state()
+    raw = eng.maps.raw_state()
     regs = [int.from_bytes(v[:8], "little") & 0xFF for v in raw.maps[m["name"]]]
-    assert flows == hll.estimate(sum(hll.hll_pow(r) for r in regs), regs.count(0), 4096,
+    assert flows == hll.estimate(sum(hll.hll_pow(r, eng.manifest.constants.hll_scale_bits) for r in regs), regs.count(0), 4096,
                                  slot["hll"]["am2"], slot["hll"]["log2m_fp"])
 
 
@@ -313,9 +313,9 @@ app od { mode on_demand t1 { select tcp } t2 { seen = count() by ip.dst } }
 def test_operator_enable_and_disable(engine):
     eng = engine("app od { mode on_demand t2 { seen = count() } }")
     run(eng, [tcp()])
-    eng.set_enabled("od", (1 << 64) - 1)
+    eng.maps.set_enabled("od", (1 << 64) - 1)
     run(eng, [tcp()] * 2, t0=2 * S)
-    eng.set_enabled("od", 0)
+    eng.maps.set_enabled("od", 0)
     run(eng, [tcp()] * 4, t0=3 * S)
     snap = eng.snapshot()
     assert stat(snap, "od", "seen") == {"value": {"count": 2}} and snap["apps"]["od"]["enabled"] is False
@@ -418,6 +418,7 @@ def test_ring_buffer_fills_between_polls(engine):
     eng = engine("""app r { t1 { select ip } t3 { when pkt.len > 0 {
       send packet(ip.src, ip.dst, eth.src, eth.dst, pkt.len, pkt.ts, ip.ttl, ip.proto, l4.sport, l4.dport,
                   ipv6.flow, ip.version) to asl limit 4294967295/s } } }""")
+    eng.poll_every = 4096
     fr = tcp()
     for i in range(5000):
         eng.run_frame(S + i * 1000, fr)
@@ -431,6 +432,7 @@ def test_events_come_in_ring_order(engine):
     (manifest order) between polls, and in time order within an app."""
     eng = engine("""app a { t1 { select udp } t3 { when udp { alert "a" limit 1000/s } } }
                     app b { t1 { select tcp } t3 { when tcp { alert "b" limit 1000/s } } }""")
+    eng.poll_every = 4096
     run(eng, [tcp(), udp(), tcp(), udp()])
     assert [e["app"] for e in eng.snapshot()["events"]] == ["a", "a", "b", "b"]
 
@@ -438,9 +440,9 @@ def test_events_come_in_ring_order(engine):
 def test_interface(engine):
     eng = engine("app q { t2 { c = count() } t3 { when c > param n = 7 { alert \"x\" } } }")
     eng.maps.set_param("q", "n", 9)
-    assert eng.maps.params() == [9] and eng.raw_state().params == [9]
+    assert eng.maps.params() == [9] and eng.maps.raw_state().params == [9]
     with pytest.raises(OverflowError):
-        eng.set_param("q", "n", 1 << 64)
+        eng.maps.set_param("q", "n", 1 << 64)
     art = compile_files([str(ROOT / "specs" / "traffic_accounting.mon")], replay=True)
     assert ReferenceEngine(art.ir).manifest == ReferenceEngine(art, art.manifest).manifest
     assert "def run(ts, data" in ReferenceEngine(art).source

@@ -20,11 +20,12 @@ left out.
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass, field
 
 from .hll import estimate as hll_estimate
+from .manifest import Constants, Manifest
+from .records import decode_fields
 
 
 @dataclass
@@ -36,48 +37,13 @@ class RawState:
     params: list[int] = field(default_factory=list)
     ctl_mask: int = 0
     ctl_until: list[int] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
 
 
-# ---- field values --------------------------------------------------------------
-
-def addr_text(kind: str, b: bytes) -> str:
-    if kind == "mac":
-        return ":".join(f"{x:02x}" for x in b)
-    if kind == "ip" and b[:12] == b"\0" * 10 + b"\xff\xff":
-        return str(ipaddress.IPv4Address(b[12:]))
-    if len(b) == 4:
-        return str(ipaddress.IPv4Address(b))
-    return str(ipaddress.IPv6Address(b))
-
-
-_UNPACK = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
-
-
-def decode_member(m: dict, data: bytes, base: int = 0):
-    raw = data[base + m["offset"]: base + m["offset"] + m["size"]]
-    if m.get("kind") in ("mac", "ip", "ip4", "ip6"):
-        return addr_text(m["kind"], raw)
-    if m["ctype"].endswith("]"):
-        return raw
-    return struct.unpack(_UNPACK[m["size"]], raw)[0]
-
-
-def decode_fields(st: dict, data: bytes) -> dict:
-    """A key or event record as {field name: value}, in the struct's order."""
-    out = {}
-    for m in st["members"]:
-        if m["role"] == "field":
-            v = decode_member(m, data)
-            out[m["field"]] = bool(v) if m.get("kind") == "bool" else v
-    return out
-
+# ---- slot values ----------------------------------------------------------------
 
 def u64(data: bytes, off: int) -> int:
     return struct.unpack_from("<Q", data, off)[0]
 
-
-# ---- slot values ----------------------------------------------------------------
 
 def epoch_of(now: int, window_ns: int | None) -> int | None:
     return None if window_ns is None else now // window_ns + 1
@@ -131,30 +97,30 @@ def hist_dict(counts) -> dict:
 
 # ---- the snapshot -------------------------------------------------------------------
 
-def build_snapshot(manifest: dict, raw: RawState, now: int) -> dict:
-    maps = {m["name"]: m for m in manifest["maps"]}
+def build_snapshot(manifest: Manifest | dict, raw: RawState, now: int, events=()) -> dict:
+    """The snapshot of ``raw`` on the clock ``now``; ``events`` are listed as given."""
+    man = Manifest.of(manifest)
+    maps = {m["name"]: m for m in man.raw["maps"]}
     apps_out = {}
-    for app in manifest["apps"]:
-        params = {p["name"]: raw.params[p["index"]] if p["index"] < len(raw.params) else p["default"]
-                  for p in app["params"]}
-        if app["mode"] == "on_demand":
-            until = raw.ctl_until[app["index"]] if app["index"] < len(raw.ctl_until) else 0
+    for app, layout in zip(man.apps, man.raw["apps"]):
+        params = {p.name: raw.params[p.index] if p.index < len(raw.params) else p.default for p in app.params}
+        if app.on_demand:
+            until = raw.ctl_until[app.index] if app.index < len(raw.ctl_until) else 0
             enabled = until > now
         else:
             enabled = True
         stats = {}
-        for st in app["stats"]:
-            stats[st["name"]] = _stat(st, app["name"], maps, raw, now)
-        apps_out[app["name"]] = {"enabled": enabled, "params": params, "stats": stats}
-    counters = {name: raw.counters[i] if i < len(raw.counters) else 0
-                for i, name in enumerate(manifest["counters"]["names"])}
-    return {"apps": apps_out, "counters": counters, "events": list(raw.events)}
+        for st in layout["stats"]:
+            stats[st["name"]] = _stat(st, maps, raw, now, man.constants)
+        apps_out[app.name] = {"enabled": enabled, "params": params, "stats": stats}
+    counters = {name: raw.counters[i] if i < len(raw.counters) else 0 for i, name in enumerate(man.counter_names)}
+    return {"apps": apps_out, "counters": counters, "events": list(events)}
 
 
-def _stat(st: dict, app: str, maps: dict, raw: RawState, now: int):
+def _stat(st: dict, maps: dict, raw: RawState, now: int, const: Constants):
     if st["kind"] == "track":
         m = maps[st["map"]]
-        return _track(m, raw, now)
+        return _track(m, raw, now, const.track_buckets)
     out_keyed = []
     unkeyed = {}
     by_map: dict[str, list[tuple[str, dict]]] = {}
@@ -169,7 +135,7 @@ def _stat(st: dict, app: str, maps: dict, raw: RawState, now: int):
             continue
         if m["kind"] == "cms":
             for member, sname in members:
-                unkeyed[member] = _cms_summary(m, slots[sname], raw, now)
+                unkeyed[member] = _cms_summary(m, slots[sname], raw, now, const.cms_count_bits)
             continue
         entries = raw.maps.get(mname, [])
         if not m["key_fields"]:
@@ -212,23 +178,25 @@ def hll_registers(m: dict, slot: dict, raw: RawState, now: int) -> list[int]:
     return out
 
 
-def _cms_summary(m, slot, raw, now):
+def _cms_summary(m, slot, raw, now, count_bits: int):
+    """A cell is the window's tag (the epoch's low 64 - count_bits bits) above the count."""
     width = slot["options"]["width"]
     w = slot["window_ns"]
-    tag = ((epoch_of(now, w) & 0xFFFFFF) << 40) if w else 0
+    count_mask = (1 << count_bits) - 1
+    tag = ((epoch_of(now, w) & ((1 << (64 - count_bits)) - 1)) << count_bits) if w else 0
     row0 = raw.maps.get(m["name"], [])[:width]
     total = 0
     for v in row0:
         x = u64(v, 0)
-        if (x & ~((1 << 40) - 1)) == tag:
-            total += x & ((1 << 40) - 1)
+        if (x & ~count_mask) == tag:
+            total += x & count_mask
     return {"total": total, "width": width, "depth": slot["options"]["depth"]}
 
 
-def _track(m, raw, now):
+def _track(m, raw, now, nb: int):
+    """Open entries and size() of a track table with ``nb`` time buckets."""
     bucket_ns = m["bucket_ns"]
     b = now // bucket_ns
-    nb = 8
     entries = []
     for kb, vb in raw.maps.get(m["name"], []):
         opened, bucket = u64(vb, 0), u64(vb, 8)

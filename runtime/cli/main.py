@@ -212,7 +212,7 @@ def _make_engine(engine: str, art):
     from runtime.dataplane.loader import LoadError
     from runtime.engines.kernel import KernelEngine
     try:
-        return KernelEngine(art.c, art.manifest)
+        return KernelEngine(art)
     except LoadError as e:
         click.echo(f"xdpmon: cannot load the program: {e}", err=True)
         if e.log and not e.c_line:

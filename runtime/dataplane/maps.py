@@ -1,85 +1,151 @@
-"""The control plane of a loaded program: its maps, read and written through BCC
-with the layouts of the manifest.
+"""A program's maps, read and written by the manifest's layouts.
 
-- ``init(manifest)``: params to their defaults (the kernel's maps start zeroed),
-- ``set_param`` / ``enable`` / ``disable``: run-time control,
-- ``raw_state()``: every map's bytes as a runtime.abi.snapshot.RawState,
-- ``open_events(callback)`` / ``poll_events()``: the apps' ring buffers, decoded.
+``MapAccess`` is everything that does not depend on where the bytes live:
+
+- ``init()``: params to their defaults (the kernel's maps start zeroed),
+- ``set_param`` / ``params()``, ``set_enabled`` / ``ctl()``: run-time control,
+- ``counters()``, ``raw_state()``: every map's bytes as a runtime.abi.snapshot.RawState,
+- ``open_events(sink)`` / ``poll_events()``: the apps' ring buffers, each record
+  decoded (runtime.abi.records.decode_event) and handed to ``sink``.
+
+A backend says only how bytes are read and written: ``ProgramMaps`` for a
+program loaded with BCC, ``ReferenceMaps`` (runtime/engines/reference/engine.py)
+for the reference interpreter's emulated maps.
 """
 
 from __future__ import annotations
 
 import ctypes
-import struct
+from typing import Callable
 
-from runtime.abi.snapshot import RawState, decode_fields
+from runtime.abi.manifest import Manifest
+from runtime.abi.records import decode_control, decode_event, decode_u64s, encode_control, encode_u64s
+from runtime.abi.snapshot import RawState
 
 U64_MAX = (1 << 64) - 1
+
+
+class MapAccess:
+    """The maps of one program, by the manifest; subclasses implement the byte
+    primitives ``_read``, ``_write``, ``_percpu_sums``, ``_hash_items``,
+    ``_array_values``, ``_open_rings`` and ``_consume_rings``."""
+
+    def __init__(self, manifest: Manifest | dict):
+        self.manifest = Manifest.of(manifest)
+        self._sink: Callable[[dict], object] | None = None
+
+    # ---- the byte primitives -------------------------------------------------------------
+    def _read(self, name: str, index: int) -> bytes:
+        """The value at ``index`` of array map ``name``."""
+        raise NotImplementedError
+
+    def _write(self, name: str, index: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _percpu_sums(self, name: str, n: int) -> list[int]:
+        """The u64 values 0..n-1 of a per-CPU array, each summed over the CPUs."""
+        raise NotImplementedError
+
+    def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
+        raise NotImplementedError
+
+    def _array_values(self, name: str) -> list[bytes]:
+        raise NotImplementedError
+
+    def _open_rings(self) -> None:
+        """Start taking the records of every app's ring buffer (to ``_deliver``)."""
+        raise NotImplementedError
+
+    def _consume_rings(self) -> None:
+        """Hand every record waiting in the ring buffers to ``_deliver``: the rings
+        in manifest order, each in its order."""
+        raise NotImplementedError
+
+    # ---- params and control --------------------------------------------------------------
+    def init(self) -> None:
+        defaults = {p.index: p.default for p in self.manifest.params}
+        if defaults:
+            self._write_params(defaults)
+
+    def params(self) -> list[int]:
+        return decode_u64s(self._read(self.manifest.params_map, 0), len(self.manifest.params))
+
+    def _write_params(self, values: dict[int, int]) -> None:
+        data = self._read(self.manifest.params_map, 0)
+        v = decode_u64s(data, len(data) // 8)
+        for i, val in values.items():
+            v[i] = val
+        self._write(self.manifest.params_map, 0, encode_u64s(v, len(data)))
+
+    def set_param(self, app: str, name: str, value: int) -> None:
+        p = self.manifest.param(app, name)
+        if not 0 <= value <= U64_MAX:
+            raise OverflowError(f"param {app}.{name}: {value} does not fit in 64 bits")
+        self._write_params({p.index: value})
+
+    def ctl(self) -> tuple[int, list[int]]:
+        """(enable mask, enabled-until time of each app)."""
+        mask, _, until = decode_control(self._read(self.manifest.control_map, 0), self.manifest.n_apps)
+        return mask, until
+
+    def set_enabled(self, app: str, until_ns: int) -> None:
+        """Enable an on-demand app until ``until_ns`` (U64_MAX: until disabled); 0 disables."""
+        data = self._read(self.manifest.control_map, 0)
+        mask, _, until = decode_control(data, self.manifest.n_apps)
+        until[self.manifest.app(app).index] = until_ns
+        # next_change 0: the program recomputes its enable mask on the next packet
+        self._write(self.manifest.control_map, 0, encode_control(mask, 0, until, len(data)))
+
+    # ---- reading ---------------------------------------------------------------------------
+    def counters(self) -> list[int]:
+        return self._percpu_sums(self.manifest.counters_map, len(self.manifest.counter_names))
+
+    def raw_state(self) -> RawState:
+        raw = RawState()
+        for m in self.manifest.state_maps:
+            raw.maps[m.name] = self._hash_items(m.name) if m.hashed else self._array_values(m.name)
+        raw.counters = self.counters()
+        raw.params = self.params()
+        raw.ctl_mask, raw.ctl_until = self.ctl()
+        return raw
+
+    # ---- events ----------------------------------------------------------------------------
+    def open_events(self, sink: Callable[[dict], object]) -> None:
+        """Call ``sink(event dict)`` for every record of every app's ring buffer,
+        from ``poll_events()`` on."""
+        self._sink = sink
+        self._open_rings()
+
+    def _deliver(self, record: bytes) -> None:
+        self._sink(decode_event(self.manifest, record))
+
+    def poll_events(self) -> None:
+        if self._sink is not None:
+            self._consume_rings()
 
 
 def _bytes(obj) -> bytes:
     return ctypes.string_at(ctypes.addressof(obj), ctypes.sizeof(obj))
 
 
-class ProgramMaps:
-    def __init__(self, bpf, manifest: dict):
+class ProgramMaps(MapAccess):
+    """The maps of a program loaded with BCC (``bpf``: its bcc.BPF object)."""
+
+    def __init__(self, bpf, manifest: Manifest | dict):
+        super().__init__(manifest)
         self.bpf = bpf
-        self.m = manifest
-        self.apps = {a["name"]: a for a in manifest["apps"]}
-        self.events_by_action = {e["action"]: e for e in manifest["events"]}
-        self.actions = {a["id"]: (app["name"], a) for app in manifest["apps"] for r in app["rules"]
-                        for a in r["actions"]}
-        self._event_sink = None
 
-    # ---- params and control ----------------------------------------------------------
-    def init(self) -> None:
-        slots = self.m["params"]["slots"]
-        if slots:
-            self._write_params({s["index"]: s["default"] for s in slots})
+    def _read(self, name: str, index: int) -> bytes:
+        t = self.bpf[name]
+        return _bytes(t[t.Key(index)])
 
-    def _params_struct(self):
-        t = self.bpf[self.m["params"]["map"]]
-        return t, t[ctypes.c_uint32(0)]
+    def _write(self, name: str, index: int, data: bytes) -> None:
+        t = self.bpf[name]
+        t[t.Key(index)] = t.Leaf.from_buffer_copy(data)
 
-    def _write_params(self, values: dict[int, int]) -> None:
-        t, v = self._params_struct()
-        for i, val in values.items():
-            v.v[i] = val
-        t[ctypes.c_uint32(0)] = v
-
-    def set_param(self, app: str, name: str, value: int) -> None:
-        slot = next(s for s in self.m["params"]["slots"] if s["app"] == app and s["name"] == name)
-        self._write_params({slot["index"]: value})
-
-    def params(self) -> list[int]:
-        _, v = self._params_struct()
-        n = len(self.m["params"]["slots"])
-        return [int(v.v[i]) for i in range(n)]
-
-    def _ctl(self):
-        t = self.bpf[self.m["control"]["map"]]
-        return t, t[ctypes.c_uint32(0)]
-
-    def set_enabled(self, app: str, until_ns: int) -> None:
-        """Enable an on-demand app until ``until_ns`` (U64_MAX: until disabled); 0 disables."""
-        idx = self.apps[app]["index"]
-        t, c = self._ctl()
-        c.until[idx] = until_ns
-        c.next_change = 0            # make the program recompute its enable mask
-        t[ctypes.c_uint32(0)] = c
-
-    def ctl(self) -> tuple[int, list[int]]:
-        _, c = self._ctl()
-        return int(c.mask), [int(c.until[i]) for i in range(self.m["control"]["n_apps"])]
-
-    # ---- reading ---------------------------------------------------------------------
-    def counters(self) -> list[int]:
-        t = self.bpf[self.m["counters"]["map"]]
-        out = []
-        for i in range(len(self.m["counters"]["names"])):
-            vals = t.getvalue(t.Key(i))
-            out.append(sum(int(v.value if hasattr(v, "value") else v) for v in vals))
-        return out
+    def _percpu_sums(self, name: str, n: int) -> list[int]:
+        t = self.bpf[name]
+        return [sum(int(v.value if hasattr(v, "value") else v) for v in t.getvalue(t.Key(i))) for i in range(n)]
 
     def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
         t = self.bpf[name]
@@ -93,48 +159,14 @@ class ProgramMaps:
         t = self.bpf[name]
         return [_bytes(t[t.Key(i)]) for i in range(len(t))]
 
-    def raw_state(self) -> RawState:
-        raw = RawState()
-        for m in self.m["maps"]:
-            if m["bpf_type"] == "array":
-                raw.maps[m["name"]] = self._array_values(m["name"])
-            else:
-                raw.maps[m["name"]] = self._hash_items(m["name"])
-            if m["kind"] == "track":
-                raw.maps[m["buckets_map"]] = self._array_values(m["buckets_map"])
-            if m["kind"] == "hll":
-                raw.maps[m["header_map"]] = self._array_values(m["header_map"])
-        raw.counters = self.counters()
-        raw.params = self.params()
-        raw.ctl_mask, raw.ctl_until = self.ctl()
-        return raw
+    def _open_rings(self) -> None:
+        def cb(ctx, data, n):
+            self._deliver(ctypes.string_at(data, n))
+            return 0
+        for app in self.manifest.apps:
+            if app.ringbuf:
+                self.bpf[app.ringbuf].open_ring_buffer(cb)
 
-    # ---- events -----------------------------------------------------------------------
-    def decode_event(self, data: bytes) -> dict:
-        ts, action, rule = struct.unpack_from("<QII", data, 0)
-        ev = self.events_by_action[action]
-        app, act = self.actions[action]
-        out = {"ts": ts, "app": app, "rule": rule, "action": action, "type": ev["type"]}
-        if ev["type"] == "packet":
-            out["fields"] = decode_fields(ev["record"], data)
-        if ev["type"] == "alert":
-            out["message"] = act["message"]
-        if ev["type"] == "enable":
-            out["enabled"] = act["app"]
-        return out
-
-    def open_events(self, sink) -> None:
-        """Call ``sink(event dict)`` for every record of every app's ring buffer."""
-        self._event_sink = sink
-        for app in self.m["apps"]:
-            if not app["ringbuf"]:
-                continue
-
-            def cb(ctx, data, n):
-                self._event_sink(self.decode_event(ctypes.string_at(data, n)))
-                return 0
-            self.bpf[app["ringbuf"]].open_ring_buffer(cb)
-
-    def poll_events(self) -> None:
-        if self._event_sink is not None and getattr(self.bpf, "_ringbuf_manager", None):
+    def _consume_rings(self) -> None:
+        if getattr(self.bpf, "_ringbuf_manager", None):
             self.bpf.ring_buffer_consume()

@@ -1,5 +1,5 @@
-"""Replay captures through the kernel: the loaded program runs on every frame
-with BPF_PROG_TEST_RUN, on the capture's clock.
+"""The kernel replay engine: the loaded program runs on every frame with
+BPF_PROG_TEST_RUN, on the capture's clock.
 
 The program is the replay build (compiler ``replay=True``): each frame is
 handed to the kernel preceded by its capture timestamp, which the program
@@ -12,66 +12,41 @@ never reach the program (no NIC delivers them either).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
-from runtime.dataplane.bpf_test_run import TestRunner
+from runtime.abi.manifest import Manifest
+from runtime.dataplane.bpf_test_run import ETH_HLEN, TestRunner
 from runtime.dataplane.loader import Loaded, load
 from runtime.dataplane.maps import ProgramMaps
-from runtime.abi.snapshot import build_snapshot
 
-XDP_PASS = 2
-POLL_EVERY = 4096            # frames between ring buffer polls
+from .base import QUEUE_SIZE, Engine
 
-
-@dataclass
-class ReplayStats:
-    frames: int = 0
-    refused: int = 0
-    verdicts: dict = field(default_factory=dict)
-    last_ts: int = 0
+_TS = struct.Struct("<Q")
 
 
-class KernelEngine:
-    """A compiled program loaded into the kernel, ready to replay frames."""
+class KernelEngine(Engine):
+    """A compiled program (``art``: compiler.driver.Artifacts of the replay build)
+    loaded into the kernel, ready to replay frames."""
 
     name = "kernel"
 
-    def __init__(self, c_source: str, manifest: dict):
-        if not manifest["program"]["replay"]:
+    def __init__(self, art, *, poll_every: int = 1, queue_size: int = QUEUE_SIZE):
+        manifest = Manifest.of(art.manifest)
+        if not manifest.replay:
             raise ValueError("replay needs the replay build of the program (compile with replay=True)")
-        self.manifest = manifest
-        self.loaded: Loaded = load(c_source)
-        self.maps = ProgramMaps(self.loaded.bpf, manifest)
-        self.maps.init()
-        self.events: list[dict] = []
-        self.maps.open_events(self.events.append)
-        self.runner = TestRunner(self.loaded.fd, want_data_out=False)
-        self.stats = ReplayStats()
+        self.loaded: Loaded = load(art.c)
+        try:
+            super().__init__(manifest, ProgramMaps(self.loaded.bpf, manifest), poll_every=poll_every,
+                             queue_size=queue_size)
+            self.runner = TestRunner(self.loaded.fd, want_data_out=False)
+        except BaseException:
+            self.loaded.close()
+            raise
 
-    def run_frame(self, ts_ns: int, data: bytes) -> int | None:
-        """Run one frame; returns the XDP verdict, or None when refused."""
-        st = self.stats
-        st.frames += 1
-        st.last_ts = max(st.last_ts, ts_ns)
-        if len(data) < 14:
-            st.refused += 1
+    def _run(self, ts_ns: int, data: bytes) -> int | None:
+        if len(data) < ETH_HLEN:
             return None
-        res = self.runner.run(struct.pack("<Q", ts_ns) + data)
-        if not res.ok:
-            st.refused += 1
-            return None
-        st.verdicts[res.retval] = st.verdicts.get(res.retval, 0) + 1
-        if st.frames % POLL_EVERY == 0:
-            self.maps.poll_events()
-        return res.retval
-
-    def snapshot(self, now: int | None = None) -> dict:
-        self.maps.poll_events()
-        raw = self.maps.raw_state()
-        raw.events = list(self.events)
-        snap = build_snapshot(self.manifest, raw, self.stats.last_ts if now is None else now)
-        snap["counters"]["replay.refused"] = self.stats.refused
-        return snap
+        res = self.runner.run(_TS.pack(ts_ns) + data)
+        return res.retval if res.ok else None
 
     def close(self) -> None:
         self.loaded.close()
