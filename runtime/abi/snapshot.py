@@ -156,15 +156,19 @@ def _stat(st: dict, maps: dict, raw: RawState, now: int, const: Constants):
     return out_keyed
 
 
+def _offsets(st: dict) -> dict[str, int]:
+    return {m["name"]: m["offset"] for m in st["members"]}
+
+
 def _hll_value(m, slot, raw, now):
-    hdr = raw.maps.get(m["header_map"], [bytes(32)])[0]
-    epoch = u64(hdr, 0)
+    at = _offsets(m["header"])
+    hdr = raw.maps.get(m["header_map"], [bytes(m["header"]["size"])])[0]
     w = slot["window_ns"]
     want = epoch_of(now, w) if w else 1
-    if epoch != want:
+    if u64(hdr, at["epoch"]) != want:
         return 0
     hll = slot["hll"]
-    return hll_estimate(u64(hdr, 8), u64(hdr, 16), hll["registers"], hll["am2"], hll["log2m_fp"])
+    return hll_estimate(u64(hdr, at["z"]), u64(hdr, at["zeros"]), hll["registers"], hll["am2"], hll["log2m_fp"])
 
 
 def hll_registers(m: dict, slot: dict, raw: RawState, now: int) -> list[int]:
@@ -195,11 +199,12 @@ def _cms_summary(m, slot, raw, now, count_bits: int):
 
 def _track(m, raw, now, nb: int):
     """Open entries and size() of a track table with ``nb`` time buckets."""
+    at = _offsets(m["value"])
     bucket_ns = m["bucket_ns"]
     b = now // bucket_ns
     entries = []
     for kb, vb in raw.maps.get(m["name"], []):
-        opened, bucket = u64(vb, 0), u64(vb, 8)
+        opened, bucket = u64(vb, at["opened"]), u64(vb, at["bucket"])
         if b - bucket < nb:
             entries.append({"key": decode_fields(m["key"], kb), "value": {"opened": opened}})
     size = 0
