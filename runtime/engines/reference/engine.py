@@ -1,11 +1,13 @@
 """The reference interpreter: the merged IR executed in pure Python.
 
-``ReferenceEngine`` has the interface of runtime.engines.kernel.KernelEngine (``run_frame``,
-``snapshot``, ``close``, ``stats``, ``maps`` with ``set_param``/``set_enabled``,
-``raw_state``) and needs no root, no BCC and no kernel. Its maps hold the same
-bytes as the kernel's, in the same layouts (compiler/layout.py, the manifest), so
-``runtime.abi.snapshot.build_snapshot`` is shared and raw map contents compare byte for
-byte with the kernel's.
+``ReferenceEngine`` implements the engine protocol (runtime.engines.base.Engine:
+``run_frame``, ``snapshot``, ``poll_events``, ``events``, ``maps``, ``stats``,
+``close``) and needs no root, no BCC and no kernel. Its maps hold the same bytes
+as the kernel's, in the same layouts (compiler/layout.py, the manifest), so its
+``maps`` (``ReferenceMaps``) share runtime.dataplane.maps.MapAccess with the
+kernel's, ``runtime.abi.snapshot.build_snapshot`` is shared and raw map contents
+compare byte for byte with the kernel's. ``build_program`` is the one place it
+asks the compiler for what to emulate.
 
 What it emulates, exactly as the replay build of the generated C does
 (codegen_templates/xdp_program.c.j2; runtime/engines/reference/pycompile.py has the
@@ -18,7 +20,7 @@ statement-by-statement translation):
   ``min(len, 3512)`` bytes while pkt.len is the whole length. Frames shorter than
   14 bytes are refused (never run), as are frames the kernel cannot hold
   (``len + 8 > 3520 + 17 * 4096``: ENOMEM, i.e. longer than 73144 bytes); both are
-  counted in ``stats.refused`` like KernelEngine does;
+  counted in ``stats.refused`` as by the kernel engine;
 * counters (frames, parse outcome, verdict.pass, per-map insert failures, per-app
   events / ringbuf_full / rate_limited, per-rule fired), params, the enable mask
   (xm_enabled / xm_enable, events only when the target app was off);
@@ -31,17 +33,19 @@ statement-by-statement translation):
   ``epoch << 8 | rank``, header epoch/z/zeros), count-min (tag | count), track
   tables (buckets of expire/8, open/close/expire), T3 statistic reads (missing
   entry reads 0, absent key fields make the comparison false), ``size()``,
-  estimates (runtime/abi/hll.py), rate limiters (GCRA as xm_rate_ok), events (decoded
-  by runtime.dataplane.maps.ProgramMaps.decode_event from the same record bytes), and the
-  per-app ring buffers' capacity (256 KiB, drained when KernelEngine polls: every
-  4096 frames and at each snapshot).
+  estimates (runtime/abi/hll.py), rate limiters (GCRA as xm_rate_ok), event records
+  (the same bytes; fields of absent layers sent as zeros; decoded when polled, by
+  runtime.abi.records.decode_event as the kernel's), and the per-app ring buffers'
+  capacity (256 KiB, drained when the engine polls: after every ``poll_every``
+  frames and at each snapshot).
 
-Where the C differs from what the IR or the README promise, the reference does
-what the C does (tests/test_reference.py pins each case, tests/test_differential.py
-checks it against the kernel): the ``__u8`` truncation of the single-layer presence
-test of T3 reads (a stat keyed by an icmp/icmp6/dns field is never read as
-present), and ``send packet`` fields of absent layers read from the shared
-storage of ``struct xm_pkt`` (tcp.dport of a UDP packet is its UDP port).
+The reference does what the C does, even where that is surprising: when the C
+changes, tests/test_differential.py fails until pycompile.py follows. Where the
+C once broke what the README promises, it was fixed and tests/test_reference.py
+pins the fixed behaviour: T3 reads of a stat keyed by a dns, icmp or icmp6 field
+(a ``__u8`` once truncated the presence test), ``send packet`` fields of absent
+layers (once copied from the shared storage of ``struct xm_pkt``, now zeros),
+and keyed windowed distinct counts.
 
 LRU maps (``on full lru`` and track tables): the kernel's BPF LRU hash is an
 approximation (per-CPU free lists of 128 nodes; it may evict before it is full and
