@@ -3,12 +3,16 @@
 ``RawState`` holds what an engine's maps contain, as bytes in the layouts the
 manifest describes: the kernel engine fills it from BPF maps, the reference
 interpreter from its own emulated maps. ``build_snapshot`` decodes it, with the
-manifest as the only source of layouts:
+manifest as the only source of layouts and constants (but for the fixed layouts
+of track bucket entries and window-tagged HyperLogLog registers):
 
     {"apps": {APP: {"enabled": bool, "params": {NAME: int},
                     "stats": {STAT: [{"key": {FIELD: v}, "value": {NAME: v}}, ...]
                                     or {"value": {...}} when unkeyed}}},
      "counters": {NAME: int}, "events": [...]}
+
+``events`` are what the caller hands over (an engine: the decoded events still
+waiting in its queue); the maps hold none.
 
 Addresses are text (IPv4 for v4-mapped addresses), numbers are integers.
 Windowed values are those of the window the clock ``now`` is in (0 when the

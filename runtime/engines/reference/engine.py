@@ -229,7 +229,7 @@ class ReferenceEngine(Engine):
         self.prog, self.gen, manifest, self.py = build_program(program, manifest)
         self._build_state()
         self.manifest = Manifest.of(manifest)
-        super().__init__(manifest, ReferenceMaps(self), poll_every=poll_every, queue_size=queue_size)
+        super().__init__(self.manifest, ReferenceMaps(self), poll_every=poll_every, queue_size=queue_size)
         self._step = self._compile()
         self._tables = self._map_tables()
 
