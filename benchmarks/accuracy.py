@@ -55,13 +55,13 @@ class Result:
 
 def measure(n: int = 100_000, seeds: int = 20) -> Result:
     from compiler.driver import compile_files
-    from runtime.replay import KernelEngine
+    from runtime.engines.kernel import KernelEngine
 
     with tempfile.NamedTemporaryFile("w", suffix=".mon") as f:
         f.write(SPEC)
         f.flush()
         art = compile_files([f.name], replay=True)
-    eng = KernelEngine(art.c, art.manifest)
+    eng = KernelEngine(art)
     registers = art.manifest["maps"][0]["slots"][0]["hll"]["registers"]
     frame = _template()
     # IPv4 source at 26, destination at 30, UDP ports at 34 and 36 (untagged Ethernet)

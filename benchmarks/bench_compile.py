@@ -83,7 +83,7 @@ def _kernel_reason() -> str | None:
 
 
 def _load_info(c_source: str) -> str:
-    from runtime.loader import LoadError, load
+    from runtime.dataplane.loader import LoadError, load
 
     t = time.perf_counter()
     try:

@@ -21,8 +21,8 @@ SAMPLE = 400
 
 def _load(paths):
     from compiler.driver import compile_files
-    from runtime.maps import ProgramMaps
-    from runtime.loader import load
+    from runtime.dataplane.maps import ProgramMaps
+    from runtime.dataplane.loader import load
     art = compile_files([str(p) for p in paths], replay=True)
     loaded = load(art.c)
     ProgramMaps(loaded.bpf, art.manifest).init()
@@ -34,7 +34,7 @@ def main() -> dict:
         print("merge benchmark: needs root; skipped")
         return {"skipped": "needs root"}
     from examples.traffic import generators as g
-    from runtime.bpf_test_run import TestRunner
+    from runtime.dataplane.bpf_test_run import TestRunner
 
     frames = g.mixed(seed=5)
     step = max(1, len(frames) // SAMPLE)

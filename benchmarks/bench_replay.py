@@ -1,9 +1,9 @@
 """Replay speed: frames per second of the two engines behind ``xdpmon replay``, on
 the same frames read from captures, measured in one run.
 
-- kernel engine (runtime.replay.KernelEngine): the replay build of all specs/
+- kernel engine (runtime.engines.kernel.KernelEngine): the replay build of all specs/
   merged, one BPF_PROG_TEST_RUN per frame (target: at least 100,000 frames/s);
-- reference engine (runtime.reference.engine.ReferenceEngine): the same program
+- reference engine (runtime.engines.reference.engine.ReferenceEngine): the same program
   interpreted in Python (target: at least 30,000 frames/s).
 
 Captures: the corpus ../shared/corpus/tcpdump-tests/ (every Ethernet capture, read
@@ -12,7 +12,8 @@ else the ``mixed`` generator (examples/traffic) for a few seeds, written to a
 temporary pcap. Frames are read once; each engine then replays them (several
 passes, at least MIN_SECONDS of measurement, on the capture's clock; a new
 reference engine for each pass, so that its caches start cold) and the figure is
-frames / wall time of ``run_frame`` calls. Refused frames (shorter
+frames / wall time of ``run_frame`` calls (which poll the ring buffers after
+every frame, as ``xdpmon replay`` does). Refused frames (shorter
 than 14 bytes) count as frames: the replay command sees them too.
 
 Without root the kernel engine is skipped and only the reference is measured.
@@ -35,7 +36,7 @@ MIXED_SEEDS = range(1, 9)
 
 
 def _read(paths) -> list[tuple[int, bytes]]:
-    from runtime.pcap import CaptureError, read_frames
+    from runtime.capture.pcap import CaptureError, read_frames
 
     frames = []
     for p in paths:
@@ -84,6 +85,7 @@ def measure(make_engine, frames, fresh_each_pass: bool) -> tuple[float, int]:
             for ts, data in frames:
                 run(ts, data)
             elapsed += time.perf_counter() - t
+            eng.events.take()            # as a consumer would: the queue stays bounded, nothing dropped
             n += len(frames)
             passes += 1
         return n / elapsed, passes
@@ -93,12 +95,12 @@ def measure(make_engine, frames, fresh_each_pass: bool) -> tuple[float, int]:
 
 def main() -> dict:
     from compiler.driver import compile_files
-    from runtime.reference.engine import ReferenceEngine
+    from runtime.engines.reference.engine import ReferenceEngine
 
     art = compile_files(sorted(str(p) for p in (ROOT / "specs").glob("*.mon")), replay=True)
     kernel_ok = os.geteuid() == 0
     if kernel_ok:
-        from runtime.replay import KernelEngine
+        from runtime.engines.kernel import KernelEngine
     else:
         print("replay benchmark: the kernel engine needs root; measuring the reference engine only")
     results: dict = {"apps": len(art.ir.apps)}
@@ -112,7 +114,7 @@ def main() -> dict:
         results[f"{name}.reference_fps"] = round(ref_fps)
         results[f"{name}.reference_target_met"] = ref_fps >= REFERENCE_TARGET
         if kernel_ok:
-            ker_fps, ker_passes = measure(lambda: KernelEngine(art.c, art.manifest), frames, False)
+            ker_fps, ker_passes = measure(lambda: KernelEngine(art), frames, False)
             line += f", kernel {ker_fps:9,.0f} frames/s ({ker_passes} passes), kernel/reference {ker_fps / ref_fps:.2f}x"
             results[f"{name}.kernel_fps"] = round(ker_fps)
             results[f"{name}.kernel_target_met"] = ker_fps >= KERNEL_TARGET

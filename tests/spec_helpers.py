@@ -168,6 +168,7 @@ def rule_fired(counters: dict, k: int = 0) -> int:
 
 def insert_failed(manifest: dict, app: str, stat: str) -> str:
     """The insert-failure counter of the map that keeps ``app.stat``."""
+    manifest = getattr(manifest, "raw", manifest)          # a runtime.abi Manifest, or its data
     a = next(x for x in manifest["apps"] if x["name"] == app)
     st = next(s for s in a["stats"] if s["name"] == stat)
     return f"map.{st['map']}.insert_failed"

@@ -15,8 +15,8 @@ import pytest
 
 from compiler import abi, c_fields, codegen, parse_outcomes as po
 from dsl.fields import FIELDS, LAYERS
-from runtime.reference import decode
-from runtime.reference.decoder import V4_MAPPED_PREFIX
+from runtime.engines.reference import decode
+from runtime.engines.reference.decoder import V4_MAPPED_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 Kernel tests (``@pytest.mark.kernel``): every reference spec alone, all of
 them merged, 32 generated apps merged, the replay build, and the golden
-programs each load with ``runtime.loader.load``; a broken program is a
+programs each load with ``runtime.dataplane.loader.load``; a broken program is a
 ``LoadError``. The ``xdpmon compile`` command line is run as a subprocess.
 
 At the end: kernel tests that document bugs found while writing these tests
@@ -40,7 +40,7 @@ def rel(paths) -> list[str]:
 
 def load_ok(c_source: str):
     """Load, check the kernel's numbers, unload; returns the ProgInfo."""
-    from runtime.loader import load
+    from runtime.dataplane.loader import load
 
     loaded = load(c_source)
     try:
@@ -94,7 +94,7 @@ def test_golden_programs_load(c_file):
 
 @pytest.mark.kernel
 def test_c_that_does_not_compile_is_a_load_error():
-    from runtime.loader import LoadError, load
+    from runtime.dataplane.loader import LoadError, load
 
     with pytest.raises(LoadError) as info:
         load("int xdpmon_main(struct xdp_md *ctx) { return XDP_PASS }   /* missing ; */\n")
@@ -103,7 +103,7 @@ def test_c_that_does_not_compile_is_a_load_error():
 
 @pytest.mark.kernel
 def test_c_the_verifier_rejects_is_a_load_error_with_the_log():
-    from runtime.loader import LoadError, load
+    from runtime.dataplane.loader import LoadError, load
 
     # reads the packet without checking data_end
     src = """
@@ -123,7 +123,7 @@ int xdpmon_main(struct xdp_md *ctx)
 @pytest.mark.kernel
 def test_broken_generated_program_is_a_load_error(tmp_path):
     """A generated program damaged after codegen: still LoadError, never another exception."""
-    from runtime.loader import LoadError, load
+    from runtime.dataplane.loader import LoadError, load
 
     art = compile_text(tmp_path, "app a { t1 { select tcp } t2 { n = count() by ip.src } }")
     broken = art.c.replace("if (v) {", "{", 1)          # use a map value without the NULL check
@@ -254,8 +254,8 @@ SYN, ACK = 0x02, 0x10
 
 class Replay:
     def __init__(self, art):
-        from runtime.bpf_test_run import TestRunner
-        from runtime.loader import load
+        from runtime.dataplane.bpf_test_run import TestRunner
+        from runtime.dataplane.loader import load
 
         self.art = art
         self.loaded = load(art.c)

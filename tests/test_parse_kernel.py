@@ -3,8 +3,8 @@
 codegen_templates/parse.c.j2 is rendered into a small test XDP program that calls
 xm_parse() and writes the outcome, the whole struct xm_pkt and every catalog field (read
 through its compiler/c_fields.py expression, compiled by clang) into a one-slot array
-map. Frames go through BPF_PROG_TEST_RUN (runtime/bpf_test_run.py) and each result is
-compared, field by field, with runtime/reference/decoder.py.
+map. Frames go through BPF_PROG_TEST_RUN (runtime/dataplane/bpf_test_run.py) and each result is
+compared, field by field, with runtime/engines/reference/decoder.py.
 
 Frames: hand-made with scapy, every prefix of a few of them, seeded random mutations,
 and every frame of every capture in ../shared/corpus/tcpdump-tests/ (read in place).
@@ -24,8 +24,8 @@ from compiler import codegen, parse_outcomes as po
 from compiler.c_fields import C_FIELDS, LAYER_BITS
 from spec_helpers import closed
 from dsl.fields import FIELDS, LAYERS
-from runtime import bpf_test_run as btr
-from runtime.reference import decoder as ref
+from runtime.dataplane import bpf_test_run as btr
+from runtime.engines.reference import decoder as ref
 
 pytestmark = pytest.mark.kernel
 
@@ -329,7 +329,7 @@ def prog_all():
 
 
 def test_xdp_test_run_linear_size(prog_all):
-    """runtime.bpf_test_run.XDP_TEST_RUN_LINEAR is what this kernel really gives."""
+    """runtime.dataplane.bpf_test_run.XDP_TEST_RUN_LINEAR is what this kernel really gives."""
     res, o, _, _ = prog_all.run(b"\x00" * 9000)
     assert res.ok and o.linear == btr.XDP_TEST_RUN_LINEAR
     assert o.pkt.len == 9000  # bpf_xdp_get_buff_len(): the whole multi-buffer frame

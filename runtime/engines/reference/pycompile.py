@@ -5,7 +5,7 @@ compiler/codegen.py prints the program plan (compiler/plan.py: layouts, counters
 gates, statistic reads, action ids) as C; this module prints the same plan as
 Python source with the same semantics, statement for statement:
 
-* parse (runtime/reference/pyparse.py, the C parser's rules) into storage
+* parse (runtime/engines/reference/pyparse.py, the C parser's rules) into storage
   variables named after ``struct xm_pkt``;
 * count the frame and its parse outcome; refresh the enable mask (xm_enabled);
 * every phase-1 predicate once, in id order, those only on-demand apps use under

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 
 FUNCTION = "xdpmon_main"
-_SYS_BPF = 321                   # x86_64; see runtime/bpf_test_run.py for others
+_SYS_BPF = 321                   # x86_64; see runtime/dataplane/bpf_test_run.py for others
 BPF_OBJ_GET_INFO_BY_FD = 15
 
 

@@ -9,6 +9,8 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
+from runtime.abi.manifest import Manifest
+
 
 def _fmt(v) -> str:
     if isinstance(v, dict):
@@ -61,35 +63,37 @@ def stat_table(name: str, stat, top: int) -> Table:
     return t
 
 
-def render(snapshot: dict, manifest: dict, top: int = 10, console: Console | None = None, asl: dict | None = None) -> None:
+def render(snapshot: dict, manifest: Manifest | dict, top: int = 10, console: Console | None = None,
+           asl: dict | None = None, event_counts: Counter | None = None) -> None:
+    """Print ``snapshot``; events are counted from ``event_counts`` ({(app, type): n})
+    when given, else from the snapshot's events."""
     console = console or Console()
     counters = snapshot["counters"]
-    events = snapshot["events"]
-    by_app = Counter((e["app"], e["type"]) for e in events)
-    for app in manifest["apps"]:
-        snap = snapshot["apps"][app["name"]]
+    by_app = event_counts if event_counts is not None else Counter((e["app"], e["type"]) for e in snapshot["events"])
+    for app in Manifest.of(manifest).apps:
+        snap = snapshot["apps"][app.name]
         parts = [stat_table(name, stat, top) for name, stat in snap["stats"].items()]
-        if app["rules"]:
+        if app.rules:
             rt = Table(title="t3 rules", title_justify="left")
             rt.add_column("rule")
             rt.add_column("when / actions")
             rt.add_column("fired", justify="right")
-            for r in app["rules"]:
-                acts = "; ".join(a["text"] for a in r["actions"])
-                rt.add_row(f"{r['id']} (line {r['line']})", f"{r['cond_text']}\n-> {acts}",
-                           _fmt(counters.get(r["counter"], 0)))
+            for r in app.rules:
+                acts = "; ".join(a.text for a in r.actions)
+                rt.add_row(f"{r.id} (line {r.line})", f"{r.cond_text}\n-> {acts}",
+                           _fmt(counters.get(r.fired_counter, 0)))
             parts.append(rt)
-            ev = ", ".join(f"{t}: {n:,}" for (a, t), n in sorted(by_app.items()) if a == app["name"]) or "none"
-            dropped = counters.get(f"app.{app['name']}.rate_limited", 0)
-            full = counters.get(f"app.{app['name']}.ringbuf_full", 0)
+            ev = ", ".join(f"{t}: {n:,}" for (a, t), n in sorted(by_app.items()) if a == app.name) or "none"
+            dropped = counters.get(app.rate_limited_counter, 0)
+            full = counters.get(app.ringbuf_full_counter, 0)
             parts.append(f"events: {ev}; rate-limited: {dropped:,}; ring buffer full: {full:,}")
-            if asl and app["name"] in asl:
-                a = asl[app["name"]]
+            if asl and app.name in asl:
+                a = asl[app.name]
                 parts.append(f"asl ({a['source']}): {a['calls']:,} calls, {a['errors']} errors, "
                              f"{len(a['emitted'])} emitted")
         params = ", ".join(f"{k}={v:,}" for k, v in snap["params"].items()) or "no params"
         state = "on" if snap["enabled"] else "off"
-        title = f"[bold]{app['name']}[/bold]  ({app['mode']}, {state}; {params})"
+        title = f"[bold]{app.name}[/bold]  ({app.mode}, {state}; {params})"
         console.print(Panel(Group(*parts) if parts else "(no statistics)", title=title, title_align="left"))
     ct = Table(title="counters", title_justify="left")
     ct.add_column("counter")

@@ -10,6 +10,8 @@ then to the spec's directory), or else the generated stub -- instantiates its
     summary -> on_summary(snapshot of the app's statistics)
     enable  -> on_enable(Event)
 
+``deliver(events, snapshot)`` takes events as an engine produces them (a
+summary's handler gets the app's part of ``snapshot()``, taken then).
 A handler that raises is logged and counted, never allowed to stop the runtime.
 """
 
@@ -21,6 +23,9 @@ import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+from runtime.abi.manifest import Manifest
 
 log = logging.getLogger("xdpmon.asl")
 
@@ -73,22 +78,20 @@ def resolve_asl(asl: str | None, spec_file: str) -> Path | None:
 
 
 class AslHost:
-    def __init__(self, manifest: dict, stubs: dict[str, str]):
-        self.manifest = manifest
+    def __init__(self, manifest: Manifest | dict, stubs: dict[str, str]):
+        self.manifest = Manifest.of(manifest)
         self.apps: dict[str, HostedApp] = {}
         self.notes: list[str] = []
-        # record action id -> the packet event's class in the app's module
-        self.packet_classes = {e["action"]: e["class_name"] for e in manifest["events"] if e["type"] == "packet"}
-        for app in manifest["apps"]:
-            if not app["rules"]:
+        for app in self.manifest.apps:
+            if not app.rules:
                 continue
-            path = resolve_asl(app.get("asl"), app["file"])
-            if app.get("asl") and path is None:
-                self.notes.append(f"{app['name']}: asl file '{app['asl']}' not found; using the generated stub")
-            mod = _load_module(app["name"], path, None if path else stubs[f"{app['name']}.py"])
-            ctx = AslContext(app["name"], {p["name"]: p["default"] for p in app["params"]})
+            path = resolve_asl(app.asl, app.file)
+            if app.asl and path is None:
+                self.notes.append(f"{app.name}: asl file '{app.asl}' not found; using the generated stub")
+            mod = _load_module(app.name, path, None if path else stubs[f"{app.name}.py"])
+            ctx = AslContext(app.name, {p.name: p.default for p in app.params})
             handler = mod.HANDLER(ctx)
-            self.apps[app["name"]] = HostedApp(app["name"], str(path) if path else "generated stub", handler, mod, ctx)
+            self.apps[app.name] = HostedApp(app.name, str(path) if path else "generated stub", handler, mod, ctx)
 
     def _call(self, h: HostedApp, method: str, arg) -> None:
         fn = getattr(h.handler, method, None)
@@ -107,7 +110,8 @@ class AslHost:
             return
         t = event["type"]
         if t == "packet":
-            cls = getattr(h.module, self.packet_classes.get(event["action"], ""), None)
+            ev = self.manifest.events.get(event["action"])
+            cls = getattr(h.module, ev.class_name, None) if ev and ev.class_name else None
             attrs = {k.replace(".", "_"): v for k, v in event["fields"].items()}
             arg = cls(ts=event["ts"], **attrs) if cls else types.SimpleNamespace(ts=event["ts"], **attrs)
             self._call(h, "on_packet", arg)
@@ -118,6 +122,18 @@ class AslHost:
             fields = {"ts": event["ts"], "rule": event["rule"], "type": t, "message": event.get("message", "")}
             arg = ev_cls(**fields) if ev_cls else types.SimpleNamespace(**fields)
             self._call(h, "on_alert" if t == "alert" else "on_enable", arg)
+
+    def deliver(self, events: list[dict], snapshot: Callable[[], dict] | None = None) -> None:
+        """Dispatch events in their order; ``snapshot()`` (taken at most once, and
+        only for a summary) gives the apps' statistics a summary hands on."""
+        snap = None
+        for ev in events:
+            app_snapshot = None
+            if ev["type"] == "summary" and snapshot is not None:
+                if snap is None:
+                    snap = snapshot()
+                app_snapshot = snap["apps"].get(ev["app"])
+            self.dispatch(ev, app_snapshot)
 
     def tick(self) -> None:
         for h in self.apps.values():

@@ -135,7 +135,7 @@ def _dump(stage: str, files) -> None:
 
 
 def _load_info(c_source: str) -> dict:
-    from runtime.loader import LoadError, load
+    from runtime.dataplane.loader import LoadError, load
 
     try:
         loaded = load(c_source)
@@ -208,14 +208,12 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
                    f"{info['xlated_insns']} xlated ({info['xlated_bytes']} bytes), {info['jited_bytes']} bytes jited")
 
 
-def _make_engine(engine: str, art):
-    if engine == "reference":
-        from runtime.reference.engine import ReferenceEngine
-        return ReferenceEngine(art)
-    from runtime.loader import LoadError
-    from runtime.replay import KernelEngine
+def _open_engine_or_exit(engine: str, art):
+    from runtime.dataplane.loader import LoadError
+    from runtime.engines import open_engine
+
     try:
-        return KernelEngine(art.c, art.manifest)
+        return open_engine(engine, art)
     except LoadError as e:
         click.echo(f"xdpmon: cannot load the program: {e}", err=True)
         if e.log and not e.c_line:
@@ -227,6 +225,18 @@ def _make_engine(engine: str, art):
     except PermissionError as e:
         click.echo(f"xdpmon: the kernel engine needs root and BPF ({e}); try --engine reference", err=True)
         sys.exit(1)
+
+
+def _asl_host(art):
+    import logging
+
+    from runtime.asl.host import AslHost
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    host = AslHost(art.manifest, art.stubs)
+    for note in host.notes:
+        click.echo(f"note: {note}", err=True)
+    return host
 
 
 @cli.command()
@@ -241,49 +251,36 @@ def _make_engine(engine: str, art):
 def replay(files, captures, engine, as_json, asl, top):
     """Replay captures through the program compiled from spec FILES; print the final snapshot."""
     import json
-    import logging
 
     from compiler.driver import compile_program
-    from runtime.asl_host import AslHost
-    from runtime.pcap import CaptureError, read_frames
-    from runtime.view import render
+    from runtime.engines.replay import replay_captures
+    from runtime.ui.view import render
 
     program, sources = load_or_exit(files)
     art = compile_program(program, sources, replay=True)
-    eng = _make_engine(engine, art)
-    host = None
-    if asl:
-        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
-        host = AslHost(art.manifest, art.stubs)
-        for note in host.notes:
-            click.echo(f"note: {note}", err=True)
-    status = 0
+    eng = _open_engine_or_exit(engine, art)
     try:
-        for path in captures:
-            try:
-                for fr in read_frames(path):
-                    eng.run_frame(fr.ts_ns, fr.data)
-            except CaptureError as e:
-                click.echo(f"xdpmon: {e}", err=True)
-                status = 1
-            except OSError as e:
-                click.echo(f"xdpmon: {path}: {e.strerror or e}", err=True)
-                status = 1
+        host = _asl_host(art) if asl else None
+        on_events = (lambda events: host.deliver(events, eng.snapshot)) if host else None
+        rep = replay_captures(eng, captures, on_events=on_events, keep_events=as_json)
+        for problem in rep.problems:
+            click.echo(f"xdpmon: {problem}", err=True)
+        if eng.events.dropped:
+            click.echo(f"xdpmon: {eng.events.dropped:,} events dropped: the event queue "
+                       f"({eng.events.maxsize:,}) was full", err=True)
         snap = eng.snapshot()
         asl_summary = None
         if host is not None:
-            for ev in snap["events"]:
-                host.dispatch(ev, snap["apps"].get(ev["app"]))
             host.tick()
             asl_summary = host.summary()
         if as_json:
-            out = dict(snap)
+            out = dict(snap, events=rep.events)
             out["replay"] = {"frames": eng.stats.frames, "refused": eng.stats.refused, "engine": engine}
             if asl_summary is not None:
                 out["asl"] = asl_summary
             click.echo(json.dumps(out, indent=2, default=str))
         else:
-            render(snap, art.manifest, top=top, asl=asl_summary)
+            render(snap, eng.manifest, top=top, asl=asl_summary, event_counts=rep.event_counts)
             if asl_summary:
                 for app_name, a in asl_summary.items():
                     for ev in a["emitted"]:
@@ -292,7 +289,7 @@ def replay(files, captures, engine, as_json, asl, top):
                        f"({eng.stats.refused:,} shorter than an Ethernet header, refused)")
     finally:
         eng.close()
-    sys.exit(status)
+    sys.exit(1 if rep.problems else 0)
 
 
 def main(argv=None) -> None:

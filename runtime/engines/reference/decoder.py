@@ -127,7 +127,7 @@ def decode(
 
     ``linear``: how many bytes the XDP program can read between data and data_end
     (None: all of them). Under BPF_PROG_TEST_RUN frames longer than
-    runtime.bpf_test_run.XDP_TEST_RUN_LINEAR are multi-buffer and only that many bytes
+    runtime.dataplane.bpf_test_run.XDP_TEST_RUN_LINEAR are multi-buffer and only that many bytes
     are linear. ``ts`` becomes pkt.ts.
     """
     frame = bytes(frame)

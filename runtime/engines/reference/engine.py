@@ -1,14 +1,16 @@
 """The reference interpreter: the merged IR executed in pure Python.
 
-``ReferenceEngine`` has the interface of runtime.replay.KernelEngine (``run_frame``,
-``snapshot``, ``close``, ``stats``, ``maps`` with ``set_param``/``set_enabled``,
-``raw_state``) and needs no root, no BCC and no kernel. Its maps hold the same
-bytes as the kernel's, in the same layouts (compiler/layout.py, the manifest), so
-``runtime.snapshot.build_snapshot`` is shared and raw map contents compare byte for
-byte with the kernel's.
+``ReferenceEngine`` implements the engine protocol (runtime.engines.base.Engine:
+``run_frame``, ``snapshot``, ``poll_events``, ``events``, ``maps``, ``stats``,
+``close``) and needs no root, no BCC and no kernel. Its maps hold the same bytes
+as the kernel's, in the same layouts (compiler/layout.py, the manifest), so its
+``maps`` (``ReferenceMaps``) share runtime.dataplane.maps.MapAccess with the
+kernel's, ``runtime.abi.snapshot.build_snapshot`` is shared and raw map contents
+compare byte for byte with the kernel's. ``build_program`` is the one place it
+asks the compiler for what to emulate.
 
 What it emulates, exactly as the replay build of the generated C does
-(codegen_templates/xdp_program.c.j2; runtime/reference/pycompile.py has the
+(codegen_templates/xdp_program.c.j2; runtime/engines/reference/pycompile.py has the
 statement-by-statement translation):
 
 * the parse (the program's layer set, ``ipv6_ext_max`` 6) on the bytes the kernel
@@ -18,7 +20,7 @@ statement-by-statement translation):
   ``min(len, 3512)`` bytes while pkt.len is the whole length. Frames shorter than
   14 bytes are refused (never run), as are frames the kernel cannot hold
   (``len + 8 > 3520 + 17 * 4096``: ENOMEM, i.e. longer than 73144 bytes); both are
-  counted in ``stats.refused`` like KernelEngine does;
+  counted in ``stats.refused`` as by the kernel engine;
 * counters (frames, parse outcome, verdict.pass, per-map insert failures, per-app
   events / ringbuf_full / rate_limited, per-rule fired), params, the enable mask
   (xm_enabled / xm_enable, events only when the target app was off);
@@ -31,17 +33,19 @@ statement-by-statement translation):
   ``epoch << 8 | rank``, header epoch/z/zeros), count-min (tag | count), track
   tables (buckets of expire/8, open/close/expire), T3 statistic reads (missing
   entry reads 0, absent key fields make the comparison false), ``size()``,
-  estimates (runtime/hll.py), rate limiters (GCRA as xm_rate_ok), events (decoded
-  by runtime.maps.ProgramMaps.decode_event from the same record bytes), and the
-  per-app ring buffers' capacity (256 KiB, drained when KernelEngine polls: every
-  4096 frames and at each snapshot).
+  estimates (runtime/abi/hll.py), rate limiters (GCRA as xm_rate_ok), event records
+  (the same bytes; fields of absent layers sent as zeros; decoded when polled, by
+  runtime.abi.records.decode_event as the kernel's), and the per-app ring buffers'
+  capacity (256 KiB, drained when the engine polls: after every ``poll_every``
+  frames and at each snapshot).
 
-Where the C differs from what the IR or the README promise, the reference does
-what the C does (tests/test_reference.py pins each case, tests/test_differential.py
-checks it against the kernel): the ``__u8`` truncation of the single-layer presence
-test of T3 reads (a stat keyed by an icmp/icmp6/dns field is never read as
-present), and ``send packet`` fields of absent layers read from the shared
-storage of ``struct xm_pkt`` (tcp.dport of a UDP packet is its UDP port).
+The reference does what the C does, even where that is surprising: when the C
+changes, tests/test_differential.py fails until pycompile.py follows. Where the
+C once broke what the README promises, it was fixed and tests/test_reference.py
+pins the fixed behaviour: T3 reads of a stat keyed by a dns, icmp or icmp6 field
+(a ``__u8`` once truncated the presence test), ``send packet`` fields of absent
+layers (once copied from the shared storage of ``struct xm_pkt``, now zeros),
+and keyed windowed distinct counts.
 
 LRU maps (``on full lru`` and track tables): the kernel's BPF LRU hash is an
 approximation (per-CPU free lists of 128 nodes; it may evict before it is full and
@@ -58,11 +62,12 @@ from collections import OrderedDict
 
 from compiler import ir
 from compiler import plan as plan_mod
-from runtime import hll
-from runtime.bpf_test_run import XDP_TEST_RUN_LINEAR
-from runtime.maps import ProgramMaps
-from runtime.replay import POLL_EVERY, ReplayStats
-from runtime.snapshot import RawState, build_snapshot
+from runtime.abi import hll
+from runtime.abi.manifest import Manifest
+from runtime.abi.records import decode_control, decode_u64s, encode_control, encode_u64s
+from runtime.dataplane.bpf_test_run import XDP_TEST_RUN_LINEAR
+from runtime.dataplane.maps import MapAccess
+from runtime.engines.base import QUEUE_SIZE, Engine
 
 from . import pyparse
 from .pycompile import M64, TRACK_NB, PyProgram
@@ -142,48 +147,74 @@ def _div(a: int, b: int) -> int:
     return a // b if b else 0
 
 
-class ReferenceMaps:
-    """Control and reading of the emulated maps (the subset of
-    runtime.maps.ProgramMaps that tests and the replay command use)."""
+def build_program(program, manifest: dict | None = None):
+    """What the engine emulates, from the compiler: (IR, program plan,
+    manifest, the plan printed as Python). ``program`` is compiler.driver.Artifacts
+    or a compiler.ir.ProgramIR; without a manifest (given or in the artifacts) the
+    compiler builds it."""
+    prog = program.ir if hasattr(program, "ir") else program
+    if not isinstance(prog, ir.ProgramIR):
+        raise TypeError("ReferenceEngine needs compiler.driver.Artifacts or a compiler.ir.ProgramIR")
+    plan = plan_mod.build(prog, replay=True)
+    if manifest is None:
+        manifest = getattr(program, "manifest", None)
+    if manifest is None:
+        from compiler import manifest as manifest_mod
+        manifest = manifest_mod.build(plan)
+    return prog, plan, manifest, PyProgram(plan, linear=LINEAR)
+
+
+class ReferenceMaps(MapAccess):
+    """The emulated maps as runtime.dataplane.maps.MapAccess: the same bytes as
+    the kernel's maps, read from and written to the engine's Python state."""
 
     def __init__(self, engine: "ReferenceEngine"):
+        super().__init__(engine.manifest)
         self._e = engine
-        self.m = engine.manifest
 
-    def init(self) -> None:
-        for s in self.m["params"]["slots"]:
-            self._e.PAR[s["index"]] = s["default"]
+    def _read(self, name: str, index: int) -> bytes:
+        e = self._e
+        if name == self.manifest.params_map:
+            return encode_u64s(e.PAR)
+        if name == self.manifest.control_map:
+            return encode_control(e.CTL[0], e.CTL[1], e.UNTIL)
+        raise KeyError(name)
 
-    def set_param(self, app: str, name: str, value: int) -> None:
-        slot = next(s for s in self.m["params"]["slots"] if s["app"] == app and s["name"] == name)
-        if not 0 <= value <= M64:
-            raise OverflowError(f"param {app}.{name}: {value} does not fit in 64 bits")
-        self._e.PAR[slot["index"]] = value
+    def _write(self, name: str, index: int, data: bytes) -> None:
+        e = self._e                  # in place: the compiled program holds these lists
+        if name == self.manifest.params_map:
+            e.PAR[:] = decode_u64s(data, len(e.PAR))
+        elif name == self.manifest.control_map:
+            e.CTL[0], e.CTL[1], e.UNTIL[:] = decode_control(data, len(e.UNTIL))
+        else:
+            raise KeyError(name)
 
-    def params(self) -> list[int]:
-        return list(self._e.PAR)
-
-    def set_enabled(self, app: str, until_ns: int) -> None:
-        """Enable an on-demand app until ``until_ns`` (U64_MAX: until disabled); 0 disables."""
-        idx = self.m["control"]["bits"][app]
-        self._e.UNTIL[idx] = until_ns & M64
-        self._e.CTL[1] = 0           # make the program recompute its enable mask
-
-    def ctl(self) -> tuple[int, list[int]]:
-        return self._e.CTL[0], list(self._e.UNTIL)
-
-    def counters(self) -> list[int]:
+    def _percpu_sums(self, name: str, n: int) -> list[int]:
         return list(self._e.C)
 
-    def raw_state(self) -> RawState:
-        return self._e.raw_state()
+    def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
+        return self._e.map_contents(name)
 
-    def poll_events(self) -> None:
-        self._e._poll()
+    def _array_values(self, name: str) -> list[bytes]:
+        return self._e.map_contents(name)
+
+    def _open_rings(self) -> None:
+        pass                         # the compiled program appends to RBQ from the start
+
+    def _consume_rings(self) -> None:
+        """Every record of each app's ring in turn (apps in manifest order, as
+        libbpf's ring_buffer__consume walks the rings in the order they were added)."""
+        e = self._e
+        for i, q in enumerate(e.RBQ):
+            if q:                    # RBU[i] > 0 exactly when records wait
+                for record in q:
+                    self._deliver(record)
+                q.clear()
+                e.RBU[i] = 0
 
 
-class ReferenceEngine:
-    """The merged IR run in Python, with the kernel engine's interface.
+class ReferenceEngine(Engine):
+    """The merged IR run in Python, behind the engine protocol (runtime.engines.base).
 
     ``ReferenceEngine(art)`` with ``compiler.driver.Artifacts``, or
     ``ReferenceEngine(program_ir, manifest)``. The manifest may be of the replay or
@@ -193,26 +224,14 @@ class ReferenceEngine:
 
     name = "reference"
 
-    def __init__(self, program, manifest: dict | None = None):
-        prog = program.ir if hasattr(program, "ir") else program
-        if not isinstance(prog, ir.ProgramIR):
-            raise TypeError("ReferenceEngine needs compiler.driver.Artifacts or a compiler.ir.ProgramIR")
-        plan = plan_mod.build(prog, replay=True)
-        if manifest is None:
-            manifest = getattr(program, "manifest", None)
-        if manifest is None:
-            from compiler import manifest as manifest_mod
-            manifest = manifest_mod.build(plan)
-        self.prog = prog
-        self.plan = plan
-        self.manifest = manifest
-        self.stats = ReplayStats()
-        self.events: list[dict] = []
-        self.maps = ReferenceMaps(self)
+    def __init__(self, program, manifest: dict | None = None, *, poll_every: int = 1,
+                 queue_size: int = QUEUE_SIZE):
+        self.prog, self.plan, manifest, self.py = build_program(program, manifest)
         self._build_state()
-        self.maps.init()
-        self.py = PyProgram(plan, linear=LINEAR)
-        self._run = self._compile()
+        self.manifest = Manifest.of(manifest)
+        super().__init__(self.manifest, ReferenceMaps(self), poll_every=poll_every, queue_size=queue_size)
+        self._step = self._compile()
+        self._tables = self._map_tables()
 
     # ---- state ----------------------------------------------------------------------
     def _build_state(self) -> None:
@@ -246,10 +265,11 @@ class ReferenceEngine:
 
     def _compile(self):
         py = self.py
-        ns: dict = {"M64": M64, "POW": [hll.hll_pow(r) for r in range(256)], "SUB": _sub, "DIV": _div,
+        scale = self.manifest.constants.hll_scale_bits
+        # DEC: the ring buffers keep the record bytes, decoded when polled (ReferenceMaps)
+        ns: dict = {"M64": M64, "POW": [hll.hll_pow(r, scale) for r in range(256)], "SUB": _sub, "DIV": _div,
                     "C": self.C, "PAR": self.PAR, "CTL": self.CTL, "RL": self.RL, "RBU": self.RBU,
-                    "RBQ": self.RBQ, "DEC": ProgramMaps(None, self.manifest).decode_event,
-                    "REFRESH": self._refresh, "ENABLE": self._enable}
+                    "RBQ": self.RBQ, "DEC": bytes, "REFRESH": self._refresh, "ENABLE": self._enable}
         ns.update(pyparse.namespace(6))
         for m in self.prog.maps:
             if m.kind == "fused" and not m.key:
@@ -325,85 +345,47 @@ class ReferenceEngine:
             ctl[1] = until
         return was_off
 
-    def _poll(self) -> None:
-        """User space consumes the ring buffers, as KernelEngine's poll does: every
-        record of each app's ring in turn (apps in manifest order, as libbpf's
-        ring_buffer__consume walks the rings in the order they were added)."""
-        for i, q in enumerate(self.RBQ):
-            if q:
-                self.events.extend(q)
-                q.clear()
-            self.RBU[i] = 0
-
-    # ---- the KernelEngine interface -----------------------------------------------------
-    def run_frame(self, ts_ns: int, data: bytes) -> int | None:
-        """Run one frame; returns the XDP verdict, or None when refused."""
-        st = self.stats
-        st.frames += 1
-        if ts_ns > st.last_ts:
-            st.last_ts = ts_ns
+    # ---- the engine protocol ----------------------------------------------------------
+    def _run(self, ts_ns: int, data: bytes) -> int | None:
         n = len(data)
         if n < MIN_FRAME or n > MAX_FRAME:
-            st.refused += 1
             return None
         if not 0 <= ts_ns <= M64:
             raise struct.error(f"timestamp {ts_ns} is not a u64")
         if type(data) is not bytes:
             data = bytes(data)
-        r = self._run(ts_ns, data)
-        st.verdicts[r] = st.verdicts.get(r, 0) + 1
-        if st.frames % POLL_EVERY == 0:
-            self._poll()
-        return r
+        return self._step(ts_ns, data)
 
-    def run_frames(self, frames) -> None:
-        """Run ``(ts_ns, data)`` pairs (a convenience; same as run_frame each)."""
-        for ts, data in frames:
-            self.run_frame(ts, data)
+    def _map_tables(self) -> dict:
+        """Map name -> a function giving its contents as the kernel's map holds them:
+        (key, value) byte pairs of a hash map, the values of an array."""
+        tables = {}
 
-    def set_param(self, app: str, name: str, value: int) -> None:
-        self.maps.set_param(app, name, value)
+        def items(store, pack):
+            return lambda: [(k, pack(v)) for k, v in store.items()]
 
-    def set_enabled(self, app: str, until_ns: int) -> None:
-        self.maps.set_enabled(app, until_ns)
+        def values(store, pack):
+            return lambda: [pack(v) for v in store]
 
-    def raw_state(self) -> RawState:
-        raw = RawState()
+        store = self.store
         for m in self.prog.maps:
+            n = m.name
             if m.kind == "fused":
-                pack = self._packers[m.name]
+                pack = self._packers[n]
                 if m.key:
-                    raw.maps[m.name] = [(k, pack(v)) for k, v in self.store[f"M_{m.name}"].items()]
+                    tables[n] = items(store[f"M_{n}"], pack)
                 else:
-                    raw.maps[m.name] = [pack(self.store[f"V_{m.name}"])]
+                    tables[n] = lambda n=n, pack=pack: [pack(store[f"V_{n}"])]
             elif m.kind == "track":
-                raw.maps[m.name] = [(k, _QQ.pack(*v)) for k, v in self.store[f"M_{m.name}"].items()]
-                be, bc = self.store[f"BE_{m.name}"], self.store[f"BC_{m.name}"]
-                raw.maps[f"{m.name}_b"] = [_Qq.pack(be[i], bc[i]) for i in range(TRACK_NB)]
+                tables[n] = items(store[f"M_{n}"], lambda v: _QQ.pack(*v))
+                be, bc = store[f"BE_{n}"], store[f"BC_{n}"]
+                tables[f"{n}_b"] = lambda be=be, bc=bc: [_Qq.pack(be[i], bc[i]) for i in range(TRACK_NB)]
             elif m.kind == "hll":
-                raw.maps[m.name] = [_Q.pack(r) for r in self.store[f"R_{m.name}"]]
-                raw.maps[f"{m.name}_hdr"] = [_HDR.pack(*self.store[f"HD_{m.name}"])]
+                tables[n] = values(store[f"R_{n}"], _Q.pack)
+                tables[f"{n}_hdr"] = lambda hd=store[f"HD_{n}"]: [_HDR.pack(*hd)]
             elif m.kind == "cms":
-                raw.maps[m.name] = [_Q.pack(c) for c in self.store[f"CM_{m.name}"]]
-        raw.counters = list(self.C)
-        raw.params = list(self.PAR)
-        raw.ctl_mask, raw.ctl_until = self.CTL[0], list(self.UNTIL)
-        raw.events = list(self.events)
-        return raw
+                tables[n] = values(store[f"CM_{n}"], _Q.pack)
+        return tables
 
-    def snapshot(self, now: int | None = None) -> dict:
-        self._poll()
-        raw = self.raw_state()
-        snap = build_snapshot(self.manifest, raw, self.stats.last_ts if now is None else now)
-        snap["counters"]["replay.refused"] = self.stats.refused
-        return snap
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
+    def map_contents(self, name: str) -> list:
+        return self._tables[name]()

@@ -3,6 +3,8 @@ HyperLogLog ranks and the estimator (codegen_templates/xdp_program.c.j2).
 
 They compute exactly what the kernel computes, bit for bit, so that the
 reference interpreter keeps the same registers and T3 sees the same estimates.
+The fixed point of the register sums is the manifest's
+``constants.hll_scale_bits`` (``Manifest.constants``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import struct
 
 M64 = (1 << 64) - 1
-from compiler.abi import HLL_SCALE_BITS as HLL_S  # noqa: E402
 
 
 def fmix64(k: int) -> int:
@@ -39,8 +40,9 @@ def rank(w: int, top: int) -> int:
     return min(n, top)
 
 
-def hll_pow(r: int) -> int:
-    return 0 if r > HLL_S else (1 << HLL_S) >> r
+def hll_pow(r: int, scale_bits: int) -> int:
+    """2^-r in ``scale_bits`` fixed point (xm_hll_pow)."""
+    return 0 if r > scale_bits else (1 << scale_bits) >> r
 
 
 def log2_fp(x: int) -> int:

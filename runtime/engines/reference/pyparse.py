@@ -1,6 +1,6 @@
 """The XDP parser (codegen_templates/parse.c.j2) as generated Python source.
 
-The reference engine does not call runtime/reference/decoder.py per frame: that
+The reference engine does not call runtime/engines/reference/decoder.py per frame: that
 decoder builds a dict of every catalog field, which is too slow for the engine's
 budget. Instead this module renders, for one layer request, straight-line Python
 that fills *storage variables* named after the members of the C ``struct xm_pkt``

@@ -3,12 +3,16 @@
 ``RawState`` holds what an engine's maps contain, as bytes in the layouts the
 manifest describes: the kernel engine fills it from BPF maps, the reference
 interpreter from its own emulated maps. ``build_snapshot`` decodes it, with the
-manifest as the only source of layouts:
+manifest as the only source of layouts and constants (but for the fixed layouts
+of track bucket entries and window-tagged HyperLogLog registers):
 
     {"apps": {APP: {"enabled": bool, "params": {NAME: int},
                     "stats": {STAT: [{"key": {FIELD: v}, "value": {NAME: v}}, ...]
                                     or {"value": {...}} when unkeyed}}},
      "counters": {NAME: int}, "events": [...]}
+
+``events`` are what the caller hands over (an engine: the decoded events still
+waiting in its queue); the maps hold none.
 
 Addresses are text (IPv4 for v4-mapped addresses), numbers are integers.
 Windowed values are those of the window the clock ``now`` is in (0 when the
@@ -20,11 +24,12 @@ left out.
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass, field
 
 from .hll import estimate as hll_estimate
+from .manifest import Constants, Manifest
+from .records import decode_fields
 
 
 @dataclass
@@ -36,48 +41,13 @@ class RawState:
     params: list[int] = field(default_factory=list)
     ctl_mask: int = 0
     ctl_until: list[int] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
 
 
-# ---- field values --------------------------------------------------------------
-
-def addr_text(kind: str, b: bytes) -> str:
-    if kind == "mac":
-        return ":".join(f"{x:02x}" for x in b)
-    if kind == "ip" and b[:12] == b"\0" * 10 + b"\xff\xff":
-        return str(ipaddress.IPv4Address(b[12:]))
-    if len(b) == 4:
-        return str(ipaddress.IPv4Address(b))
-    return str(ipaddress.IPv6Address(b))
-
-
-_UNPACK = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
-
-
-def decode_member(m: dict, data: bytes, base: int = 0):
-    raw = data[base + m["offset"]: base + m["offset"] + m["size"]]
-    if m.get("kind") in ("mac", "ip", "ip4", "ip6"):
-        return addr_text(m["kind"], raw)
-    if m["ctype"].endswith("]"):
-        return raw
-    return struct.unpack(_UNPACK[m["size"]], raw)[0]
-
-
-def decode_fields(st: dict, data: bytes) -> dict:
-    """A key or event record as {field name: value}, in the struct's order."""
-    out = {}
-    for m in st["members"]:
-        if m["role"] == "field":
-            v = decode_member(m, data)
-            out[m["field"]] = bool(v) if m.get("kind") == "bool" else v
-    return out
-
+# ---- slot values ----------------------------------------------------------------
 
 def u64(data: bytes, off: int) -> int:
     return struct.unpack_from("<Q", data, off)[0]
 
-
-# ---- slot values ----------------------------------------------------------------
 
 def epoch_of(now: int, window_ns: int | None) -> int | None:
     return None if window_ns is None else now // window_ns + 1
@@ -131,31 +101,30 @@ def hist_dict(counts) -> dict:
 
 # ---- the snapshot -------------------------------------------------------------------
 
-def build_snapshot(manifest: dict, raw: RawState, now: int) -> dict:
-    maps = {m["name"]: m for m in manifest["maps"]}
+def build_snapshot(manifest: Manifest | dict, raw: RawState, now: int, events=()) -> dict:
+    """The snapshot of ``raw`` on the clock ``now``; ``events`` are listed as given."""
+    man = Manifest.of(manifest)
+    maps = {m["name"]: m for m in man.raw["maps"]}
     apps_out = {}
-    for app in manifest["apps"]:
-        params = {p["name"]: raw.params[p["index"]] if p["index"] < len(raw.params) else p["default"]
-                  for p in app["params"]}
-        bit = app.get("enable_bit", -1)
-        if bit >= 0:
-            until = raw.ctl_until[bit] if bit < len(raw.ctl_until) else 0
+    for app, layout in zip(man.apps, man.raw["apps"]):
+        params = {p.name: raw.params[p.index] if p.index < len(raw.params) else p.default for p in app.params}
+        if app.enable_bit >= 0:
+            until = raw.ctl_until[app.enable_bit] if app.enable_bit < len(raw.ctl_until) else 0
             enabled = until > now
         else:
             enabled = True
         stats = {}
-        for st in app["stats"]:
-            stats[st["name"]] = _stat(st, manifest["abi"], maps, raw, now)
-        apps_out[app["name"]] = {"enabled": enabled, "params": params, "stats": stats}
-    counters = {name: raw.counters[i] if i < len(raw.counters) else 0
-                for i, name in enumerate(manifest["counters"]["names"])}
-    return {"apps": apps_out, "counters": counters, "events": list(raw.events)}
+        for st in layout["stats"]:
+            stats[st["name"]] = _stat(st, maps, raw, now, man.constants)
+        apps_out[app.name] = {"enabled": enabled, "params": params, "stats": stats}
+    counters = {name: raw.counters[i] if i < len(raw.counters) else 0 for i, name in enumerate(man.counter_names)}
+    return {"apps": apps_out, "counters": counters, "events": list(events)}
 
 
-def _stat(st: dict, abi: dict, maps: dict, raw: RawState, now: int):
+def _stat(st: dict, maps: dict, raw: RawState, now: int, const: Constants):
     if st["kind"] == "track":
         m = maps[st["map"]]
-        return _track(m, raw, now, abi["track_buckets"])
+        return _track(m, raw, now, const.track_buckets)
     out_keyed = []
     unkeyed = {}
     by_map: dict[str, list[tuple[str, dict]]] = {}
@@ -170,7 +139,7 @@ def _stat(st: dict, abi: dict, maps: dict, raw: RawState, now: int):
             continue
         if m["kind"] == "cms":
             for member, sname in members:
-                unkeyed[member] = _cms_summary(m, slots[sname], raw, now, abi)
+                unkeyed[member] = _cms_summary(m, slots[sname], raw, now, const)
             continue
         entries = raw.maps.get(mname, [])
         if not m["key_fields"]:
@@ -191,15 +160,19 @@ def _stat(st: dict, abi: dict, maps: dict, raw: RawState, now: int):
     return out_keyed
 
 
+def _offsets(st: dict) -> dict[str, int]:
+    return {m["name"]: m["offset"] for m in st["members"]}
+
+
 def _hll_value(m, slot, raw, now):
-    hdr = raw.maps.get(m["header_map"], [bytes(32)])[0]
-    epoch = u64(hdr, 0)
+    at = _offsets(m["header"])
+    hdr = raw.maps.get(m["header_map"], [bytes(m["header"]["size"])])[0]
     w = slot["window_ns"]
     want = epoch_of(now, w) if w else 1
-    if epoch != want:
+    if u64(hdr, at["epoch"]) != want:
         return 0
     hll = slot["hll"]
-    return hll_estimate(u64(hdr, 8), u64(hdr, 16), hll["registers"], hll["am2"], hll["log2m_fp"])
+    return hll_estimate(u64(hdr, at["z"]), u64(hdr, at["zeros"]), hll["registers"], hll["am2"], hll["log2m_fp"])
 
 
 def hll_registers(m: dict, slot: dict, raw: RawState, now: int) -> list[int]:
@@ -213,12 +186,13 @@ def hll_registers(m: dict, slot: dict, raw: RawState, now: int) -> list[int]:
     return out
 
 
-def _cms_summary(m, slot, raw, now, abi: dict):
+def _cms_summary(m, slot, raw, now, const):
+    """A cell is the window's tag (the epoch's low cms_tag_bits bits) above the count."""
     width = slot["options"]["width"]
     w = slot["window_ns"]
-    bits = abi["cms_count_bits"]
-    count_mask = (1 << bits) - 1
-    tag = ((epoch_of(now, w) & ((1 << abi["cms_tag_bits"]) - 1)) << bits) if w else 0
+    count_bits = const.cms_count_bits
+    count_mask = (1 << count_bits) - 1
+    tag = ((epoch_of(now, w) & ((1 << const.cms_tag_bits) - 1)) << count_bits) if w else 0
     row0 = raw.maps.get(m["name"], [])[:width]
     total = 0
     for v in row0:
@@ -229,11 +203,13 @@ def _cms_summary(m, slot, raw, now, abi: dict):
 
 
 def _track(m, raw, now, nb: int):
+    """Open entries and size() of a track table with ``nb`` time buckets."""
+    at = _offsets(m["value"])
     bucket_ns = m["bucket_ns"]
     b = now // bucket_ns
     entries = []
     for kb, vb in raw.maps.get(m["name"], []):
-        opened, bucket = u64(vb, 0), u64(vb, 8)
+        opened, bucket = u64(vb, at["opened"]), u64(vb, at["bucket"])
         if b - bucket < nb:
             entries.append({"key": decode_fields(m["key"], kb), "value": {"opened": opened}})
     size = 0

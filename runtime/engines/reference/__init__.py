@@ -2,8 +2,8 @@
 
 ``decoder`` mirrors the XDP packet parser (codegen_templates/parse.c.j2) exactly.
 ``engine.ReferenceEngine`` executes a whole merged program (the IR, compiled to one
-Python function by ``pycompile``, with the parser rendered by ``pyparse``) with the
-interface of runtime.replay.KernelEngine: ``xdpmon replay --engine reference``.
+Python function by ``pycompile``, with the parser rendered by ``pyparse``) behind the
+engine protocol of runtime.engines.base: ``xdpmon replay --engine reference``.
 """
 
 from .decoder import ALL_LAYERS, IPV6_EXT_MAX, Decoded, decode

@@ -1,0 +1,5 @@
+"""``python -m runtime.cli``: the ``xdpmon`` command."""
+
+from .main import main
+
+main()

@@ -1,0 +1,172 @@
+"""A program's maps, read and written by the manifest's layouts.
+
+``MapAccess`` is everything that does not depend on where the bytes live:
+
+- ``init()``: params to their defaults (the kernel's maps start zeroed),
+- ``set_param`` / ``params()``, ``set_enabled`` / ``ctl()``: run-time control,
+- ``counters()``, ``raw_state()``: every map's bytes as a runtime.abi.snapshot.RawState,
+- ``open_events(sink)`` / ``poll_events()``: the apps' ring buffers, each record
+  decoded (runtime.abi.records.decode_event) and handed to ``sink``.
+
+A backend says only how bytes are read and written: ``ProgramMaps`` for a
+program loaded with BCC, ``ReferenceMaps`` (runtime/engines/reference/engine.py)
+for the reference interpreter's emulated maps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Callable
+
+from runtime.abi.manifest import Manifest
+from runtime.abi.records import decode_control, decode_event, decode_u64s, encode_control, encode_u64s
+from runtime.abi.snapshot import RawState
+
+U64_MAX = (1 << 64) - 1
+
+
+class MapAccess:
+    """The maps of one program, by the manifest; subclasses implement the byte
+    primitives ``_read``, ``_write``, ``_percpu_sums``, ``_hash_items``,
+    ``_array_values``, ``_open_rings`` and ``_consume_rings``."""
+
+    def __init__(self, manifest: Manifest | dict):
+        self.manifest = Manifest.of(manifest)
+        self._sink: Callable[[dict], object] | None = None
+
+    # ---- the byte primitives -------------------------------------------------------------
+    def _read(self, name: str, index: int) -> bytes:
+        """The value at ``index`` of array map ``name``."""
+        raise NotImplementedError
+
+    def _write(self, name: str, index: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _percpu_sums(self, name: str, n: int) -> list[int]:
+        """The u64 values 0..n-1 of a per-CPU array, each summed over the CPUs."""
+        raise NotImplementedError
+
+    def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
+        raise NotImplementedError
+
+    def _array_values(self, name: str) -> list[bytes]:
+        raise NotImplementedError
+
+    def _open_rings(self) -> None:
+        """Start taking the records of every app's ring buffer (to ``_deliver``)."""
+        raise NotImplementedError
+
+    def _consume_rings(self) -> None:
+        """Hand every record waiting in the ring buffers to ``_deliver``: the rings
+        in manifest order, each in its order."""
+        raise NotImplementedError
+
+    # ---- params and control --------------------------------------------------------------
+    def init(self) -> None:
+        defaults = {p.index: p.default for p in self.manifest.params}
+        if defaults:
+            self._write_params(defaults)
+
+    def params(self) -> list[int]:
+        return decode_u64s(self._read(self.manifest.params_map, 0), len(self.manifest.params))
+
+    def _write_params(self, values: dict[int, int]) -> None:
+        data = self._read(self.manifest.params_map, 0)
+        v = decode_u64s(data, len(data) // 8)
+        for i, val in values.items():
+            v[i] = val
+        self._write(self.manifest.params_map, 0, encode_u64s(v, len(data)))
+
+    def set_param(self, app: str, name: str, value: int) -> None:
+        p = self.manifest.param(app, name)
+        if not 0 <= value <= U64_MAX:
+            raise OverflowError(f"param {app}.{name}: {value} does not fit in 64 bits")
+        self._write_params({p.index: value})
+
+    def ctl(self) -> tuple[int, list[int]]:
+        """(enable mask, enabled-until time of each enable bit)."""
+        mask, _, until = decode_control(self._read(self.manifest.control_map, 0), self.manifest.n_bits)
+        return mask, until
+
+    def set_enabled(self, app: str, until_ns: int) -> None:
+        """Enable an on-demand app until ``until_ns`` (U64_MAX: until disabled); 0 disables."""
+        data = self._read(self.manifest.control_map, 0)
+        mask, _, until = decode_control(data, self.manifest.n_bits)
+        until[self.manifest.enable_bits[app]] = until_ns
+        # next_change 0: the program recomputes its enable mask on the next packet
+        self._write(self.manifest.control_map, 0, encode_control(mask, 0, until, len(data)))
+
+    # ---- reading ---------------------------------------------------------------------------
+    def counters(self) -> list[int]:
+        return self._percpu_sums(self.manifest.counters_map, len(self.manifest.counter_names))
+
+    def raw_state(self) -> RawState:
+        raw = RawState()
+        for m in self.manifest.state_maps:
+            raw.maps[m.name] = self._hash_items(m.name) if m.hashed else self._array_values(m.name)
+        raw.counters = self.counters()
+        raw.params = self.params()
+        raw.ctl_mask, raw.ctl_until = self.ctl()
+        return raw
+
+    # ---- events ----------------------------------------------------------------------------
+    def open_events(self, sink: Callable[[dict], object]) -> None:
+        """Call ``sink(event dict)`` for every record of every app's ring buffer,
+        from ``poll_events()`` on."""
+        self._sink = sink
+        self._open_rings()
+
+    def _deliver(self, record: bytes) -> None:
+        self._sink(decode_event(self.manifest, record))
+
+    def poll_events(self) -> None:
+        if self._sink is not None:
+            self._consume_rings()
+
+
+def _bytes(obj) -> bytes:
+    return ctypes.string_at(ctypes.addressof(obj), ctypes.sizeof(obj))
+
+
+class ProgramMaps(MapAccess):
+    """The maps of a program loaded with BCC (``bpf``: its bcc.BPF object)."""
+
+    def __init__(self, bpf, manifest: Manifest | dict):
+        super().__init__(manifest)
+        self.bpf = bpf
+
+    def _read(self, name: str, index: int) -> bytes:
+        t = self.bpf[name]
+        return _bytes(t[t.Key(index)])
+
+    def _write(self, name: str, index: int, data: bytes) -> None:
+        t = self.bpf[name]
+        t[t.Key(index)] = t.Leaf.from_buffer_copy(data)
+
+    def _percpu_sums(self, name: str, n: int) -> list[int]:
+        t = self.bpf[name]
+        return [sum(int(v.value if hasattr(v, "value") else v) for v in t.getvalue(t.Key(i))) for i in range(n)]
+
+    def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
+        t = self.bpf[name]
+        try:
+            items = list(t.items_lookup_batch())
+        except Exception:            # batch ops unsupported: walk the keys
+            items = list(t.items())
+        return [(_bytes(k), _bytes(v)) for k, v in items]
+
+    def _array_values(self, name: str) -> list[bytes]:
+        t = self.bpf[name]
+        return [_bytes(t[t.Key(i)]) for i in range(len(t))]
+
+    def _open_rings(self) -> None:
+        def cb(ctx, data, n):
+            self._deliver(ctypes.string_at(data, n))
+            return 0
+        for app in self.manifest.apps:
+            if app.ringbuf:
+                self.bpf[app.ringbuf].open_ring_buffer(cb)
+
+    def _consume_rings(self) -> None:
+        if getattr(self.bpf, "_ringbuf_manager", None):
+            self.bpf.ring_buffer_consume()

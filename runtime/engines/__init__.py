@@ -1,0 +1,29 @@
+"""Engines: things that execute a compiled program on frames, behind one protocol.
+
+``base`` is the protocol (``Engine``) and the bounded ``EventQueue`` engines
+deliver decoded events into; ``kernel`` runs the loaded program under
+BPF_PROG_TEST_RUN on the capture's clock; ``reference`` interprets the same
+program in Python; ``replay`` feeds an engine the frames of captures and hands
+its events on as they occur. A live engine (attached to interfaces) will join.
+
+May import: abi, capture, dataplane (and ``compiler``/``dsl``: the reference
+interpreter is built from the IR).
+"""
+
+from __future__ import annotations
+
+ENGINES = ("kernel", "reference")
+
+
+def open_engine(name: str, art, **options):
+    """The engine ``name`` (one of ENGINES) for compiled artifacts ``art`` (the
+    replay build); ``options`` go to its constructor (``poll_every``,
+    ``queue_size``). The kernel engine raises runtime.dataplane.loader.LoadError
+    when the program cannot be loaded."""
+    if name == "kernel":
+        from .kernel import KernelEngine
+        return KernelEngine(art, **options)
+    if name == "reference":
+        from .reference.engine import ReferenceEngine
+        return ReferenceEngine(art, **options)
+    raise ValueError(f"unknown engine {name!r}; engines: {', '.join(ENGINES)}")

@@ -1,0 +1,52 @@
+"""The kernel replay engine: the loaded program runs on every frame with
+BPF_PROG_TEST_RUN, on the capture's clock.
+
+The program is the replay build (compiler ``replay=True``): each frame is
+handed to the kernel preceded by its capture timestamp, which the program
+reads and strips, so pkt.ts, windows, expiries, rate limits and enables follow
+capture time. The kernel refuses XDP test runs of frames shorter than an
+Ethernet header (14 bytes); such frames are counted as ``replay.refused`` and
+never reach the program (no NIC delivers them either).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from runtime.abi.manifest import Manifest
+from runtime.dataplane.bpf_test_run import ETH_HLEN, TestRunner
+from runtime.dataplane.loader import Loaded, load
+from runtime.dataplane.maps import ProgramMaps
+
+from .base import QUEUE_SIZE, Engine
+
+_TS = struct.Struct("<Q")
+
+
+class KernelEngine(Engine):
+    """A compiled program (``art``: compiler.driver.Artifacts of the replay build)
+    loaded into the kernel, ready to replay frames."""
+
+    name = "kernel"
+
+    def __init__(self, art, *, poll_every: int = 1, queue_size: int = QUEUE_SIZE):
+        manifest = Manifest.of(art.manifest)
+        if not manifest.replay:
+            raise ValueError("replay needs the replay build of the program (compile with replay=True)")
+        self.loaded: Loaded = load(art.c)
+        try:
+            super().__init__(manifest, ProgramMaps(self.loaded.bpf, manifest), poll_every=poll_every,
+                             queue_size=queue_size)
+            self.runner = TestRunner(self.loaded.fd, want_data_out=False)
+        except BaseException:
+            self.loaded.close()
+            raise
+
+    def _run(self, ts_ns: int, data: bytes) -> int | None:
+        if len(data) < ETH_HLEN:
+            return None
+        res = self.runner.run(_TS.pack(ts_ns) + data)
+        return res.retval if res.ok else None
+
+    def close(self) -> None:
+        self.loaded.close()
