@@ -7,7 +7,7 @@ lives here and nowhere else:
   ``#define``s and the fixed structs from :func:`c_context`;
 * the manifest carries them (``manifest["abi"]``, from :func:`manifest_section`),
   so the runtime reads them instead of knowing them;
-* the reference backend (runtime/reference/) and the Python parsers import them.
+* the reference backend (runtime/engines/reference/) and the Python parsers import them.
 
 Layouts that depend on the program (keys, values, event records) are computed by
 compiler/layout.py; the parse outcomes are owned by compiler/parse_outcomes.py and

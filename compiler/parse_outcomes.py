@@ -12,7 +12,7 @@ none needs TCP, a TCP frame is still ``ok`` (TCP is a protocol xdpmon knows, it 
 was not requested), whereas GRE is ``other_l4`` (xdpmon never decodes it). Likewise a
 non-first fragment is ``fragment`` only when some L4 decoder was requested.
 
-runtime/reference/decoder.py implements the same rules in Python; the kernel tests
+runtime/engines/reference/decoder.py implements the same rules in Python; the kernel tests
 check both agree on every frame of the corpus.
 """
 
@@ -84,7 +84,7 @@ def name(idx: int) -> str:
 # either); "l4" asks for TCP and UDP (you must try both to know); dns needs UDP; ICMP is
 # decoded over IPv4 only and ICMPv6 over IPv6 only. The parser template (parse.c.j2)
 # gets the result as plain flags (:class:`ParserFlags`), the Python parsers
-# (runtime/reference/) call decoders_for() themselves.
+# (runtime/engines/reference/) call decoders_for() themselves.
 #
 # dsl.fields.IMPLIES is another relation: which layers a packet surely HAS when it has
 # one (tcp -> l4 -> ip), used by semantic analysis; it says nothing about decoding.

@@ -2,7 +2,7 @@
 
 Built once from the merged IR (:func:`build`), then read by every backend and
 artifact -- the C printer (compiler/codegen.py and codegen_templates/), the
-Python reference backend (runtime/reference/pycompile.py), the manifest
+Python reference backend (runtime/engines/reference/pycompile.py), the manifest
 (compiler/manifest.py) and the ASL stubs (compiler/stubs.py). No backend
 imports another backend, and none re-derives what is decided here:
 

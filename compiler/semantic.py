@@ -90,8 +90,22 @@ class Analyser:
                 first_seen[app.name] = app
                 apps.append(app)
         modes = {a.name: self._mode(a) for a in apps}
+        self._check_enable_bits(apps, modes)
         checked = [self._app(a, modes) for a in apps]
         return M.ProgramM(tuple(c for c in checked if c is not None), tuple(self.notes))
+
+    def _check_enable_bits(self, apps: list[A.App], modes: dict[str, str]) -> None:
+        """Each on-demand app takes one bit of the program's enable mask (compiler/abi.py
+        ENABLE_BITS, one __u64 tested per packet): past that, say which app is over."""
+        from .abi import ENABLE_BITS
+
+        on_demand = [a for a in apps if modes[a.name] == "on_demand"]
+        if len(on_demand) > ENABLE_BITS:
+            extra = on_demand[ENABLE_BITS]
+            self.error(f"app '{extra.name}' is on-demand app number {ENABLE_BITS + 1}; one program holds at most "
+                       f"{ENABLE_BITS} ({len(on_demand)} given)", extra.mode.span if extra.mode else extra.name_span,
+                       "the enable mask is one 64-bit word tested per packet; make some apps 'mode always' "
+                       "or run them in a second xdpmon instance")
 
     def _mode(self, app: A.App) -> str:
         if app.mode is None:

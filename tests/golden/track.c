@@ -27,7 +27,7 @@
  * after the tags).
  *
  * xm_parse() returns an outcome index (compiler/parse_outcomes.py): XM_OUT_OK, or the
- * first problem met. runtime/reference/decoder.py has exactly the same semantics and
+ * first problem met. runtime/engines/reference/decoder.py has exactly the same semantics and
  * the kernel tests hold the two equal on every corpus frame: change both or neither.
  *
  * Template context: `parse`, compiler.parse_outcomes.ParserFlags (one flag per

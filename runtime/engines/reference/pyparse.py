@@ -8,8 +8,8 @@ that fills *storage variables* named after the members of the C ``struct xm_pkt`
 C parser: a member is written exactly where the C writes it, so a field read from
 storage whose layer is absent gives what the kernel gives (0, or the value of
 another layer sharing the storage: ``tcp.dport`` of a UDP packet is its UDP port).
-That matters for ``send packet(...)`` records, whose fields the C copies without a
-presence test.
+(``send packet(...)`` records no longer depend on it: the C copies a field of an
+absent layer as zeros, and so does the reference.)
 
 The rendered parser is checked against decoder.py (which is checked against the
 kernel on the whole corpus) by tests/test_reference.py.
