@@ -55,6 +55,7 @@ HLL_SCALE_BITS = 32
 # (the low CMS_TAG_BITS of its epoch), so a new window needs no reset pass.
 CMS_COUNT_BITS = 40
 CMS_TAG_BITS = 24
+assert CMS_COUNT_BITS + CMS_TAG_BITS == 64, "a count-min cell is one u64"
 CMS_COUNT_MASK = (1 << CMS_COUNT_BITS) - 1
 CMS_TAG_MASK = (1 << CMS_TAG_BITS) - 1
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 from . import ir
 
@@ -26,19 +27,27 @@ def digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def pred_text(preds: list[ir.PredNode], pid: int) -> str:
-    """Predicate ``pid`` as canonical text, references spelled out (normalised and
-    interned predicates have one spelling whatever the order of the apps)."""
+def pred_texts(preds: list[ir.PredNode]):
+    """``text(pid)``: predicate ``pid`` as canonical text, references spelled out
+    (normalised and interned predicates have one spelling whatever the order of the
+    apps). Each node is spelled once, however many guards share it."""
+    memo: dict[int, str] = {}
+
     def go(p) -> str:
         if isinstance(p, ir.PRef):
-            return go(preds[p.id].pred)
+            return text(p.id)
         if isinstance(p, (ir.PAnd, ir.POr)):
             op = " and " if isinstance(p, ir.PAnd) else " or "
             return "(" + op.join(go(o) for o in p.operands) + ")"
         if isinstance(p, ir.PNot):
             return f"not {go(p.operand)}"
         return repr(ir.pkey(p))
-    return go(preds[pid].pred)
+
+    def text(pid: int) -> str:
+        if pid not in memo:
+            memo[pid] = go(preds[pid].pred)
+        return memo[pid]
+    return text
 
 
 def fields_text(fields) -> str:
@@ -46,13 +55,21 @@ def fields_text(fields) -> str:
 
 
 def assign(prefix: str, identities: list[str]) -> dict[str, str]:
-    """identity -> name ``prefix_<hex>``: the shortest digest prefix (at least
-    SHORT digits) that no other identity of the same list shares."""
+    """identity -> name ``prefix_<hex>``: the shortest digest prefix (SHORT digits,
+    lengthened two at a time) that no other identity of the same list shares."""
     digests = {i: digest(i) for i in dict.fromkeys(identities)}
+    # the longest prefix a digest shares with another is the one it shares with a
+    # neighbour in sorted order
+    order = sorted(digests.values())
+    shared = dict.fromkeys(order, 0)
+    for a, b in zip(order, order[1:]):
+        n = len(os.path.commonprefix([a, b]))
+        shared[a] = max(shared[a], n)
+        shared[b] = max(shared[b], n)
     names: dict[str, str] = {}
     for ident, d in digests.items():
         n = SHORT
-        while any(o != ident and od[:n] == d[:n] for o, od in digests.items()):
+        while n <= shared[d]:
             n += 2
         names[ident] = f"{prefix}_{d[:n]}"
     return names

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dsl.fields import Field, Kind
+from dsl.fields import Field
 
 from . import c_fields, ir
 

@@ -131,6 +131,7 @@ class EventPlan:
     action: int               # the record's ``action`` value: a hash of name and layout
     app: str
     rule: int                 # the rule's ordinal within the app (the record's ``rule``)
+    index: int                # the action's ordinal within the rule
     type: str                 # "packet" | "summary" | "alert" | "enable"
     record: L.Struct
     fields: tuple[Field, ...]         # packet events: in the spec's order
@@ -139,7 +140,7 @@ class EventPlan:
     @property
     def class_name(self) -> str:
         """The event's class in the app's ASL module (packet events)."""
-        return f"PacketEventR{self.rule}A{self.name.rsplit('.a', 1)[1]}"
+        return f"PacketEventR{self.rule}A{self.index}"
 
 
 @dataclass(frozen=True)
@@ -315,13 +316,18 @@ def event_action_ids(names_and_prints: list[tuple[str, str]]) -> dict[str, int]:
     return out
 
 
-def slot_gates(prog: ir.ProgramIR, slot: ir.Slot) -> tuple[str, ...]:
-    """The on-demand apps whose enable bit gates ``slot`` (empty: always on)."""
-    modes = {a.name: a.mode for a in prog.apps}
-    users = {u.app for u in slot.uses}
+def gating_apps(modes: dict[str, str], users) -> tuple[str, ...]:
+    """The on-demand apps whose enable bits gate what ``users`` share: none (always
+    computed) as soon as one user is always on."""
+    users = set(users)
     if any(modes[u] != "on_demand" for u in users):
         return ()
     return tuple(sorted(users))
+
+
+def slot_gates(prog: ir.ProgramIR, slot: ir.Slot) -> tuple[str, ...]:
+    """The on-demand apps whose enable bit gates ``slot`` (empty: always on)."""
+    return gating_apps({a.name: a.mode for a in prog.apps}, (u.app for u in slot.uses))
 
 
 def closure(prog: ir.ProgramIR, pid: int) -> set[int]:
@@ -374,8 +380,7 @@ class _Builder:
         for n in self.prog.preds:
             if n.phase != 1:
                 continue
-            apps = () if any(self.modes[u] != "on_demand" for u in n.users) else n.users
-            g = self.gate(apps)
+            g = self.gate(gating_apps(self.modes, n.users))
             if not blocks or blocks[-1][0] != g:
                 blocks.append((g, []))
             blocks[-1][1].append(n)
@@ -383,7 +388,7 @@ class _Builder:
 
     # ---- T2 -----------------------------------------------------------------------------
     def slot_plan(self, s: ir.Slot) -> SlotPlan:
-        g = self.gate(slot_gates(self.prog, s))
+        g = self.gate(gating_apps(self.modes, (u.app for u in s.uses)))
         opts = dict(s.options)
         if s.func == "distinct":
             return SlotPlan(s, g, L.field_struct(f"xm_h_{s.name}", s.args), hll=hll_params(opts["registers"]))
@@ -478,7 +483,7 @@ class _Builder:
         for a, k, r, i, act, fields, name, rec, fp in todo:
             typ = {ir.ASendPacket: "packet", ir.ASendSummary: "summary", ir.AAlert: "alert",
                    ir.AEnable: "enable"}[type(act)]
-            ev = EventPlan(name, ids[name], a.name, k, typ, rec, fields, fp)
+            ev = EventPlan(name, ids[name], a.name, k, i, typ, rec, fields, fp)
             events.append(ev)
             out[(r.id, i)] = ActionPlan(act, ev, getattr(act, "limiter", -1),
                                         self.bits[act.app] if isinstance(act, ir.AEnable) else -1)

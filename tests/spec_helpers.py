@@ -122,22 +122,25 @@ def closed(layers) -> frozenset[str]:
     return frozenset(out)
 
 
+def positional_names(maps) -> dict[str, str]:
+    """content-derived name -> positional one: m0, m1, ... in program order, s0, s1, ...
+    for the slots in layout order."""
+    slots = [s.name for m in maps for s in m.slots]
+    return {m.name: f"m{i}" for i, m in enumerate(maps)} | {s: f"s{i}" for i, s in enumerate(slots)}
+
+
 def positional(prog: ir.ProgramIR) -> ir.ProgramIR:
     """``prog`` with its content-derived map and slot names (m_3f2a91, s_0c1d2e) replaced
     by positional ones (m0, s0, ... in program and layout order), so that tests can state
     expected dumps readably. The names themselves are tested in test_identity.py."""
     from dataclasses import replace
 
-    mnames, snames = {}, {}
-    for m in prog.maps:
-        mnames[m.name] = f"m{len(mnames)}"
-        for s in m.slots:
-            snames[s.name] = f"s{len(snames)}"
+    n = positional_names(prog.maps)
     out = replace(prog)
-    out.maps = [replace(m, name=mnames[m.name], slots=tuple(replace(s, name=snames[s.name]) for s in m.slots))
+    out.maps = [replace(m, name=n[m.name], slots=tuple(replace(s, name=n[s.name]) for s in m.slots))
                 for m in prog.maps]
-    out.stat_slots = {k: (mnames[mn], snames[sn]) for k, (mn, sn) in prog.stat_slots.items()}
-    out.track_maps = {k: mnames[v] for k, v in prog.track_maps.items()}
+    out.stat_slots = {k: (n[mn], n[sn]) for k, (mn, sn) in prog.stat_slots.items()}
+    out.track_maps = {k: n[v] for k, v in prog.track_maps.items()}
     return out
 
 
@@ -147,12 +150,8 @@ def aliased(art):
     import json
     from types import SimpleNamespace
 
-    names = {}
-    for m in art.ir.maps:
-        names[m.name] = f"m{sum(1 for v in names.values() if v[0] == 'm')}"
-    for m in art.ir.maps:
-        for s in m.slots:
-            names[s.name] = f"s{sum(1 for v in names.values() if v[0] == 's')}"
+    names = positional_names(art.ir.maps)
+
     def sub(text: str) -> str:
         return re.sub(r"(?<![0-9a-zA-Z])([ms]_[0-9a-f]{6,})(?![0-9a-f])", lambda m: names.get(m.group(1), m.group(1)), text)
 

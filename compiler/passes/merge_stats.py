@@ -17,8 +17,6 @@ change when unrelated apps are added, removed or reordered.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from dsl.fields import Field
 
 from .. import identity as I
@@ -79,12 +77,12 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
             else:
                 slot["uses"].append(use)
 
-    preds = prog.preds
+    pred_text = I.pred_texts(prog.preds)
 
     def slot_identity(sd, key) -> str:
         opts = ",".join(f"{k}={v}" for k, v in sd["options"])
         return (f"{sd['func']}({I.fields_text(sd['args'])}) key({I.fields_text(key)}) "
-                f"where {I.pred_text(preds, sd['guard'])} window {sd['window'] or '-'} "
+                f"where {pred_text(sd['guard'])} window {sd['window'] or '-'} "
                 f"options({opts}) gate {sd['gate'] or '-'}")
 
     map_ident: dict = {}
@@ -93,7 +91,7 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
         if kind == "track":
             ps = track_groups[gk]["ps"]
             map_ident[gk] = (f"track key({I.fields_text(track_groups[gk]['key'])}) "
-                             f"open {I.pred_text(preds, ps.open_guard)} close {I.pred_text(preds, ps.close_guard)} "
+                             f"open {pred_text(ps.open_guard)} close {pred_text(ps.close_guard)} "
                              f"expire {ps.stat.expire_ns} gate {_gate(ps) or '-'}")
             continue
         g = groups[gk]

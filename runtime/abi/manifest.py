@@ -108,7 +108,6 @@ class Manifest:
         self._params = {(p.app, p.name): p for p in self.params}
         self.control_map: str = data["control"]["map"]
         self.n_bits: int = data["control"]["n_bits"]          # enable bits (on-demand apps)
-        self.enable_bits: dict[str, int] = dict(data["control"]["bits"])
         self.counters_map: str = data["counters"]["map"]
         self.counter_names: tuple[str, ...] = tuple(data["counters"]["names"])
         self.events: dict[int, Event] = {e["action"]: self._event(e) for e in data["events"]}

@@ -92,7 +92,10 @@ class MapAccess:
         """Enable an on-demand app until ``until_ns`` (U64_MAX: until disabled); 0 disables."""
         data = self._read(self.manifest.control_map, 0)
         mask, _, until = decode_control(data, self.manifest.n_bits)
-        until[self.manifest.enable_bits[app]] = until_ns
+        bit = self.manifest.app(app).enable_bit
+        if bit < 0:
+            raise KeyError(f"app {app!r} is always on: it has no enable bit")
+        until[bit] = until_ns
         # next_change 0: the program recomputes its enable mask on the next packet
         self._write(self.manifest.control_map, 0, encode_control(mask, 0, until, len(data)))
 

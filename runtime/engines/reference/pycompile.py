@@ -28,7 +28,6 @@ is the truth the reference reproduces.
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass
 
@@ -273,7 +272,6 @@ class PyProgram:
         self.prog = prog
         self.linear = linear
         self.params = plan.param_index()
-        self.apps = {a.name: a for a in prog.apps}
         self.ns: dict = {}                  # name -> object the engine binds (packers etc.)
         self.value_plans: dict[str, ValuePlan] = {}
         self.used_fields: set[str] = set()
