@@ -16,12 +16,13 @@ DEMO_PCAP := build/demo.pcap
 # What `make demo` runs (one shell command line).
 DEMO_CMD ?= $(XDPMON) check specs/*.mon && $(XDPMON) compile specs/*.mon --report && $(XDPMON) replay specs/*.mon --pcap $(DEMO_PCAP) --asl
 
-.PHONY: help setup test demo bench clean distclean
+.PHONY: help setup test quick demo bench clean distclean
 
 help:
 	@echo "make setup      install system packages, kernel headers link, .venv (idempotent)"
 	@echo "make demo       run the demo"
 	@echo "make test       run the test suite (PYTEST_ARGS=...)"
+	@echo "make quick      the suite without the tests marked slow (for iteration; make test is the gate)"
 	@echo "make bench      run benchmarks/bench_*.py"
 	@echo "make clean      remove build artefacts;  make distclean  also removes .venv"
 
@@ -30,6 +31,9 @@ setup:
 
 test: setup
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+quick: setup
+	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 demo: setup $(DEMO_PCAP)
 	$(DEMO_CMD)

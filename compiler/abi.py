@@ -67,6 +67,8 @@ PAGE_SIZE = 4096
 # ---- bounds of one program (enforced by compiler/limits.py) ---------------------------------
 
 ENABLE_BITS = 64            # the enable mask is one __u64: one bit per on-demand app
+MAX_MAPS = 64               # maps one program may use: the kernel's MAX_USED_MAPS (include/linux/bpf.h)
+PERCPU_VALUE_MAX = 32_768   # largest value of a per-CPU map: the kernel's PCPU_MIN_UNIT_SIZE
 
 # ---- fixed structs -------------------------------------------------------------------------
 

@@ -81,7 +81,7 @@ class CView:
         """C test of the enable bits of a gate (None: always on)."""
         if not g:
             return None
-        return "(en & (" + " | ".join(f"(1ULL << {b})" for b in g.bits) + "))"
+        return "(s->en & (" + " | ".join(f"(1ULL << {b})" for b in g.bits) + "))"
 
     def slot_cond(self, sp: P.SlotPlan) -> str:
         g = self.gate(sp.gate)

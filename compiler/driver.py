@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import ir, manifest as manifest_mod
+from dsl.errors import SpecError
+
+from . import ir, limits, manifest as manifest_mod
 from . import model as M
 from . import plan as plan_mod
 from .codegen import render_c
@@ -32,9 +34,20 @@ class Artifacts:
         return json.dumps(self.manifest, indent=2, sort_keys=False) + "\n"
 
 
+def plan_program(model: M.ProgramM, sources: dict[str, str] | None = None,
+                 replay: bool = False) -> plan_mod.Plan:
+    """Merge and plan; raises SpecError where the merged program is past a bound
+    of the kernel (compiler/limits.py)."""
+    plan = plan_mod.build(build_ir(model), replay=replay)
+    diags = limits.check(plan)
+    if diags:
+        raise SpecError(diags, sources)
+    return plan
+
+
 def compile_program(model: M.ProgramM, sources: dict[str, str] | None = None, replay: bool = False) -> Artifacts:
-    prog = build_ir(model)
-    plan = plan_mod.build(prog, replay=replay)
+    plan = plan_program(model, sources, replay)
+    prog = plan.prog
     c = render_c(plan)
     stubs = {stub_filename(a.name): render_stub(plan, a.name) for a in prog.apps}
     return Artifacts(model, prog, plan, c, stubs, manifest_mod.build(plan, C_FILE), sources or {})

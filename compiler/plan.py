@@ -266,6 +266,61 @@ class Plan:
     def ringbufs(self) -> list[AppPlan]:
         return [a for a in self.apps if a.ringbuf]
 
+    @property
+    def scratch_head(self) -> int:
+        """Bytes of the per-CPU scratch before P[]: the enable bits and their next
+        change (16 B), X[] (8 B per read) and H[] (1 B per read)."""
+        return 16 + 9 * self.n_reads
+
+    @property
+    def scratch_size(self) -> int:
+        """Bytes of the per-CPU scratch value: the head and P[] (1 B per predicate)."""
+        return -(-(self.scratch_head + max(1, self.n_preds)) // 8) * 8
+
+    @property
+    def has_reads(self) -> bool:
+        """Whether any rule reads a statistic value (X[] and H[] are used)."""
+        return any(t.reads for t in self.t3)
+
+    def fixed_maps(self) -> list[str]:
+        """The maps of codegen_templates/xdp_program.c.j2 that the program's code
+        uses. All are declared (user space reads and writes them by name); the
+        kernel counts only those the code refers to."""
+        out = ["xm_counters", "xm_params", "xm_scratch"]
+        if self.n_enable_bits:
+            out.append("xm_ctl")
+        if any(m.kind == "fused" and m.key for m in self.maps):
+            out.append("xm_zero")                # inserts of new keys
+        if self.n_limiters:
+            out.append("xm_rl")
+        return out
+
+    def kernel_maps(self) -> list["KernelMap"]:
+        """Every map the program uses, in declaration order, with the spec text that
+        needs it: what the kernel counts against its maps-per-program limit."""
+        out = [KernelMap(n, "fixed", None) for n in self.fixed_maps()]
+        for m in self.maps:
+            span = min((u.span for u in m.map.uses), key=_span_order, default=None)
+            out.append(KernelMap(m.name, m.kind, span))
+            if m.kind in ("track", "hll"):
+                out.append(KernelMap(f"{m.name}_{'b' if m.kind == 'track' else 'hdr'}", m.kind, span))
+        for a in self.ringbufs:
+            out.append(KernelMap(a.ringbuf, "ring buffer", a.app.rules[0].span if a.app.rules else a.app.span))
+        return out
+
+
+
+
+@dataclass(frozen=True)
+class KernelMap:
+    name: str
+    role: str                 # "fixed", a map kind ("fused", "track", "hll", "cms") or "ring buffer"
+    span: object              # dsl.ast.Span of the spec text that needs it; None for fixed maps
+
+
+def _span_order(span) -> tuple:
+    return (span.file, span.line, span.col)
+
 
 # ---- HyperLogLog constants ------------------------------------------------------------------
 
@@ -583,6 +638,9 @@ def dump(plan: Plan) -> str:
     out.append(f"counters ({len(plan.counters)}):")
     for i, n in enumerate(plan.counters):
         out.append(f"  [{i}] {n}")
-    out.append(f"scratch: {plan.n_preds} predicates, {plan.n_reads} statistic reads; "
+    out.append(f"scratch: {plan.n_preds} predicates, {plan.n_reads} statistic reads "
+               f"({plan.scratch_size} of {abi.PERCPU_VALUE_MAX} bytes); "
                f"{plan.n_limiters} rate limiters; {plan.n_enable_bits} enable bits")
+    kmaps = plan.kernel_maps()
+    out.append(f"kernel maps: {len(kmaps)} of {abi.MAX_MAPS}: " + ", ".join(m.name for m in kmaps))
     return "\n".join(out) + "\n"

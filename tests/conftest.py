@@ -8,6 +8,7 @@ can be loaded; if not, the test is skipped with the reason, or fails with it whe
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,10 +20,15 @@ if _HERE not in sys.path:
 
 import kernelguard  # noqa: E402
 
+# Every program the tests load is compiled with clang's warnings as errors
+# (runtime/dataplane/loader.py); CLI subprocesses inherit it.
+os.environ.setdefault("XDPMON_WERROR", "1")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Also declared in pyproject.toml; repeated so the marker exists in any rootdir.
     config.addinivalue_line("markers", "kernel: needs root and BPF")
+    config.addinivalue_line("markers", "slow: takes seconds; `make quick` leaves these out")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -113,7 +113,7 @@ app b { mode on_demand t1 { select tcp } t2 { n = count() by ip.dst window 1s } 
     (m,) = art.manifest["maps"]
     assert [s["gated_by"] for s in m["slots"]] == [["b"], []]
     # b is the only on-demand app: enable bit 0
-    assert "if ((P[0] && (en & ((1ULL << 0))))) {   /* s0: count() */" in art.c
+    assert "if ((P[0] && (s->en & ((1ULL << 0))))) {   /* s0: count() */" in art.c
     assert "if (P[0]) {   /* s1: count() */" in art.c
     assert art.c.count("xm_upsert_m0(&k)") == 1
 

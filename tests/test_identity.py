@@ -1,4 +1,4 @@
-"""Names derived from content (compiler/identity.py) and the limits that are enforced.
+"""Names derived from content (compiler/identity.py).
 
 Maps, slots, rules, events and counters are named after what they are, so the same
 statistic keeps its name and schema fingerprint whatever the order of the spec files
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from compiler import abi, identity
+from compiler import identity
 from compiler.driver import compile_files
-from spec_helpers import ROOT, compile_text, cwd, write_specs
+from spec_helpers import ROOT, compile_text, cwd
 
 SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.mon"))
 
@@ -92,34 +90,3 @@ def test_event_record_ids_are_unique_and_stable():
     ids = [e["action"] for e in art.manifest["events"]]
     assert len(set(ids)) == len(ids) and all(0 <= i < 2**31 for i in ids)
     assert {e["name"] for e in art.manifest["events"]} >= {"syn_flood.r0.a0", "flow_watch.r0.a0"}
-
-
-# ---- the enable mask: at most abi.ENABLE_BITS on-demand apps --------------------------------------
-
-def _on_demand(n: int) -> str:
-    return "".join(f"app od{i} {{ mode on_demand t2 {{ c = count() }} }}\n" for i in range(n))
-
-
-def test_enable_bits_at_the_bound_compile(tmp_path):
-    art = compile_text(tmp_path, _on_demand(abi.ENABLE_BITS))
-    assert art.plan.n_enable_bits == abi.ENABLE_BITS
-    assert sorted(a["enable_bit"] for a in art.manifest["apps"]) == list(range(abi.ENABLE_BITS))
-    assert "1ULL << 64" not in art.c and "1ULL << 63" in art.c
-
-
-def test_enable_bits_past_the_bound_is_a_check_error(tmp_path):
-    from compiler.frontend import load
-    from dsl.errors import SpecError
-
-    names = write_specs(tmp_path, _on_demand(abi.ENABLE_BITS + 1))
-    with cwd(tmp_path), pytest.raises(SpecError) as e:
-        load(names)
-    (d,) = e.value.diagnostics
-    assert d.message == (f"app 'od{abi.ENABLE_BITS}' is on-demand app number {abi.ENABLE_BITS + 1}; "
-                         f"one program holds at most {abi.ENABLE_BITS} ({abi.ENABLE_BITS + 1} given)")
-    assert d.span.line == abi.ENABLE_BITS + 1
-
-
-def test_always_on_apps_take_no_enable_bit(tmp_path):
-    art = compile_text(tmp_path, "".join(f"app a{i} {{ t2 {{ c = count() }} }}\n" for i in range(80)))
-    assert art.plan.n_enable_bits == 0 and all(a["enable_bit"] == -1 for a in art.manifest["apps"])

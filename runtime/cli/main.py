@@ -43,6 +43,20 @@ def load_or_exit(files):
         sys.exit(EXIT_SPEC)
 
 
+def compile_or_exit(program, sources, replay: bool = False, plan_only: bool = False):
+    """Merge, plan and (unless ``plan_only``) print the program; a merged program
+    past a kernel bound (compiler/limits.py) is a spec error: reported, exit 2."""
+    from compiler.driver import compile_program, plan_program
+
+    try:
+        if plan_only:
+            return plan_program(program, sources, replay=replay)
+        return compile_program(program, sources, replay=replay)
+    except SpecError as e:
+        report_spec_error(e)
+        sys.exit(EXIT_SPEC)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -68,6 +82,7 @@ def cli():
 def check(files, notes):
     """Parse and check spec FILES; print one line per app."""
     program, sources = load_or_exit(files)
+    compile_or_exit(program, sources, plan_only=True)
     for app in program.apps:
         click.echo(app_summary(app))
     if program.notes:
@@ -91,7 +106,6 @@ def _dump(stage: str, files) -> None:
     import pprint
 
     from compiler import ir as ir_mod
-    from compiler.driver import compile_program
     from compiler.pipeline import build_ir
     from dsl.parser import parse_bytes
 
@@ -120,7 +134,7 @@ def _dump(stage: str, files) -> None:
         else:
             click.echo(ir_mod.dump(prog), nl=False)
     else:
-        art = compile_program(program, sources)
+        art = compile_or_exit(program, sources)
         if stage == "plan":
             from compiler.plan import dump as dump_plan
             sys.stdout.write(dump_plan(art.plan))
@@ -144,8 +158,9 @@ def _load_info(c_source: str) -> dict:
     except Exception as e:            # no BPF here (not root, no BCC): say so
         return {"error": f"{type(e).__name__}: {e}"}
     info = loaded.info
+    _warn_generated(loaded.warnings)
     loaded.close()
-    return {"xlated_insns": info.xlated_insns, "xlated_bytes": info.xlated_bytes, "jited_bytes": info.jited_bytes,
+    return {"maps": info.n_maps, "xlated_insns": info.xlated_insns, "xlated_bytes": info.xlated_bytes, "jited_bytes": info.jited_bytes,
             "verified_insns": info.verified_insns, "prog_id": info.id}
 
 
@@ -165,8 +180,8 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
     import json
     from pathlib import Path
 
-    from compiler import report as report_mod
-    from compiler.driver import compile_program, write
+    from compiler import abi, report as report_mod
+    from compiler.driver import write
 
     if dump:
         _dump(dump, files)
@@ -174,7 +189,7 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
     if not (dry_run or out or report or load_check):
         raise click.UsageError("say what to do: --dry-run, --out DIR, --report or --load-check")
     program, sources = load_or_exit(files)
-    art = compile_program(program, sources, replay=replay)
+    art = compile_or_exit(program, sources, replay=replay)
     if dry_run:
         _print_code(art.c, "c")
         for name, text in art.stubs.items():
@@ -205,7 +220,15 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
                 click.echo("this is a bug in xdpmon's compiler: please report it with the specs", err=True)
             sys.exit(1)
         click.echo(f"load check: OK: verifier accepted {info['verified_insns']} instructions; "
-                   f"{info['xlated_insns']} xlated ({info['xlated_bytes']} bytes), {info['jited_bytes']} bytes jited")
+                   f"{info['xlated_insns']} xlated ({info['xlated_bytes']} bytes), {info['jited_bytes']} bytes jited; "
+                   f"{info['maps']} of {abi.MAX_MAPS} maps")
+
+
+def _warn_generated(warnings) -> None:
+    """clang's warnings about the generated C: never expected, so shown."""
+    for w in warnings or ():
+        click.echo(f"xdpmon: warning: generated C line {w} (a bug in xdpmon's compiler: please report it)",
+                   err=True)
 
 
 def _open_engine_or_exit(engine: str, art):
@@ -213,7 +236,10 @@ def _open_engine_or_exit(engine: str, art):
     from runtime.engines import open_engine
 
     try:
-        return open_engine(engine, art)
+        eng = open_engine(engine, art)
+        loaded = getattr(eng, "loaded", None)
+        _warn_generated(loaded.warnings if loaded else None)
+        return eng
     except LoadError as e:
         click.echo(f"xdpmon: cannot load the program: {e}", err=True)
         if e.log and not e.c_line:
@@ -252,12 +278,11 @@ def replay(files, captures, engine, as_json, asl, top):
     """Replay captures through the program compiled from spec FILES; print the final snapshot."""
     import json
 
-    from compiler.driver import compile_program
     from runtime.engines.replay import replay_captures
     from runtime.ui.view import render
 
     program, sources = load_or_exit(files)
-    art = compile_program(program, sources, replay=True)
+    art = compile_or_exit(program, sources, replay=True)
     eng = _open_engine_or_exit(engine, art)
     try:
         host = _asl_host(art) if asl else None

@@ -5,6 +5,11 @@ a ``Loaded`` handle with the BPF object, the program fd and the kernel's view
 of the program (xlated and jited sizes, verified instructions). A verifier
 rejection becomes a ``LoadError`` carrying the verifier's last lines and the
 generated C line it points at -- always a compiler bug, reported as such.
+
+The C is compiled with warnings on (``WARNINGS``); what clang says about the
+generated code is kept in ``Loaded.warnings`` (and shown by the CLI). With
+``XDPMON_WERROR=1`` in the environment (the test suite sets it) a warning is an
+error, so no generated program in the tests has one.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ import tempfile
 from dataclasses import dataclass
 
 FUNCTION = "xdpmon_main"
+# -Wno-unused-parameter: the kernel headers BCC includes have inline stubs with
+# unused parameters; nothing in the generated code depends on it being off.
+WARNINGS = ["-Wall", "-Wextra", "-Wno-unused-parameter"]
+_WARNING = re.compile(r"^/virtual/main\.c:(\d+):(\d+): (?:warning|error): (.*)$", re.M)
 _SYS_BPF = 321                   # x86_64; see runtime/dataplane/bpf_test_run.py for others
 BPF_OBJ_GET_INFO_BY_FD = 15
 
@@ -34,6 +43,7 @@ class ProgInfo:
     xlated_bytes: int
     jited_bytes: int
     verified_insns: int
+    n_maps: int = 0                # maps the program uses (the kernel's nr_map_ids)
 
     @property
     def xlated_insns(self) -> int:
@@ -45,6 +55,7 @@ class Loaded:
     bpf: object                    # bcc.BPF
     fn: object                     # bcc function handle
     info: ProgInfo
+    warnings: list[str] = None     # clang's warnings about the generated C, "LINE:COL: text"
 
     @property
     def fd(self) -> int:
@@ -92,7 +103,7 @@ def prog_info(fd: int) -> ProgInfo:
     if rc != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"BPF_OBJ_GET_INFO_BY_FD: {os.strerror(err)}")
-    return ProgInfo(info.id, info.xlated_prog_len, info.jited_prog_len, info.verified_insns)
+    return ProgInfo(info.id, info.xlated_prog_len, info.jited_prog_len, info.verified_insns, info.nr_map_ids)
 
 
 class _CaptureStderr:
@@ -130,7 +141,7 @@ def load(c_source: str, cflags: list[str] | None = None) -> Loaded:
     if os.geteuid() != 0:
         raise LoadError("loading an XDP program needs root (CAP_BPF and CAP_NET_ADMIN); run as root, "
                         "or replay with --engine reference")
-    flags = ["-w"] + list(cflags or [])
+    flags = WARNINGS + (["-Werror"] if os.environ.get("XDPMON_WERROR") == "1" else []) + list(cflags or [])
     with _CaptureStderr() as cap:
         try:
             bpf = BPF(text=c_source, cflags=flags)
@@ -144,11 +155,13 @@ def load(c_source: str, cflags: list[str] | None = None) -> Loaded:
             except Exception as e:
                 err = e
     log = cap.text
+    warnings = [f"{m[0]}:{m[1]}: {m[2]}" for m in _WARNING.findall(log)]
     if err is not None:
         if bpf is None:
-            raise LoadError(f"the generated C did not compile: {err}", log)
+            detail = f" (main.c:{warnings[0]})" if warnings else ""
+            raise LoadError(f"the generated C did not compile: {err}{detail}", log)
         line = _offending_line(log)
         text = c_source.split("\n")[line - 1].strip() if line and line <= c_source.count("\n") + 1 else None
         bpf.cleanup()
         raise LoadError(f"the kernel's verifier rejected the program: {err}", log, line, text)
-    return Loaded(bpf, fn, prog_info(fn.fd))
+    return Loaded(bpf, fn, prog_info(fn.fd), warnings)

@@ -593,6 +593,8 @@ struct xm_zero_t { __u8 b[8]; };
  * verifier then does not track each predicate's value, so its states merge
  * instead of doubling with every predicate. */
 struct xm_scratch {
+    __u64 en;           /* enable bits of on-demand apps, this packet */
+    __u64 next;         /* while refreshing them: the next time one runs out */
     __u64 x[1];
     __u8 h[1];
     __u8 p[10];
@@ -604,7 +606,7 @@ struct xm_scratch {
 BPF_PERCPU_ARRAY(xm_counters, __u64, 28);
 BPF_ARRAY(xm_params, struct xm_params, 1);
 BPF_ARRAY(xm_ctl, struct xm_ctl, 1);
-BPF_PERCPU_ARRAY(xm_zero, struct xm_zero_t, 1);      /* an all-zero value for inserts */
+BPF_ARRAY(xm_zero, struct xm_zero_t, 1);             /* an all-zero value for inserts (read only) */
 BPF_PERCPU_ARRAY(xm_scratch, struct xm_scratch, 1);
 BPF_ARRAY(xm_rl, __u64, 1);   /* rate limiters: next allowed time */
 
@@ -749,17 +751,25 @@ static __always_inline int xm_enable(struct xm_ctl *ctl, __u32 i, __u64 until)
     return was_off;
 }
 
-/* Refresh the enable mask when an enable time ran out. */
-static __always_inline __u64 xm_enabled(struct xm_ctl *ctl, __u64 now)
+/* The enable mask, refreshed when an enable time ran out; into s->en.
+ * The refresh accumulates in the per-CPU scratch, not in registers: the
+ * verifier does not track values in map memory, so the paths through the
+ * per-app tests merge instead of doubling with every on-demand app. */
+static __always_inline void xm_enabled(struct xm_ctl *ctl, struct xm_scratch *s, __u64 now)
 {
-    if (!ctl)
-        return 0;
-    if (now >= ctl->next_change) {
-        __u64 mask = 0, next = ~0ULL;
-        ctl->mask = mask;
-        ctl->next_change = next;
+    volatile __u64 *en = &s->en, *next = &s->next;   /* volatile: clang keeps them in memory */
+    if (!ctl) {
+        *en = 0;
+        return;
     }
-    return ctl->mask;
+    if (now >= ctl->next_change) {
+        *en = 0;
+        *next = ~0ULL;
+        ctl->mask = *en;
+        ctl->next_change = *next;
+        return;
+    }
+    *en = ctl->mask;
 }
 
 /* ==== maps of the apps' statistics ================================================== */
@@ -803,8 +813,6 @@ int xdpmon_main(struct xdp_md *ctx)
     xm_count(0);                                /* frames */
     xm_count(1 + (outcome & 31)); /* parse outcome */
 
-    struct xm_ctl *ctl = xm_ctl.lookup(XM_ZERO_KEY);
-    __u64 en = xm_enabled(ctl, now);            /* enable bits of on-demand apps */
     struct xm_params *par = xm_params.lookup(XM_ZERO_KEY);
     if (!par)
         return XDP_PASS;
@@ -813,8 +821,6 @@ int xdpmon_main(struct xdp_md *ctx)
     if (!s)
         return XDP_PASS;
     __u8 *P = s->p;
-    __u64 *X = s->x;
-    __u8 *H = s->h;
     __builtin_memset(s->p, 0, sizeof(s->p));
 
     /* ---- T1: every distinct predicate, once ---- */

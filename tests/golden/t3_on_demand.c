@@ -588,6 +588,8 @@ struct xm_zero_t { __u8 b[32]; };
  * verifier then does not track each predicate's value, so its states merge
  * instead of doubling with every predicate. */
 struct xm_scratch {
+    __u64 en;           /* enable bits of on-demand apps, this packet */
+    __u64 next;         /* while refreshing them: the next time one runs out */
     __u64 x[2];
     __u8 h[2];
     __u8 p[11];
@@ -599,7 +601,7 @@ struct xm_scratch {
 BPF_PERCPU_ARRAY(xm_counters, __u64, 35);
 BPF_ARRAY(xm_params, struct xm_params, 1);
 BPF_ARRAY(xm_ctl, struct xm_ctl, 1);
-BPF_PERCPU_ARRAY(xm_zero, struct xm_zero_t, 1);      /* an all-zero value for inserts */
+BPF_ARRAY(xm_zero, struct xm_zero_t, 1);             /* an all-zero value for inserts (read only) */
 BPF_PERCPU_ARRAY(xm_scratch, struct xm_scratch, 1);
 BPF_ARRAY(xm_rl, __u64, 4);   /* rate limiters: next allowed time */
 
@@ -744,22 +746,30 @@ static __always_inline int xm_enable(struct xm_ctl *ctl, __u32 i, __u64 until)
     return was_off;
 }
 
-/* Refresh the enable mask when an enable time ran out. */
-static __always_inline __u64 xm_enabled(struct xm_ctl *ctl, __u64 now)
+/* The enable mask, refreshed when an enable time ran out; into s->en.
+ * The refresh accumulates in the per-CPU scratch, not in registers: the
+ * verifier does not track values in map memory, so the paths through the
+ * per-app tests merge instead of doubling with every on-demand app. */
+static __always_inline void xm_enabled(struct xm_ctl *ctl, struct xm_scratch *s, __u64 now)
 {
-    if (!ctl)
-        return 0;
-    if (now >= ctl->next_change) {
-        __u64 mask = 0, next = ~0ULL;
-        if (ctl->until[0] > now) {   /* responder */
-            mask |= 1ULL << 0;
-            if (ctl->until[0] < next)
-                next = ctl->until[0];
-        }
-        ctl->mask = mask;
-        ctl->next_change = next;
+    volatile __u64 *en = &s->en, *next = &s->next;   /* volatile: clang keeps them in memory */
+    if (!ctl) {
+        *en = 0;
+        return;
     }
-    return ctl->mask;
+    if (now >= ctl->next_change) {
+        *en = 0;
+        *next = ~0ULL;
+        if (ctl->until[0] > now) {   /* responder */
+            *en |= 1ULL << 0;
+            if (ctl->until[0] < *next)
+                *next = ctl->until[0];
+        }
+        ctl->mask = *en;
+        ctl->next_change = *next;
+        return;
+    }
+    *en = ctl->mask;
 }
 
 /* ==== maps of the apps' statistics ================================================== */
@@ -861,8 +871,6 @@ int xdpmon_main(struct xdp_md *ctx)
     xm_count(0);                                /* frames */
     xm_count(1 + (outcome & 31)); /* parse outcome */
 
-    struct xm_ctl *ctl = xm_ctl.lookup(XM_ZERO_KEY);
-    __u64 en = xm_enabled(ctl, now);            /* enable bits of on-demand apps */
     struct xm_params *par = xm_params.lookup(XM_ZERO_KEY);
     if (!par)
         return XDP_PASS;
@@ -871,6 +879,9 @@ int xdpmon_main(struct xdp_md *ctx)
     struct xm_scratch *s = xm_scratch.lookup(XM_ZERO_KEY);
     if (!s)
         return XDP_PASS;
+    struct xm_ctl *ctl = xm_ctl.lookup(XM_ZERO_KEY);
+    /* The enable bits of on-demand apps, this packet: s->en, tested by every gate. */
+    xm_enabled(ctl, s, now);
     __u8 *P = s->p;
     __u64 *X = s->x;
     __u8 *H = s->h;
@@ -882,7 +893,7 @@ int xdpmon_main(struct xdp_md *ctx)
     P[1] = ((p->layers & XM_L_UDP) && ((__u64)p->sport == 53ULL));
     P[2] = (P[0] || P[1]);  /* tests/golden/t3_on_demand.mon:15, tests/golden/t3_on_demand.mon:19, tests/golden/t3_on_demand.mon:2, tests/golden/t3_on_demand.mon:5 */
     /* only while responder enabled */
-    if ((en & ((1ULL << 0)))) {
+    if ((s->en & ((1ULL << 0)))) {
         P[9] = ((p->layers & XM_L_DNS) && ((__u64)((p->dns_flags >> 15) & 1) == 1));
         P[10] = (P[9] && P[2]);  /* tests/golden/t3_on_demand.mon:20 */
     }
@@ -891,13 +902,13 @@ int xdpmon_main(struct xdp_md *ctx)
     /* m_b91fab: fused map, key (ip.src) */
     /*   responder.q  (tests/golden/t3_on_demand.mon:19) */
     /*   watcher.q  (tests/golden/t3_on_demand.mon:5) */
-    if ((p->layers & XM_L_IP) && (P[2] || (P[2] && (en & ((1ULL << 0)))))) {
+    if ((p->layers & XM_L_IP) && (P[2] || (P[2] && (s->en & ((1ULL << 0)))))) {
         struct xm_k_m_b91fab k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_src, p->src.b, 16);
         struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
         if (v) {
-            if (P[2] || (P[2] && (en & ((1ULL << 0))))) {   /* window 1000000000 ns */
+            if (P[2] || (P[2] && (s->en & ((1ULL << 0))))) {   /* window 1000000000 ns */
                 if (v->e_1000000000 != ep_1000000000) {   /* a new window: reset its slots */
                     v->e_1000000000 = ep_1000000000;
                     v->s_35190f = 0;
@@ -907,7 +918,7 @@ int xdpmon_main(struct xdp_md *ctx)
                 if (P[2]) {   /* s_35190f: sum(pkt.len) */
                     __sync_fetch_and_add(&v->s_35190f, (__u64)p->len);
                 }
-                if ((P[2] && (en & ((1ULL << 0))))) {   /* s_773876: count() */
+                if ((P[2] && (s->en & ((1ULL << 0))))) {   /* s_773876: count() */
                     __sync_fetch_and_add(&v->s_773876, 1);
                 }
                 if (P[2]) {   /* s_ebdadb: count() */
@@ -919,13 +930,13 @@ int xdpmon_main(struct xdp_md *ctx)
 
     /* m_4fa344: fused map, key (dns.rcode) */
     /*   responder.codes  (tests/golden/t3_on_demand.mon:20) */
-    if ((p->layers & XM_L_DNS) && ((P[10] && (en & ((1ULL << 0)))))) {
+    if ((p->layers & XM_L_DNS) && ((P[10] && (s->en & ((1ULL << 0)))))) {
         struct xm_k_m_4fa344 k;
         __builtin_memset(&k, 0, sizeof(k));
         k.dns_rcode = (p->dns_flags & 0xf);
         struct xm_v_m_4fa344 *v = xm_upsert_m_4fa344(&k);
         if (v) {
-            if ((P[10] && (en & ((1ULL << 0))))) {   /* s_2249e1: count() */
+            if ((P[10] && (s->en & ((1ULL << 0))))) {   /* s_2249e1: count() */
                 __sync_fetch_and_add(&v->s_2249e1, 1);
             }
         }
@@ -1023,7 +1034,7 @@ int xdpmon_main(struct xdp_md *ctx)
     }
 
     /* t3 of responder (tests/golden/t3_on_demand.mon:15) */
-    if ((en & ((1ULL << 0))) && P[2]) {
+    if ((s->en & ((1ULL << 0))) && P[2]) {
         X[0] = 0;
         H[0] = 0;
         struct xm_v_m_b91fab *r_m_b91fab_ip_src = NULL;
