@@ -61,8 +61,18 @@ CMS_TAG_MASK = (1 << CMS_TAG_BITS) - 1
 
 # ---- events ------------------------------------------------------------------------------
 
-RINGBUF_PAGES = 64          # per app with rules: 256 KiB with 4 KiB pages
+# One ring buffer per program, shared by every app with rules (records carry
+# their event's id): 256 KiB per such app, rounded up to a power of two pages
+# (the kernel's rule), at most 16 MiB.
+RINGBUF_PAGES_PER_APP = 64
+RINGBUF_PAGES_MAX = 4096
 PAGE_SIZE = 4096
+EVENTS_MAP = "xm_events"
+
+
+def ringbuf_pages(n_apps_with_rules: int) -> int:
+    want = RINGBUF_PAGES_PER_APP * max(1, n_apps_with_rules)
+    return min(RINGBUF_PAGES_MAX, 1 << (want - 1).bit_length())
 
 # ---- bounds of one program (enforced by compiler/limits.py) ---------------------------------
 
@@ -144,7 +154,8 @@ def manifest_section() -> dict:
         "hll_scale_bits": HLL_SCALE_BITS,
         "cms_count_bits": CMS_COUNT_BITS,
         "cms_tag_bits": CMS_TAG_BITS,
-        "ringbuf_bytes": RINGBUF_PAGES * PAGE_SIZE,
+        "ringbuf_pages_per_app": RINGBUF_PAGES_PER_APP,
+        "ringbuf_pages_max": RINGBUF_PAGES_MAX,
         "enable_bits": ENABLE_BITS,
         "layer_bits": dict(LAYER_BITS),
         "parse_outcomes": [{"index": o.index, "name": o.name, "error": o.error, "doc": o.doc} for o in OUTCOMES],

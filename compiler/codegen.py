@@ -60,6 +60,11 @@ class Copy:
 class CView:
     """What the templates ask of a plan, in C."""
 
+    # T1 renews P (XM_FRESH) every this many predicates: few enough that what clang
+    # keeps live between two renewals fits in registers (256 predicates in a row
+    # spilled past the 512-byte stack; every 64 sufficed there).
+    FRESH_EVERY = 16
+
     def __init__(self, plan: P.Plan):
         self.plan = plan
         self.abi = abi

@@ -47,7 +47,7 @@ def _scratch(plan: Plan) -> list[Diagnostic]:
     # The app whose predicate is the first that does not fit (predicates are laid
     # out in evaluation order after the reads), or the last app.
     apps = {a.name: a for a in plan.prog.apps}
-    first_over = max(0, abi.PERCPU_VALUE_MAX - plan.scratch_head)
+    first_over = max(0, abi.PERCPU_VALUE_MAX - plan.scratch_head - plan.n_reads)
     users = plan.prog.preds[first_over].users if first_over < plan.n_preds else ()
     app = next((apps[u] for u in users if u in apps), plan.prog.apps[-1])
     return [Diagnostic(

@@ -13,7 +13,7 @@ imports another backend, and none re-derives what is decided here:
   window groups and, per slot, the aggregate with its sketch parameters;
 * per app with rules: the statistic values T3 reads (and how: which key fields
   of the packet form which key), the phase-3 predicates, the rules and their
-  actions with rate-limiter slots, event records and ring buffers;
+  actions with rate-limiter slots, event records and the ring buffer;
 * the positions of everything kept in arrays: counters, params, enable bits,
   rate limiters.
 
@@ -196,7 +196,7 @@ class T3Plan:
 class AppPlan:
     app: ir.AppIR
     enable_bit: int                   # -1: always on
-    ringbuf: str | None               # map name of its ring buffer (apps with rules)
+    ringbuf: str | None               # the ring buffer its records go to (apps with rules)
     events: int                       # counter indices
     ringbuf_full: int
     rate_limited: int
@@ -264,18 +264,32 @@ class Plan:
 
     @property
     def ringbufs(self) -> list[AppPlan]:
+        """The apps with rules: their records share one ring buffer."""
         return [a for a in self.apps if a.ringbuf]
+
+    @property
+    def ringbuf_pages(self) -> int:
+        return abi.ringbuf_pages(len(self.ringbufs))
+
+    @property
+    def ringbuf_bytes(self) -> int:
+        return self.ringbuf_pages * abi.PAGE_SIZE
 
     @property
     def scratch_head(self) -> int:
         """Bytes of the per-CPU scratch before P[]: the enable bits and their next
-        change (16 B), X[] (8 B per read) and H[] (1 B per read)."""
-        return 16 + 9 * self.n_reads
+        change (16 B) and X[] (8 B per read)."""
+        return 16 + 8 * self.n_reads
+
+    @property
+    def p_size(self) -> int:
+        """Bytes of P[] (1 B per predicate), padded to whole __u64s (it is zeroed by words)."""
+        return -(-max(1, self.n_preds) // 8) * 8
 
     @property
     def scratch_size(self) -> int:
-        """Bytes of the per-CPU scratch value: the head and P[] (1 B per predicate)."""
-        return -(-(self.scratch_head + max(1, self.n_preds)) // 8) * 8
+        """Bytes of the per-CPU scratch value: the head, P[] and H[] (1 B per read)."""
+        return -(-(self.scratch_head + self.p_size + self.n_reads) // 8) * 8
 
     @property
     def has_reads(self) -> bool:
@@ -304,8 +318,9 @@ class Plan:
             out.append(KernelMap(m.name, m.kind, span))
             if m.kind in ("track", "hll"):
                 out.append(KernelMap(f"{m.name}_{'b' if m.kind == 'track' else 'hdr'}", m.kind, span))
-        for a in self.ringbufs:
-            out.append(KernelMap(a.ringbuf, "ring buffer", a.app.rules[0].span if a.app.rules else a.app.span))
+        if self.ringbufs:
+            first = self.ringbufs[0].app
+            out.append(KernelMap(abi.EVENTS_MAP, "ring buffer", first.rules[0].span))
         return out
 
 
@@ -550,7 +565,7 @@ class _Builder:
         apps = []
         for a in prog.apps:
             apps.append(AppPlan(a, self.bits[a.name] if a.mode == "on_demand" else -1,
-                                f"xm_rb_{a.name}" if a.rules else None,
+                                abi.EVENTS_MAP if a.rules else None,
                                 self.ctr[f"app.{a.name}.events"], self.ctr[f"app.{a.name}.ringbuf_full"],
                                 self.ctr[f"app.{a.name}.rate_limited"]))
         t3 = tuple(self.t3_plan(a, actions) for a in prog.apps if a.rules)

@@ -406,7 +406,7 @@ def test_ring_buffers_fill_up(pool):
       send packet(ip.src, ip.dst, eth.src, eth.dst, pkt.len, pkt.ts, ip.ttl, ip.proto, l4.sport, l4.dport,
                   ipv6.flow, ip.version) to asl limit 4294967295/s } } }
     app q { t1 { select tcp } t3 { when tcp.syn { alert "syn" limit 4294967295/s } } }"""
-    ker, ref, art = pool.fresh("ringbuf", spec, poll_every=4096)
+    ker, ref, art = pool.fresh("ringbuf", spec, poll_every=8192)     # 8192 records > the 512 KiB ring
     frames = [(S + i * 1000, f) for i, (_, f) in enumerate(traffic("syn_flood")[:9000])]
     run_both(ker, ref, frames, "ringbuf")
     assert_same(ker, ref, art.manifest, "ringbuf")

@@ -5,7 +5,7 @@
 - ``init()``: params to their defaults (the kernel's maps start zeroed),
 - ``set_param`` / ``params()``, ``set_enabled`` / ``ctl()``: run-time control,
 - ``counters()``, ``raw_state()``: every map's bytes as a runtime.abi.snapshot.RawState,
-- ``open_events(sink)`` / ``poll_events()``: the apps' ring buffers, each record
+- ``open_events(sink)`` / ``poll_events()``: the program's ring buffer, each record
   decoded (runtime.abi.records.decode_event) and handed to ``sink``.
 
 A backend says only how bytes are read and written: ``ProgramMaps`` for a
@@ -166,9 +166,8 @@ class ProgramMaps(MapAccess):
         def cb(ctx, data, n):
             self._deliver(ctypes.string_at(data, n))
             return 0
-        for app in self.manifest.apps:
-            if app.ringbuf:
-                self.bpf[app.ringbuf].open_ring_buffer(cb)
+        for ring in dict.fromkeys(app.ringbuf for app in self.manifest.apps if app.ringbuf):
+            self.bpf[ring].open_ring_buffer(cb)
 
     def _consume_rings(self) -> None:
         if getattr(self.bpf, "_ringbuf_manager", None):

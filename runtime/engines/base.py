@@ -6,7 +6,7 @@ An engine is made from compiled artifacts (``compiler.driver.Artifacts``) and:
   the XDP verdict, or None when the frame was refused (counted in ``stats``);
 - ``maps``: a runtime.dataplane.maps.MapAccess (``set_param``, ``set_enabled``,
   ``params()``, ``ctl()``, ``counters()``, ``raw_state()``);
-- ``poll_events()``: takes the records waiting in the apps' ring buffers; each
+- ``poll_events()``: takes the records waiting in the program's ring buffer; each
   is decoded and put in ``events``, an ``EventQueue``. ``run_frame`` polls
   every ``poll_every`` frames (default: after every frame, so events are
   delivered as they occur, in capture order);

@@ -581,9 +581,15 @@ struct xm_scratch {
     __u64 en;           /* enable bits of on-demand apps, this packet */
     __u64 next;         /* while refreshing them: the next time one runs out */
     __u64 x[1];
+    __u8 p[8];          /* predicates, padded to whole __u64s */
     __u8 h[1];
-    __u8 p[5];
 };
+
+/* Make the compiler forget what it knows of pointer x (no instruction). Used
+ * on P every few predicates and before each map's and rule's tests: what clang
+ * computed from P is then not kept live across the program; hundreds of
+ * predicates or slots would otherwise spill past the 512-byte BPF stack. */
+#define XM_FRESH(x) asm volatile("" : "+r"(x))
 
 /* A pointer to a zero key on the stack (BCC programs have no global data). */
 #define XM_ZERO_KEY (&(__u32){0})
@@ -814,10 +820,14 @@ int xdpmon_main(struct xdp_md *ctx)
     if (!s)
         return XDP_PASS;
     __u8 *P = s->p;
-    __builtin_memset(s->p, 0, sizeof(s->p));
+    /* P[] starts at zero: word by word, volatile so that clang does not turn
+     * the loop back into a memset (the BPF backend inlines only small ones). */
+    for (int i = 0; i < 1; i++)
+        ((volatile __u64 *)s->p)[i] = 0;
 
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
+    XM_FRESH(P);
     P[0] = ((p->layers & XM_L_TCP) != 0);  /* tests/golden/counters.mon:2, tests/golden/counters.mon:5, tests/golden/counters.mon:7 */
     P[1] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 1) & 1) == 1));
     P[2] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 4) & 1) == 1));
@@ -825,6 +835,7 @@ int xdpmon_main(struct xdp_md *ctx)
     P[4] = (P[1] && P[0] && P[3]);  /* tests/golden/counters.mon:6 */
 
     /* ---- T2: one lookup per map ---- */
+    XM_FRESH(P);
     /* m_b91fab: fused map, key (ip.src) */
     /*   counters.per_src  (tests/golden/counters.mon:5) */
     /*   counters.syns  (tests/golden/counters.mon:6) */
@@ -834,6 +845,7 @@ int xdpmon_main(struct xdp_md *ctx)
         __builtin_memcpy(k.ip_src, p->src.b, 16);
         struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
         if (v) {
+            XM_FRESH(P);
             if (P[0]) {   /* s_29224c: count() */
                 __sync_fetch_and_add(&v->s_29224c, 1);
             }
@@ -857,6 +869,7 @@ int xdpmon_main(struct xdp_md *ctx)
     if (P[0]) {
         struct xm_v_m_340ff2 *v = m_340ff2.lookup(XM_ZERO_KEY);
         if (v) {
+            XM_FRESH(P);
             if (P[0]) {   /* s_370a2f: count() */
                 __sync_fetch_and_add(&v->s_370a2f, 1);
             }

@@ -596,9 +596,15 @@ struct xm_scratch {
     __u64 en;           /* enable bits of on-demand apps, this packet */
     __u64 next;         /* while refreshing them: the next time one runs out */
     __u64 x[1];
+    __u8 p[16];          /* predicates, padded to whole __u64s */
     __u8 h[1];
-    __u8 p[10];
 };
+
+/* Make the compiler forget what it knows of pointer x (no instruction). Used
+ * on P every few predicates and before each map's and rule's tests: what clang
+ * computed from P is then not kept live across the program; hundreds of
+ * predicates or slots would otherwise spill past the 512-byte BPF stack. */
+#define XM_FRESH(x) asm volatile("" : "+r"(x))
 
 /* A pointer to a zero key on the stack (BCC programs have no global data). */
 #define XM_ZERO_KEY (&(__u32){0})
@@ -821,10 +827,14 @@ int xdpmon_main(struct xdp_md *ctx)
     if (!s)
         return XDP_PASS;
     __u8 *P = s->p;
-    __builtin_memset(s->p, 0, sizeof(s->p));
+    /* P[] starts at zero: word by word, volatile so that clang does not turn
+     * the loop back into a memset (the BPF backend inlines only small ones). */
+    for (int i = 0; i < 2; i++)
+        ((volatile __u64 *)s->p)[i] = 0;
 
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
+    XM_FRESH(P);
     P[0] = ((p->layers & XM_L_TCP) && (((__u64)p->dport == 22ULL) || ((__u64)p->dport == 443ULL) || ((__u64)p->dport == 80ULL) || ((__u64)p->dport >= 1024ULL && (__u64)p->dport <= 65535ULL)));
     P[1] = ((p->layers & XM_L_IPV4) && (((bpf_ntohl(p->src.w[3]) & 0xff000000U) == 0x0a000000U)));
     P[2] = !P[1];
@@ -837,6 +847,7 @@ int xdpmon_main(struct xdp_md *ctx)
     P[9] = (P[3] || P[8]);  /* tests/golden/filters.mon:3, tests/golden/filters.mon:8 */
 
     /* ---- T2: one lookup per map ---- */
+    XM_FRESH(P);
     /* m_74fa9b: fused map, key (l4.dport) */
     /*   filters.hits  (tests/golden/filters.mon:8) */
     if ((p->layers & XM_L_L4) && (P[9])) {
@@ -845,6 +856,7 @@ int xdpmon_main(struct xdp_md *ctx)
         k.l4_dport = p->dport;
         struct xm_v_m_74fa9b *v = xm_upsert_m_74fa9b(&k);
         if (v) {
+            XM_FRESH(P);
             if (P[9]) {   /* s_bf1306: count() */
                 __sync_fetch_and_add(&v->s_bf1306, 1);
             }

@@ -596,9 +596,15 @@ struct xm_scratch {
     __u64 en;           /* enable bits of on-demand apps, this packet */
     __u64 next;         /* while refreshing them: the next time one runs out */
     __u64 x[2];
+    __u8 p[8];          /* predicates, padded to whole __u64s */
     __u8 h[2];
-    __u8 p[4];
 };
+
+/* Make the compiler forget what it knows of pointer x (no instruction). Used
+ * on P every few predicates and before each map's and rule's tests: what clang
+ * computed from P is then not kept live across the program; hundreds of
+ * predicates or slots would otherwise spill past the 512-byte BPF stack. */
+#define XM_FRESH(x) asm volatile("" : "+r"(x))
 
 /* A pointer to a zero key on the stack (BCC programs have no global data). */
 #define XM_ZERO_KEY (&(__u32){0})
@@ -815,7 +821,8 @@ BPF_ARRAY(m_2347c5, __u64, 1024);
 BPF_ARRAY(m_2347c5_hdr, struct xm_hll_hdr, 1);
 BPF_TABLE("hash", struct xm_k_m_8e9310, struct xm_v_m_8e9310, m_8e9310, 16384);
 BPF_ARRAY(m_4066ee, __u64, 2048);
-BPF_RINGBUF_OUTPUT(xm_rb_sketches, 64);
+/* The events of every app with rules (1): 256 KiB */
+BPF_RINGBUF_OUTPUT(xm_events, 64);
 
 /* Find the entry of key k in m_b91fab, inserting zeros if new; a full map is counted. */
 static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k)
@@ -872,13 +879,18 @@ int xdpmon_main(struct xdp_md *ctx)
     __u8 *P = s->p;
     __u64 *X = s->x;
     __u8 *H = s->h;
-    __builtin_memset(s->p, 0, sizeof(s->p));
+    /* P[] starts at zero: word by word, volatile so that clang does not turn
+     * the loop back into a memset (the BPF backend inlines only small ones). */
+    for (int i = 0; i < 1; i++)
+        ((volatile __u64 *)s->p)[i] = 0;
 
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
+    XM_FRESH(P);
     P[0] = ((p->layers & XM_L_L4) != 0);  /* tests/golden/sketches.mon:2, tests/golden/sketches.mon:5, tests/golden/sketches.mon:6, tests/golden/sketches.mon:7, tests/golden/sketches.mon:8 */
 
     /* ---- T2: one lookup per map ---- */
+    XM_FRESH(P);
     /* m_b91fab: fused map, key (ip.src) */
     /*   sketches.ports  (tests/golden/sketches.mon:5) */
     if ((p->layers & XM_L_IP) && (P[0])) {
@@ -887,6 +899,7 @@ int xdpmon_main(struct xdp_md *ctx)
         __builtin_memcpy(k.ip_src, p->src.b, 16);
         struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
         if (v) {
+            XM_FRESH(P);
             if (P[0]) {   /* window 10000000000 ns */
                 if (v->e_10000000000 != ep_10000000000) {   /* a new window: reset its slots */
                     v->e_10000000000 = ep_10000000000;
@@ -950,6 +963,7 @@ int xdpmon_main(struct xdp_md *ctx)
         k.ip_proto = p->ip_proto;
         struct xm_v_m_8e9310 *v = xm_upsert_m_8e9310(&k);
         if (v) {
+            XM_FRESH(P);
             if (P[0]) {   /* s_42cd9a: hist(pkt.len) */
                 __u32 b = xm_log2_bucket((__u64)p->len);
                 if (b < 33)
@@ -1007,16 +1021,17 @@ int xdpmon_main(struct xdp_md *ctx)
         P[1] = ((p->layers & XM_L_IP) && H[0] && (par->v[0] < X[0]));   /* p1 */
         P[2] = (H[1] && (X[1] > 10ULL));   /* p2 */
         P[3] = (P[1] && P[2] && P[0]);   /* p3 */
+        XM_FRESH(P);
         if (P[3]) {   /* rule 0: tests/golden/sketches.mon:10 */
             xm_count(31);
             if (xm_rate_ok(0, now, 1000000000ULL, 1000000000ULL)) {   /* limit 1/s */
-                struct xm_ev_sketches_r0_a0 *e = xm_rb_sketches.ringbuf_reserve(sizeof(struct xm_ev_sketches_r0_a0));
+                struct xm_ev_sketches_r0_a0 *e = xm_events.ringbuf_reserve(sizeof(struct xm_ev_sketches_r0_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
                     e->action = 19357234;
                     e->rule = 0;
-                    xm_rb_sketches.ringbuf_submit(e, 0);
+                    xm_events.ringbuf_submit(e, 0);
                     xm_count(28);
                 } else {
                     xm_count(29);

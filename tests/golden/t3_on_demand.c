@@ -591,9 +591,15 @@ struct xm_scratch {
     __u64 en;           /* enable bits of on-demand apps, this packet */
     __u64 next;         /* while refreshing them: the next time one runs out */
     __u64 x[2];
+    __u8 p[16];          /* predicates, padded to whole __u64s */
     __u8 h[2];
-    __u8 p[11];
 };
+
+/* Make the compiler forget what it knows of pointer x (no instruction). Used
+ * on P every few predicates and before each map's and rule's tests: what clang
+ * computed from P is then not kept live across the program; hundreds of
+ * predicates or slots would otherwise spill past the 512-byte BPF stack. */
+#define XM_FRESH(x) asm volatile("" : "+r"(x))
 
 /* A pointer to a zero key on the stack (BCC programs have no global data). */
 #define XM_ZERO_KEY (&(__u32){0})
@@ -825,8 +831,8 @@ struct xm_ev_responder_r0_a0 {
 
 BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
 BPF_TABLE("hash", struct xm_k_m_4fa344, struct xm_v_m_4fa344, m_4fa344, 16384);
-BPF_RINGBUF_OUTPUT(xm_rb_watcher, 64);
-BPF_RINGBUF_OUTPUT(xm_rb_responder, 64);
+/* The events of every app with rules (2): 512 KiB */
+BPF_RINGBUF_OUTPUT(xm_events, 128);
 
 /* Find the entry of key k in m_b91fab, inserting zeros if new; a full map is counted. */
 static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k)
@@ -885,20 +891,26 @@ int xdpmon_main(struct xdp_md *ctx)
     __u8 *P = s->p;
     __u64 *X = s->x;
     __u8 *H = s->h;
-    __builtin_memset(s->p, 0, sizeof(s->p));
+    /* P[] starts at zero: word by word, volatile so that clang does not turn
+     * the loop back into a memset (the BPF backend inlines only small ones). */
+    for (int i = 0; i < 2; i++)
+        ((volatile __u64 *)s->p)[i] = 0;
 
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
+    XM_FRESH(P);
     P[0] = ((p->layers & XM_L_UDP) && ((__u64)p->dport == 53ULL));
     P[1] = ((p->layers & XM_L_UDP) && ((__u64)p->sport == 53ULL));
     P[2] = (P[0] || P[1]);  /* tests/golden/t3_on_demand.mon:15, tests/golden/t3_on_demand.mon:19, tests/golden/t3_on_demand.mon:2, tests/golden/t3_on_demand.mon:5 */
     /* only while responder enabled */
     if ((s->en & ((1ULL << 0)))) {
+        XM_FRESH(P);
         P[9] = ((p->layers & XM_L_DNS) && ((__u64)((p->dns_flags >> 15) & 1) == 1));
         P[10] = (P[9] && P[2]);  /* tests/golden/t3_on_demand.mon:20 */
     }
 
     /* ---- T2: one lookup per map ---- */
+    XM_FRESH(P);
     /* m_b91fab: fused map, key (ip.src) */
     /*   responder.q  (tests/golden/t3_on_demand.mon:19) */
     /*   watcher.q  (tests/golden/t3_on_demand.mon:5) */
@@ -908,6 +920,7 @@ int xdpmon_main(struct xdp_md *ctx)
         __builtin_memcpy(k.ip_src, p->src.b, 16);
         struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
         if (v) {
+            XM_FRESH(P);
             if (P[2] || (P[2] && (s->en & ((1ULL << 0))))) {   /* window 1000000000 ns */
                 if (v->e_1000000000 != ep_1000000000) {   /* a new window: reset its slots */
                     v->e_1000000000 = ep_1000000000;
@@ -936,6 +949,7 @@ int xdpmon_main(struct xdp_md *ctx)
         k.dns_rcode = (p->dns_flags & 0xf);
         struct xm_v_m_4fa344 *v = xm_upsert_m_4fa344(&k);
         if (v) {
+            XM_FRESH(P);
             if ((P[10] && (s->en & ((1ULL << 0))))) {   /* s_2249e1: count() */
                 __sync_fetch_and_add(&v->s_2249e1, 1);
             }
@@ -964,10 +978,11 @@ int xdpmon_main(struct xdp_md *ctx)
         P[4] = (P[3] && P[2]);   /* p4 */
         P[5] = ((p->layers & XM_L_IP) && H[1] && ((2ULL * par->v[0]) < X[1]));   /* p5 */
         P[6] = (P[5] && P[2]);   /* p6 */
+        XM_FRESH(P);
         if (P[4]) {   /* rule 0: tests/golden/t3_on_demand.mon:7 */
             xm_count(32);
             if (xm_rate_ok(0, now, 100000000ULL, 1000000000ULL)) {   /* limit 10/s */
-                struct xm_ev_watcher_r0_a0 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_watcher_r0_a0));
+                struct xm_ev_watcher_r0_a0 *e = xm_events.ringbuf_reserve(sizeof(struct xm_ev_watcher_r0_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
@@ -976,7 +991,7 @@ int xdpmon_main(struct xdp_md *ctx)
                     if (p->layers & XM_L_IP) __builtin_memcpy(e->ip_dst, p->dst.b, 16);
                     if (p->layers & XM_L_IP) __builtin_memcpy(e->ip_src, p->src.b, 16);
                     if (p->layers & XM_L_UDP) e->udp_sport = p->sport;
-                    xm_rb_watcher.ringbuf_submit(e, 0);
+                    xm_events.ringbuf_submit(e, 0);
                     xm_count(26);
                 } else {
                     xm_count(27);
@@ -985,13 +1000,13 @@ int xdpmon_main(struct xdp_md *ctx)
                 xm_count(28);
             }
             if (xm_rate_ok(1, now, 1000000000ULL, 1000000000ULL)) {   /* limit 1/s */
-                struct xm_ev_watcher_r0_a1 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_watcher_r0_a1));
+                struct xm_ev_watcher_r0_a1 *e = xm_events.ringbuf_reserve(sizeof(struct xm_ev_watcher_r0_a1));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
                     e->action = 356686416;
                     e->rule = 0;
-                    xm_rb_watcher.ringbuf_submit(e, 0);
+                    xm_events.ringbuf_submit(e, 0);
                     xm_count(26);
                 } else {
                     xm_count(27);
@@ -1000,29 +1015,30 @@ int xdpmon_main(struct xdp_md *ctx)
                 xm_count(28);
             }
             if (xm_enable(ctl, 0, now + 30000000000ULL)) {   /* enable responder: it was off */
-                struct xm_ev_watcher_r0_a2 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_watcher_r0_a2));
+                struct xm_ev_watcher_r0_a2 *e = xm_events.ringbuf_reserve(sizeof(struct xm_ev_watcher_r0_a2));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
                     e->action = 1597004255;
                     e->rule = 0;
-                    xm_rb_watcher.ringbuf_submit(e, 0);
+                    xm_events.ringbuf_submit(e, 0);
                     xm_count(26);
                 } else {
                     xm_count(27);
                 }
             }
         }
+        XM_FRESH(P);
         if (P[6]) {   /* rule 1: tests/golden/t3_on_demand.mon:12 */
             xm_count(33);
             if (xm_rate_ok(2, now, 5000000000ULL, 5000000000ULL)) {   /* limit 1/every */
-                struct xm_ev_watcher_r1_a0 *e = xm_rb_watcher.ringbuf_reserve(sizeof(struct xm_ev_watcher_r1_a0));
+                struct xm_ev_watcher_r1_a0 *e = xm_events.ringbuf_reserve(sizeof(struct xm_ev_watcher_r1_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
                     e->action = 1349829327;
                     e->rule = 1;
-                    xm_rb_watcher.ringbuf_submit(e, 0);
+                    xm_events.ringbuf_submit(e, 0);
                     xm_count(26);
                 } else {
                     xm_count(27);
@@ -1046,10 +1062,11 @@ int xdpmon_main(struct xdp_md *ctx)
         }
         P[7] = ((p->layers & XM_L_IP) && H[0] && (X[0] > 100ULL));   /* p7 */
         P[8] = (P[7] && P[2]);   /* p8 */
+        XM_FRESH(P);
         if (P[8]) {   /* rule 2: tests/golden/t3_on_demand.mon:22 */
             xm_count(34);
             if (xm_rate_ok(3, now, 1000000ULL, 1000000000ULL)) {   /* limit 1000/s */
-                struct xm_ev_responder_r0_a0 *e = xm_rb_responder.ringbuf_reserve(sizeof(struct xm_ev_responder_r0_a0));
+                struct xm_ev_responder_r0_a0 *e = xm_events.ringbuf_reserve(sizeof(struct xm_ev_responder_r0_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
@@ -1057,7 +1074,7 @@ int xdpmon_main(struct xdp_md *ctx)
                     e->rule = 0;
                     if (p->layers & XM_L_IP) __builtin_memcpy(e->ip_dst, p->dst.b, 16);
                     if (p->layers & XM_L_DNS) e->dns_rcode = (p->dns_flags & 0xf);
-                    xm_rb_responder.ringbuf_submit(e, 0);
+                    xm_events.ringbuf_submit(e, 0);
                     xm_count(29);
                 } else {
                     xm_count(30);

@@ -581,9 +581,15 @@ struct xm_scratch {
     __u64 en;           /* enable bits of on-demand apps, this packet */
     __u64 next;         /* while refreshing them: the next time one runs out */
     __u64 x[1];
+    __u8 p[16];          /* predicates, padded to whole __u64s */
     __u8 h[1];
-    __u8 p[11];
 };
+
+/* Make the compiler forget what it knows of pointer x (no instruction). Used
+ * on P every few predicates and before each map's and rule's tests: what clang
+ * computed from P is then not kept live across the program; hundreds of
+ * predicates or slots would otherwise spill past the 512-byte BPF stack. */
+#define XM_FRESH(x) asm volatile("" : "+r"(x))
 
 /* A pointer to a zero key on the stack (BCC programs have no global data). */
 #define XM_ZERO_KEY (&(__u32){0})
@@ -774,7 +780,8 @@ struct xm_ev_conns_r0_a0 {
 
 BPF_TABLE("lru_hash", struct xm_k_m_dcc6c9, struct xm_track_v, m_dcc6c9, 4096);
 BPF_ARRAY(m_dcc6c9_b, struct xm_bucket, XM_TRACK_BUCKETS);
-BPF_RINGBUF_OUTPUT(xm_rb_conns, 64);
+/* The events of every app with rules (1): 256 KiB */
+BPF_RINGBUF_OUTPUT(xm_events, 64);
 
 
 /* m_dcc6c9: count an open (+1) or a close (-1) in the bucket of its open time. */
@@ -826,10 +833,14 @@ int xdpmon_main(struct xdp_md *ctx)
     if (!s)
         return XDP_PASS;
     __u8 *P = s->p;
-    __builtin_memset(s->p, 0, sizeof(s->p));
+    /* P[] starts at zero: word by word, volatile so that clang does not turn
+     * the loop back into a memset (the BPF backend inlines only small ones). */
+    for (int i = 0; i < 2; i++)
+        ((volatile __u64 *)s->p)[i] = 0;
 
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
+    XM_FRESH(P);
     P[0] = ((p->layers & XM_L_TCP) != 0);  /* tests/golden/track.mon:2, tests/golden/track.mon:5 */
     P[3] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 1) & 1) == 1));
     P[4] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 4) & 1) == 1));
@@ -841,6 +852,7 @@ int xdpmon_main(struct xdp_md *ctx)
     P[10] = (P[0] && P[9]);  /* tests/golden/track.mon:5 */
 
     /* ---- T2: one lookup per map ---- */
+    XM_FRESH(P);
     /* m_dcc6c9: track map, key (ip.dst, ip.src, tcp.dport, tcp.sport) */
     /*   conns.pending  (tests/golden/track.mon:5) */
     if ((p->layers & (XM_L_IP | XM_L_TCP)) == (XM_L_IP | XM_L_TCP) && (P[6] || P[10])) {
@@ -876,16 +888,17 @@ int xdpmon_main(struct xdp_md *ctx)
     if (P[0]) {
         P[1] = ((par->v[0] < xm_track_size_m_dcc6c9(now / 1250000000ULL)));   /* p1 */
         P[2] = (P[1] && P[0]);   /* p2 */
+        XM_FRESH(P);
         if (P[2]) {   /* rule 0: tests/golden/track.mon:10 */
             xm_count(28);
             if (xm_rate_ok(0, now, 1000000000ULL, 1000000000ULL)) {   /* limit 1/every */
-                struct xm_ev_conns_r0_a0 *e = xm_rb_conns.ringbuf_reserve(sizeof(struct xm_ev_conns_r0_a0));
+                struct xm_ev_conns_r0_a0 *e = xm_events.ringbuf_reserve(sizeof(struct xm_ev_conns_r0_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
                     e->ts = now;
                     e->action = 1897728959;
                     e->rule = 0;
-                    xm_rb_conns.ringbuf_submit(e, 0);
+                    xm_events.ringbuf_submit(e, 0);
                     xm_count(25);
                 } else {
                     xm_count(26);

@@ -35,8 +35,8 @@ statement-by-statement translation):
   entry reads 0, absent key fields make the comparison false), ``size()``,
   estimates (runtime/abi/hll.py), rate limiters (GCRA as xm_rate_ok), event records
   (the same bytes; fields of absent layers sent as zeros; decoded when polled, by
-  runtime.abi.records.decode_event as the kernel's), and the per-app ring buffers'
-  capacity (256 KiB, drained when the engine polls: after every ``poll_every``
+  runtime.abi.records.decode_event as the kernel's), and the shared ring buffer's
+  capacity (256 KiB per app with rules, as the C; drained when the engine polls: after every ``poll_every``
   frames and at each snapshot).
 
 The reference does what the C does, even where that is surprising: when the C
@@ -241,8 +241,8 @@ class ReferenceEngine(Engine):
         self.CTL = [0, 0]                       # mask, next_change (the C's xm_ctl)
         self.UNTIL = [0] * plan.n_enable_bits  # (the C pads an empty until[] to one unread entry)
         self.RL = [0] * plan.n_limiters
-        self.RBU = [0] * len(plan.ringbufs)     # bytes in each app's ring buffer
-        self.RBQ = [[] for _ in self.RBU]       # its records, not yet consumed
+        self.RBU = [0]                          # bytes in the ring buffer (one, shared)
+        self.RBQ = [[]]                         # its records, not yet consumed
         self.on_demand = [a.enable_bit for a in plan.apps if a.enable_bit >= 0]
         self.store: dict = {}                   # namespace name -> map state
         for m in prog.maps:

@@ -41,7 +41,6 @@ from . import pyparse
 M64 = (1 << 64) - 1
 CMS_COUNT = abi.CMS_COUNT_MASK
 TRACK_NB = abi.TRACK_BUCKETS
-RINGBUF_BYTES = abi.RINGBUF_PAGES * abi.PAGE_SIZE
 BIT = c_fields.LAYER_BITS
 
 _INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
@@ -279,7 +278,7 @@ class PyProgram:
             if m.value is not None:
                 self.value_plans[m.name] = value_plan(m.value, f"VS_{m.name}")
                 self.ns[f"VS_{m.name}"] = struct.Struct(struct_format(m.value)[0])
-        self.ringbuf_apps = [a.name for a in plan.ringbufs]
+        self.ringbuf_bytes = plan.ringbuf_bytes
         self.source = self._render()
 
     # ---- helpers ----------------------------------------------------------------------
@@ -716,10 +715,9 @@ class PyProgram:
                 else:   # the C sends an absent field as zeros
                     args.append(f"({fexpr(f)} if (L & {BIT[f.layer]}) else {zero})")
         rec_len = (st.size + 8 + 7) // 8 * 8       # ring buffer record: 8-byte header, 8-aligned
-        rb = self.ringbuf_apps.index(a.name)
-        c(ind, f"if RBU[{rb}] + {rec_len} < {RINGBUF_BYTES}:   # ring buffer {a.ringbuf} has room")
-        c(ind + 1, f"RBU[{rb}] += {rec_len}")
-        c(ind + 1, f"RBQ[{rb}].append(DEC({pk}({', '.join(args)})))")
+        c(ind, f"if RBU[0] + {rec_len} < {self.ringbuf_bytes}:   # ring buffer {a.ringbuf} has room")
+        c(ind + 1, f"RBU[0] += {rec_len}")
+        c(ind + 1, f"RBQ[0].append(DEC({pk}({', '.join(args)})))")
         c(ind + 1, f"C[{a.events}] += 1")
         c(ind, "else:")
         c(ind + 1, f"C[{a.ringbuf_full}] += 1")
