@@ -592,6 +592,15 @@ BPF_ARRAY(xm_zero, struct xm_zero_t, 1);             /* an all-zero value for in
 BPF_PERCPU_ARRAY(xm_scratch, struct xm_scratch, 1);
 BPF_ARRAY(xm_rl, __u64, 1);   /* rate limiters: next allowed time */
 
+/* Zero n bytes (a multiple of 8) word by word. Volatile, so that clang neither
+ * merges the zeroing of neighbouring slots into one memset nor turns the loop
+ * into one: the BPF backend inlines only small memsets and cannot call one. */
+static __always_inline void xm_zero_words(void *dst, __u32 n)
+{
+    for (__u32 i = 0; i < n / 8; i++)
+        ((volatile __u64 *)dst)[i] = 0;
+}
+
 static __always_inline void xm_count(__u32 i)
 {
     __u64 *c = xm_counters.lookup(&i);
@@ -829,10 +838,7 @@ int xdpmon_main(struct xdp_md *ctx)
     if (!s)
         return XDP_PASS;
     __u8 *P = s->p;
-    /* P[] starts at zero: word by word, volatile so that clang does not turn
-     * the loop back into a memset (the BPF backend inlines only small ones). */
-    for (int i = 0; i < 1; i++)
-        ((volatile __u64 *)s->p)[i] = 0;
+    xm_zero_words(s->p, sizeof(s->p));       /* P[] starts at zero */
 
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
@@ -857,7 +863,7 @@ int xdpmon_main(struct xdp_md *ctx)
             if (P[2]) {   /* window 1000000000 ns */
                 if (v->e_1000000000 != ep_1000000000) {   /* a new window: reset its slots */
                     v->e_1000000000 = ep_1000000000;
-                    v->s_bf1c10 = 0;
+                    xm_zero_words(&v->s_bf1c10, 8);
                 }
                 if (P[2]) {   /* s_bf1c10: count() */
                     __sync_fetch_and_add(&v->s_bf1c10, 1);
@@ -866,8 +872,8 @@ int xdpmon_main(struct xdp_md *ctx)
             if (P[0]) {   /* window 10000000000 ns */
                 if (v->e_10000000000 != ep_10000000000) {   /* a new window: reset its slots */
                     v->e_10000000000 = ep_10000000000;
-                    v->s_9fe898 = 0;
-                    v->s_a20a55 = 0;
+                    xm_zero_words(&v->s_9fe898, 8);
+                    xm_zero_words(&v->s_a20a55, 8);
                 }
                 if (P[0]) {   /* s_9fe898: max(pkt.len) */
                     xm_max(&v->s_9fe898, (__u64)p->len);

@@ -616,6 +616,15 @@ BPF_ARRAY(xm_zero, struct xm_zero_t, 1);             /* an all-zero value for in
 BPF_PERCPU_ARRAY(xm_scratch, struct xm_scratch, 1);
 BPF_ARRAY(xm_rl, __u64, 1);   /* rate limiters: next allowed time */
 
+/* Zero n bytes (a multiple of 8) word by word. Volatile, so that clang neither
+ * merges the zeroing of neighbouring slots into one memset nor turns the loop
+ * into one: the BPF backend inlines only small memsets and cannot call one. */
+static __always_inline void xm_zero_words(void *dst, __u32 n)
+{
+    for (__u32 i = 0; i < n / 8; i++)
+        ((volatile __u64 *)dst)[i] = 0;
+}
+
 static __always_inline void xm_count(__u32 i)
 {
     __u64 *c = xm_counters.lookup(&i);
@@ -879,10 +888,7 @@ int xdpmon_main(struct xdp_md *ctx)
     __u8 *P = s->p;
     __u64 *X = s->x;
     __u8 *H = s->h;
-    /* P[] starts at zero: word by word, volatile so that clang does not turn
-     * the loop back into a memset (the BPF backend inlines only small ones). */
-    for (int i = 0; i < 1; i++)
-        ((volatile __u64 *)s->p)[i] = 0;
+    xm_zero_words(s->p, sizeof(s->p));       /* P[] starts at zero */
 
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
@@ -903,7 +909,7 @@ int xdpmon_main(struct xdp_md *ctx)
             if (P[0]) {   /* window 10000000000 ns */
                 if (v->e_10000000000 != ep_10000000000) {   /* a new window: reset its slots */
                     v->e_10000000000 = ep_10000000000;
-                    __builtin_memset(v->s_ee5d43_regs, 0, sizeof(v->s_ee5d43_regs)); v->s_ee5d43_z = 0;   /* z re-initialised on first update */
+                    xm_zero_words(v->s_ee5d43_regs, sizeof(v->s_ee5d43_regs)); v->s_ee5d43_z = 0;   /* z re-initialised on first update */
                 }
                 if (P[0]) {   /* s_ee5d43: distinct(l4.dport) */
                     if ((p->layers & (XM_L_L4)) == (XM_L_L4)) {
