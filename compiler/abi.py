@@ -69,6 +69,13 @@ RINGBUF_PAGES_MAX = 4096
 PAGE_SIZE = 4096
 EVENTS_MAP = "xm_events"
 
+# ---- stages: a program too long for one XDP program runs as several, chained by
+# tail calls through a program array; the packet and the time travel in the scratch.
+STAGES_MAP = "xm_stages"
+ENTRY_FUNCTION = "xdpmon_main"          # stage 0: the program attached or test-run
+STAGE_FUNCTION = "xdpmon_stage{}"       # stages 1, 2, ...
+PKT_STRUCT_MAX = 160                    # sizeof(struct xm_pkt) is checked against it in the C
+
 
 def ringbuf_pages(n_apps_with_rules: int) -> int:
     want = RINGBUF_PAGES_PER_APP * max(1, n_apps_with_rules)

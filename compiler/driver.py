@@ -35,27 +35,28 @@ class Artifacts:
 
 
 def plan_program(model: M.ProgramM, sources: dict[str, str] | None = None,
-                 replay: bool = False) -> plan_mod.Plan:
+                 replay: bool = False, stage_budget: int = plan_mod.STAGE_BUDGET) -> plan_mod.Plan:
     """Merge and plan; raises SpecError where the merged program is past a bound
     of the kernel (compiler/limits.py)."""
-    plan = plan_mod.build(build_ir(model), replay=replay)
+    plan = plan_mod.build(build_ir(model), replay=replay, stage_budget=stage_budget)
     diags = limits.check(plan)
     if diags:
         raise SpecError(diags, sources)
     return plan
 
 
-def compile_program(model: M.ProgramM, sources: dict[str, str] | None = None, replay: bool = False) -> Artifacts:
-    plan = plan_program(model, sources, replay)
+def compile_program(model: M.ProgramM, sources: dict[str, str] | None = None, replay: bool = False,
+                    stage_budget: int = plan_mod.STAGE_BUDGET) -> Artifacts:
+    plan = plan_program(model, sources, replay, stage_budget)
     prog = plan.prog
     c = render_c(plan)
     stubs = {stub_filename(a.name): render_stub(plan, a.name) for a in prog.apps}
     return Artifacts(model, prog, plan, c, stubs, manifest_mod.build(plan, C_FILE), sources or {})
 
 
-def compile_files(paths, replay: bool = False) -> Artifacts:
+def compile_files(paths, replay: bool = False, stage_budget: int = plan_mod.STAGE_BUDGET) -> Artifacts:
     model, sources = load(list(paths))
-    return compile_program(model, sources, replay)
+    return compile_program(model, sources, replay, stage_budget)
 
 
 def write(art: Artifacts, out: Path, force: bool = False) -> list[tuple[str, str]]:

@@ -133,5 +133,10 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
         "predicates": [{"id": n.id, "text": pstr(n.pred), "users": list(n.users), "phase": n.phase}
                        for n in prog.preds],
         "rate_limiters": {"map": "xm_rl", "n": plan.n_limiters},
+        # The programs to load: the entry point first; with several, each tail-calls
+        # the next through the program array (runtime/dataplane/loader.py fills it).
+        "stages": {"map": abi.STAGES_MAP if plan.staged else None,
+                   "functions": [st.function for st in plan.stages],
+                   "maps": [list(st.maps) for st in plan.stages], "t3": [list(st.t3) for st in plan.stages]},
         "abi": abi.manifest_section(),
     }

@@ -207,6 +207,20 @@ class AppPlan:
 
 
 @dataclass(frozen=True)
+class StagePlan:
+    """One XDP program of a staged program: the map updates and T3 blocks it runs.
+    Stage 0 also parses and evaluates T1; each stage tail-calls the next."""
+    index: int
+    maps: tuple[str, ...]
+    t3: tuple[str, ...]
+    cost: int                         # estimated BPF instructions (stage_costs)
+
+    @property
+    def function(self) -> str:
+        return abi.ENTRY_FUNCTION if self.index == 0 else abi.STAGE_FUNCTION.format(self.index)
+
+
+@dataclass(frozen=True)
 class ParamPlan:
     param: ir.ParamIR
     name: str                         # "<app>.<param>"
@@ -231,6 +245,7 @@ class Plan:
     n_enable_bits: int
     ctl: L.Struct
     params_struct: L.Struct
+    stages: tuple[StagePlan, ...] = ()
     # lookups
     _maps: dict = field(default_factory=dict, repr=False)
     _apps: dict = field(default_factory=dict, repr=False)
@@ -278,8 +293,8 @@ class Plan:
     @property
     def scratch_head(self) -> int:
         """Bytes of the per-CPU scratch before P[]: the enable bits and their next
-        change (16 B) and X[] (8 B per read)."""
-        return 16 + 8 * self.n_reads
+        change (16 B), X[] (8 B per read) and, when staged, the packet and the time."""
+        return 16 + 8 * self.n_reads + (8 + abi.PKT_STRUCT_MAX if self.staged else 0)
 
     @property
     def p_size(self) -> int:
@@ -290,6 +305,14 @@ class Plan:
     def scratch_size(self) -> int:
         """Bytes of the per-CPU scratch value: the head, P[] and H[] (1 B per read)."""
         return -(-(self.scratch_head + self.p_size + self.n_reads) // 8) * 8
+
+    @property
+    def staged(self) -> bool:
+        """Several programs chained by tail calls (the packet then lives in the scratch)."""
+        return len(self.stages) > 1
+
+    def stage_of(self, kind: str, name: str) -> int:
+        return next(s.index for s in self.stages if name in (s.maps if kind == "map" else s.t3))
 
     @property
     def has_reads(self) -> bool:
@@ -307,6 +330,8 @@ class Plan:
             out.append("xm_zero")                # inserts of new keys
         if self.n_limiters:
             out.append("xm_rl")
+        if self.staged:
+            out.append(abi.STAGES_MAP)
         return out
 
     def kernel_maps(self) -> list["KernelMap"]:
@@ -347,9 +372,11 @@ def hll_params(registers: int) -> HllParams:
 
 # ---- building ----------------------------------------------------------------------------------
 
-def counter_names(prog: ir.ProgramIR) -> list[str]:
+def counter_names(prog: ir.ProgramIR, staged: bool = False) -> list[str]:
     """The global per-CPU counter array, index -> name."""
     names = ["frames"] + [f"parse.{o.name}" for o in OUTCOMES]
+    if staged:
+        names.append("stage.tail_call_failed")
     names += ["verdict.pass", "verdict.drop", "blocklist.logged", "blocklist.dropped"]
     names += [f"map.{m.name}.insert_failed" for m in prog.maps]
     for a in prog.apps:
@@ -427,14 +454,57 @@ def walk_values(v):
         yield from walk_values(v.right)
 
 
+# ---- stages -------------------------------------------------------------------------------------
+
+# Estimated BPF instructions per block (fitted to what clang emits for generated
+# programs of 16 to 256 apps, within ~20%). A stage stays under STAGE_BUDGET
+# estimated instructions: BPF jumps reach 32,767 instructions, and the verifier's
+# rewrites (map lookups, helper calls) lengthen the code it has to jump over.
+STAGE_BUDGET = 12_000
+_BASE_COST = 600                       # parse, counters, the scratch
+_SLOT_COST = {"count": 4, "sum": 6, "min": 10, "max": 10, "hist": 30, "distinct": 70}
+
+
+def map_cost(m: ir.StatMap) -> int:
+    cost = 30 + (100 if m.kind == "track" else 0)
+    windows = {s.window_ns for s in m.slots}
+    cost += 10 * len(windows)
+    for s in m.slots:
+        depth = dict(s.options).get("depth", 1)
+        cost += 4 + (40 * depth if s.func == "cms" else _SLOT_COST.get(s.func, 10))
+    return cost
+
+
+def t3_cost(prog: ir.ProgramIR, a: ir.AppIR) -> int:
+    reads = len({r.cond for r in a.rules})          # a proxy: rules read what their conditions name
+    return 20 + 40 * reads + sum(15 + 60 * len(r.actions) for r in a.rules)
+
+
+def split_stages(prog: ir.ProgramIR, budget: int = STAGE_BUDGET) -> tuple[StagePlan, ...]:
+    """Map blocks, then T3 blocks, in program order, into stages of at most
+    ``budget`` estimated instructions (stage 0 also holds parsing and T1)."""
+    blocks = [("map", m.name, map_cost(m)) for m in prog.maps]
+    blocks += [("t3", a.name, t3_cost(prog, a)) for a in prog.apps if a.rules]
+    stages: list[list] = [[[], [], _BASE_COST + 8 * len(prog.preds)]]
+    for kind, name, cost in blocks:
+        cur = stages[-1]
+        if cur[0] + cur[1] and cur[2] + cost > budget or not cur[0] + cur[1] and cur[2] > budget:
+            stages.append([[], [], 0])
+            cur = stages[-1]
+        (cur[0] if kind == "map" else cur[1]).append(name)
+        cur[2] += cost
+    return tuple(StagePlan(i, tuple(m), tuple(t), c) for i, (m, t, c) in enumerate(stages))
+
+
 class _Builder:
-    def __init__(self, prog: ir.ProgramIR, replay: bool):
+    def __init__(self, prog: ir.ProgramIR, replay: bool, stage_budget: int = STAGE_BUDGET):
         self.prog = prog
         self.replay = replay
         self.modes = {a.name: a.mode for a in prog.apps}
         # one enable bit per on-demand app (always-on apps need none)
         self.bits = {a.name: i for i, a in enumerate(a for a in prog.apps if a.mode == "on_demand")}
-        self.counters = counter_names(prog)
+        self.stages = split_stages(prog, stage_budget)
+        self.counters = counter_names(prog, staged=len(self.stages) > 1)
         self.ctr = {n: i for i, n in enumerate(self.counters)}
 
     def gate(self, apps) -> Gate:
@@ -584,11 +654,13 @@ class _Builder:
             n_enable_bits=n_bits,
             ctl=abi.ctl_struct(n_bits),
             params_struct=abi.params_struct(len(prog.params)),
+            stages=self.stages,
         )
 
 
-def build(prog: ir.ProgramIR, replay: bool = False) -> Plan:
-    return _Builder(prog, replay).build()
+def build(prog: ir.ProgramIR, replay: bool = False, stage_budget: int = STAGE_BUDGET) -> Plan:
+    """``stage_budget``: estimated instructions per stage (tests force staging with 1)."""
+    return _Builder(prog, replay, stage_budget).build()
 
 
 # ---- printing -------------------------------------------------------------------------------------

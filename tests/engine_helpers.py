@@ -44,12 +44,15 @@ class EngineMaker:
         self.kind = kind
         self.tmp = tmp_path
         self.made = []
+        self.arts = []           # the artifacts of each engine made
 
     def __call__(self, spec: str, **options):
         path = self.tmp / f"spec{len(self.made)}.mon"
         path.write_text(spec)
-        eng = open_engine(self.kind, compile_files([str(path)], replay=True), **options)
+        art = compile_files([str(path)], replay=True)
+        eng = open_engine(self.kind, art, **options)
         self.made.append(eng)
+        self.arts.append(art)
         return eng
 
     def close(self):

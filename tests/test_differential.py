@@ -116,7 +116,8 @@ class Pool:
                 path = self.tmp / f"{name}.mon"
                 path.write_text(spec)
                 paths = [str(path)]
-            art = compile_files(paths, replay=True)
+            # "staged": every map and T3 block in a stage of its own (tail calls)
+            art = compile_files(paths, replay=True, **({"stage_budget": 1} if name == "staged" else {}))
             self.loaded[name] = (art, KernelEngine(art))
         return self.loaded[name]
 
@@ -328,11 +329,15 @@ def traffic(name: str):
     return GENERATORS[name](_gen())
 
 
-@pytest.mark.parametrize("variant", ["specs", "specs-params-1", "coverage"])
+@pytest.mark.parametrize("variant", ["specs", "specs-params-1", "coverage", "staged"])
 @pytest.mark.parametrize("gen", list(GENERATORS))
 def test_synthetic(pool, gen, variant):
     if variant == "coverage":
         ker, ref, art = pool.fresh("coverage", COVERAGE_SPEC)
+    elif variant == "staged":
+        ker, ref, art = pool.fresh("staged", None)
+        assert len(art.manifest["stages"]["functions"]) == 1 + len(art.manifest["maps"]) + sum(
+            1 for a in art.manifest["apps"] if a["rules"])
     else:
         ker, ref, art = pool.fresh("specs", None, 1 if variant == "specs-params-1" else None)
     frames = traffic(gen)

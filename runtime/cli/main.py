@@ -148,11 +148,11 @@ def _dump(stage: str, files) -> None:
             sys.stdout.write(art.manifest_json())
 
 
-def _load_info(c_source: str) -> dict:
+def _load_info(c_source: str, stages: dict | None = None) -> dict:
     from runtime.dataplane.loader import LoadError, load
 
     try:
-        loaded = load(c_source)
+        loaded = load(c_source, stages=stages)
     except LoadError as e:
         return {"error": str(e), "log": e.log, "c_line": e.c_line, "c_text": e.c_text}
     except Exception as e:            # no BPF here (not root, no BCC): say so
@@ -161,7 +161,7 @@ def _load_info(c_source: str) -> dict:
     _warn_generated(loaded.warnings)
     loaded.close()
     return {"maps": info.n_maps, "xlated_insns": info.xlated_insns, "xlated_bytes": info.xlated_bytes, "jited_bytes": info.jited_bytes,
-            "verified_insns": info.verified_insns, "prog_id": info.id}
+            "verified_insns": loaded.verified_insns, "prog_id": info.id, "stages": len(loaded.stages)}
 
 
 @cli.command()
@@ -200,7 +200,7 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
             click.echo(f"{path}: {what}", err=True)
     info = None
     if load_check or report:
-        info = _load_info(art.c)
+        info = _load_info(art.c, art.manifest.get("stages"))
     if report:
         rep = report_mod.build(art.ir, program, info)
         if as_json:

@@ -53,9 +53,15 @@ class ProgInfo:
 @dataclass
 class Loaded:
     bpf: object                    # bcc.BPF
-    fn: object                     # bcc function handle
-    info: ProgInfo
+    fn: object                     # bcc function handle of the entry point
+    info: ProgInfo                 # the entry point's
     warnings: list[str] = None     # clang's warnings about the generated C, "LINE:COL: text"
+    stages: list = None            # ProgInfo of every stage, the entry point first
+
+    @property
+    def verified_insns(self) -> int:
+        """Instructions the verifier processed, over all stages."""
+        return sum(s.verified_insns for s in self.stages or [self.info])
 
     @property
     def fd(self) -> int:
@@ -132,8 +138,12 @@ def _offending_line(log: str) -> int | None:
     return int(lines[-1]) if lines else None
 
 
-def load(c_source: str, cflags: list[str] | None = None) -> Loaded:
-    """Compile and load; raise LoadError with the verifier's verdict on failure."""
+def load(c_source: str, cflags: list[str] | None = None, stages: dict | None = None) -> Loaded:
+    """Compile and load; raise LoadError with the verifier's verdict on failure.
+
+    ``stages`` (the manifest's "stages"): a program of several stages has each
+    loaded and put in the program array at its index, so the entry point's tail
+    calls reach it."""
     try:
         from bcc import BPF
     except ImportError as e:  # pragma: no cover - setup installs python3-bpfcc
@@ -152,6 +162,7 @@ def load(c_source: str, cflags: list[str] | None = None) -> Loaded:
             err = None
             try:
                 fn = bpf.load_func(FUNCTION, BPF.XDP)
+                fns = [fn] + _load_stages(bpf, stages, BPF.XDP)
             except Exception as e:
                 err = e
     log = cap.text
@@ -164,4 +175,17 @@ def load(c_source: str, cflags: list[str] | None = None) -> Loaded:
         text = c_source.split("\n")[line - 1].strip() if line and line <= c_source.count("\n") + 1 else None
         bpf.cleanup()
         raise LoadError(f"the kernel's verifier rejected the program: {err}", log, line, text)
-    return Loaded(bpf, fn, prog_info(fn.fd), warnings)
+    return Loaded(bpf, fn, prog_info(fn.fd), warnings, [prog_info(f.fd) for f in fns])
+
+
+def _load_stages(bpf, stages: dict | None, prog_type) -> list:
+    """Load stages 1, 2, ... and fill the program array; returns their handles."""
+    if not stages or not stages.get("map"):
+        return []
+    table = bpf[stages["map"]]
+    fns = []
+    for i, name in enumerate(stages["functions"][1:], start=1):
+        f = bpf.load_func(name, prog_type)
+        table[ctypes.c_int(i)] = ctypes.c_int(f.fd)
+        fns.append(f)
+    return fns

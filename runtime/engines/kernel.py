@@ -33,7 +33,7 @@ class KernelEngine(Engine):
         manifest = Manifest.of(art.manifest)
         if not manifest.replay:
             raise ValueError("replay needs the replay build of the program (compile with replay=True)")
-        self.loaded: Loaded = load(art.c)
+        self.loaded: Loaded = load(art.c, stages=art.manifest.get("stages"))
         try:
             super().__init__(manifest, ProgramMaps(self.loaded.bpf, manifest), poll_every=poll_every,
                              queue_size=queue_size)

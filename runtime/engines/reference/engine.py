@@ -155,7 +155,9 @@ def build_program(program, manifest: dict | None = None):
     prog = program.ir if hasattr(program, "ir") else program
     if not isinstance(prog, ir.ProgramIR):
         raise TypeError("ReferenceEngine needs compiler.driver.Artifacts or a compiler.ir.ProgramIR")
-    plan = plan_mod.build(prog, replay=True)
+    plan = getattr(program, "plan", None)          # the artifacts' own plan (its stages, counters)
+    if plan is None or not plan.replay:
+        plan = plan_mod.build(prog, replay=True)
     if manifest is None:
         manifest = getattr(program, "manifest", None)
     if manifest is None:
