@@ -28,8 +28,8 @@ statement-by-statement translation):
   (xm_enabled / xm_enable, events only when the target app was off);
 * phase-1 predicates (absent fields make comparisons false; u64 arithmetic with
   saturating ``-`` and ``/0 = 0``), fused maps (insert failures of full ``count``
-  maps are counted), window epochs (``now // window + 1``, a whole window group
-  reset when any slot of the group is touched), count / sum (u64 wrap) / min
+  maps are counted), window epochs (``now // window + 1``, one per windowed
+  slot, which resets the slot when it is updated in another window), count / sum (u64 wrap) / min
   (stored as ~min) / max / hist (log2 buckets) / keyed distinct (registers, z,
   zeros, z == 0 initialisation), unkeyed HyperLogLog (registers tagged
   ``epoch << 8 | rank``, header epoch/z/zeros), count-min (tag | count), track
