@@ -17,6 +17,8 @@ module gathers them for the two renderings above.
 
 from __future__ import annotations
 
+import struct
+
 from .layout import Member, Struct
 
 # ---- bounds of the packet parser ----------------------------------------------------
@@ -107,6 +109,19 @@ HLL_HEADER = Struct("xm_hll_hdr", (
 ), 32)
 
 
+# The replay build's input under BPF_PROG_TEST_RUN: each frame is preceded by this header,
+# which the program reads and strips with bpf_xdp_adjust_head(): the capture time (the
+# program's clock) and the frame's length on the wire (pkt.len), which is more than the
+# bytes that follow when the capture cut the frame at its snap length.
+REPLAY_HEADER = Struct("xm_replay_hdr", (
+    Member("ts", 0, 8, "__u64", "ts"),
+    Member("wire_len", 8, 4, "__u32", "len"),
+    Member("_pad0", 12, 4, "__u32", "pad"),
+), 16)
+REPLAY_HEADER_PACK = struct.Struct("<QI4x")     # host order, as the program reads it (x86_64, arm64)
+assert REPLAY_HEADER_PACK.size == REPLAY_HEADER.size
+
+
 def params_struct(n_params: int) -> Struct:
     """The params map's one value: every param's current value, by slot."""
     n = max(1, n_params)
@@ -166,5 +181,5 @@ def manifest_section() -> dict:
         "enable_bits": ENABLE_BITS,
         "layer_bits": dict(LAYER_BITS),
         "parse_outcomes": [{"index": o.index, "name": o.name, "error": o.error, "doc": o.doc} for o in OUTCOMES],
-        "structs": {s.name: s.to_json() for s in fixed_structs()},
+        "structs": {s.name: s.to_json() for s in fixed_structs() + [REPLAY_HEADER]},
     }

@@ -92,6 +92,11 @@ class CView:
         g = self.gate(sp.gate)
         return f"(P[{sp.slot.guard}] && {g})" if g else f"P[{sp.slot.guard}]"
 
+    @staticmethod
+    def epoch(sp: P.SlotPlan) -> str:
+        """The member holding the window a windowed slot's value is of."""
+        return L.epoch_member(sp.name)
+
     def any_slot_cond(self, slots) -> str:
         return " || ".join(dict.fromkeys(self.slot_cond(sp) for sp in slots))
 

@@ -109,16 +109,24 @@ def hist_buckets(f: Field) -> int:
     return f.bits + 1
 
 
+def epoch_member(slot_name: str) -> str:
+    """The member of a windowed slot that holds the window its value is of."""
+    return f"{slot_name}_e"
+
+
 def value_struct(m: ir.StatMap) -> Struct:
-    """The value of a fused map: per window group an epoch, then its slots."""
+    """The value of a fused map: its slots, unwindowed first, then by window;
+    each windowed slot led by its own epoch (the window its value is of), so
+    what one slot holds depends only on the packets that update it, never on
+    the other slots (of other apps) that share its map."""
     members: list[Member] = []
     off = 0
     windows = sorted({s.window_ns for s in m.slots}, key=lambda w: w or 0)
     for w in windows:
-        if w is not None:
-            members.append(Member(f"e_{w}", off, 8, "__u64", "epoch"))
-            off += 8
         for s in (s for s in m.slots if s.window_ns == w):
+            if w is not None:
+                members.append(Member(epoch_member(s.name), off, 8, "__u64", "epoch", slot=s.name))
+                off += 8
             if s.func in ("count", "sum", "min", "max"):
                 members.append(Member(s.name, off, 8, "__u64", s.func, slot=s.name))
                 off += 8

@@ -10,7 +10,7 @@ imports another backend, and none re-derives what is decided here:
   (compiler/layout.py);
 * which phase-1 predicates are evaluated under which enable bits;
 * per map: its name, BPF type, the condition under which it is touched, its
-  window groups and, per slot, the aggregate with its sketch parameters;
+  slots, each with its aggregate, sketch parameters and window;
 * per app with rules: the statistic values T3 reads (and how: which key fields
   of the packet form which key), the phase-3 predicates, the rules and their
   actions with rate-limiter slots, event records and the ring buffer;
@@ -85,13 +85,6 @@ class SlotPlan:
 
 
 @dataclass(frozen=True)
-class WindowGroup:
-    """Slots of a fused map that share a window (and so one epoch member)."""
-    window_ns: int | None
-    slots: tuple[SlotPlan, ...]
-
-
-@dataclass(frozen=True)
 class TrackPlan:
     track: ir.TrackIR
     gate: Gate
@@ -105,8 +98,7 @@ class MapPlan:
     entries: int
     key: L.Struct | None
     value: L.Struct | None                # fused maps
-    slots: tuple[SlotPlan, ...]
-    groups: tuple[WindowGroup, ...]       # fused maps, by window (None first)
+    slots: tuple[SlotPlan, ...]           # fused maps: as laid out (unwindowed first, then by window)
     insert_failed: int                    # counter index
     track: TrackPlan | None = None
     identity: str = ""
@@ -544,10 +536,8 @@ class _Builder:
         key = L.field_struct(f"xm_k_{m.name}", m.key) if m.key else None
         value = L.value_struct(m) if m.kind == "fused" else None
         fixed = None
-        groups = ()
         if m.kind == "fused":
-            windows = sorted({s.window_ns for s in m.slots}, key=lambda w: w or 0)
-            groups = tuple(WindowGroup(w, tuple(sp for sp in slots if sp.slot.window_ns == w)) for w in windows)
+            slots = tuple(sorted(slots, key=lambda sp: sp.slot.window_ns or 0))   # stable: map order within a window
         track = None
         entries = m.size
         if m.kind == "fused":
@@ -562,7 +552,7 @@ class _Builder:
             entries = o["registers"] if m.kind == "hll" else o["width"] * o["depth"]
             fixed = [entries, abi.HLL_HEADER.to_json() if m.kind == "hll" else abi.CMS_COUNT_BITS,
                      slots[0].hash_key.to_json(), m.slots[0].window_ns]
-        return MapPlan(m, bpf_type, entries, key, value, slots, groups,
+        return MapPlan(m, bpf_type, entries, key, value, slots,
                        self.ctr[f"map.{m.name}.insert_failed"], track, m.identity,
                        map_fingerprint(m, bpf_type, fixed, key, value))
 

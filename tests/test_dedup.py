@@ -81,17 +81,17 @@ def test_two_apps_with_the_same_statistic_share_one_map_and_slot(dns):
 
 def test_same_key_other_aggregates_is_one_fused_map_and_one_lookup(dns):
     c = dns.c
-    # the value struct holds every slot, the windowed one after its epoch
+    # the value struct holds every slot, the windowed one after its own epoch
     value = re.search(r"struct xm_v_m0 \{\n(.*?)\n\}", c, re.S).group(1).split("\n")
     assert [line.strip() for line in value] == [
-        "__u64 s0;", "__u64 s1;", "__u64 e_10000000000;", "__u64 s2;"]
+        "__u64 s0;", "__u64 s1;", "__u64 s2_e;", "__u64 s2;"]
     # one insert-or-lookup of the key per packet, then each slot under its own guard
     assert c.count("xm_upsert_m0(&k)") == 1
     t2 = c[c.index("/* ---- T2"):c.index("/* ---- T3")]
     assert t2.count(".lookup(") == 0
     assert "if (P[2]) {   /* s0: count() */" in t2
     assert "if (P[2]) {   /* s1: sum(pkt.len) */" in t2
-    assert "if (P[4]) {   /* s2: count() */" in t2
+    assert "if (P[4]) {   /* s2: count() window 10000000000 ns */" in t2
 
 
 def test_different_keys_are_different_maps(tmp_path):
@@ -113,8 +113,10 @@ app b { mode on_demand t1 { select tcp } t2 { n = count() by ip.dst window 1s } 
     (m,) = art.manifest["maps"]
     assert [s["gated_by"] for s in m["slots"]] == [["b"], []]
     # b is the only on-demand app: enable bit 0
-    assert "if ((P[0] && (s->en & ((1ULL << 0))))) {   /* s0: count() */" in art.c
-    assert "if (P[0]) {   /* s1: count() */" in art.c
+    assert "if ((P[0] && (s->en & ((1ULL << 0))))) {   /* s0: count() window 1000000000 ns */" in art.c
+    assert "if (P[0]) {   /* s1: count() window 1000000000 ns */" in art.c
+    # each slot keeps its own window: b's, counted only while b is on, never resets a's
+    assert "if (v->s0_e != ep_1000000000)" in art.c and "if (v->s1_e != ep_1000000000)" in art.c
     assert art.c.count("xm_upsert_m0(&k)") == 1
 
 

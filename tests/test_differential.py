@@ -20,7 +20,7 @@ same frames.
   an on-demand app with a track table, arithmetic);
 - synthetic traffic from examples/traffic/generators.py, per generator;
 - hypothesis: generator frames truncated, extended with random bytes (across the
-  3512-byte linear part) and overwritten;
+  3504-byte linear part) and overwritten;
 - crafted edge cases: refused sizes, the linear boundary, ring buffers filling up,
   and the generated C's known quirks (which the reference reproduces).
 

@@ -23,6 +23,7 @@ import pytest
 
 from benchmarks.specgen import generate
 from compiler import ir
+from compiler.abi import REPLAY_HEADER_PACK
 from compiler.driver import compile_files
 from spec_helpers import ROOT, compile_text, cwd, rule_fired
 
@@ -81,7 +82,7 @@ def test_32_generated_apps_merged_load(tmp_path):
 @pytest.mark.kernel
 def test_replay_build_of_all_specs_loads():
     art = compile_files(SPECS, replay=True)
-    assert "#define XM_REPLAY 1" in art.c and "bpf_xdp_adjust_head(ctx, 8)" in art.c
+    assert "#define XM_REPLAY 1" in art.c and "bpf_xdp_adjust_head(ctx, sizeof(*rh))" in art.c
     assert art.manifest["program"]["replay"] is True
     load_ok(art.c)
 
@@ -262,7 +263,7 @@ class Replay:
         self.runner = TestRunner(self.loaded.fd, want_data_out=False)
 
     def run(self, ts: int, frame: bytes) -> None:
-        assert self.runner.run(struct.pack("<Q", ts) + frame).retval == 2
+        assert self.runner.run(REPLAY_HEADER_PACK.pack(ts, len(frame)) + frame).retval == 2
 
     def counters(self) -> dict[str, int]:
         names = self.art.manifest["counters"]["names"]

@@ -47,7 +47,8 @@ def test_json_snapshot(tmp_path, frames):
     snap = json.loads(r.stdout)
     assert set(snap) == {"apps", "counters", "events", "replay"}
     assert snap["counters"]["frames"] == 400 and snap["counters"]["verdict.pass"] == 400
-    assert snap["replay"] == {"frames": 400, "refused": 0, "engine": "kernel"}
+    assert snap["replay"] == {"frames": 400, "refused": 0, "refused_by": {}, "cut": 0, "backwards": 0,
+                              "engine": "kernel"}
     acc = snap["apps"]["traffic_accounting"]
     assert acc["enabled"] is True and acc["params"] == {}
     # every IP frame is counted once per destination: all frames but the non-IP ones
@@ -93,11 +94,13 @@ def test_not_a_capture(tmp_path):
 
 
 def test_runt_frames_are_counted_not_run(tmp_path, frames):
-    cap = write(tmp_path / "runt.pcap", [(1, b"\x01" * 10)] + frames[:5])
+    cap = write(tmp_path / "runt.pcap", [(0, b"\x01" * 10)] + frames[:5])
     r = xdpmon("replay", *SPECS, "--pcap", str(cap), "--json")
     snap = json.loads(r.stdout)
-    assert snap["replay"] == {"frames": 6, "refused": 1, "engine": "kernel"}
+    assert snap["replay"] == {"frames": 6, "refused": 1, "refused_by": {"short": 1}, "cut": 0, "backwards": 0,
+                              "engine": "kernel"}
     assert snap["counters"]["frames"] == 5 and snap["counters"]["replay.refused"] == 1
+    assert snap["counters"]["replay.refused.short"] == 1 and snap["counters"]["replay.refused.oversize"] == 0
 
 
 def test_tables_and_asl(tmp_path):

@@ -324,16 +324,16 @@ def _v6_udp_ending_at(udp_end: int, total: int) -> bytes:
     return f + bytes(total - len(f))
 
 
-def test_parser_sees_3512_bytes_of_long_frames(engine):
-    """Measured in the kernel (replay build): the 8-byte timestamp shares the 3520
-    linear bytes, so headers past byte 3512 of the frame are cut off."""
+def test_parser_sees_3504_bytes_of_long_frames(engine):
+    """Measured in the kernel (replay build): the 16-byte replay header shares the
+    3520 linear bytes, so headers past byte 3504 of the frame are cut off."""
     eng = engine("app a { t1 { select udp } t2 { c = count() } }")
-    for udp_end in (3510, 3518):
+    for udp_end in (3502, 3510):
         for total in (udp_end, 5000):
             eng.run_frame(S, _v6_udp_ending_at(udp_end, total))
     c = eng.snapshot()["counters"]
     assert (c["parse.ok"], c["parse.truncated_udp"]) == (2, 2)
-    assert LINEAR == 3512 and MAX_FRAME == 73144
+    assert LINEAR == 3504 and MAX_FRAME == 73136
 
 
 # ---- event delivery ---------------------------------------------------------------------------------

@@ -56,10 +56,12 @@ def epoch_of(now: int, window_ns: int | None) -> int | None:
 def slot_value(slot: dict, value_struct: dict, data: bytes, now: int):
     """The value of one slot of a fused map's value."""
     members = {m["name"]: m for m in value_struct["members"]}
-    w = slot["window_ns"]
-    if w is not None and u64(data, members[f"e_{w}"]["offset"]) != epoch_of(now, w):
-        return _empty(slot)
     name = slot["name"]
+    w = slot["window_ns"]
+    if w is not None:
+        epoch = next(m for m in value_struct["members"] if m["role"] == "epoch" and m.get("slot") == name)
+        if u64(data, epoch["offset"]) != epoch_of(now, w):
+            return _empty(slot)
     func = slot["func"]
     if func in ("count", "sum", "max"):
         return u64(data, members[name]["offset"])

@@ -1,23 +1,45 @@
-"""Read frames from pcap and pcapng files with dpkt.
+"""Read frames from pcap and pcapng captures, exactly.
 
-``read_frames(path)`` yields ``Frame(index, ts_ns, data)``; only Ethernet link
-types are accepted. A truncated or corrupt file yields what is readable and
-then raises ``CaptureError`` saying where and why reading stopped, so callers
-can report the frames processed and exit with status 1.
+``read_frames(path, warn=None)`` yields ``Frame(index, ts_ns, data, wire_len,
+refused)``:
+
+* ``ts_ns``: the capture time in integer nanoseconds, never through a float
+  (pcap in micro- or nanoseconds; pcapng in each interface's own resolution and
+  offset, rounded down when finer than a nanosecond);
+* ``data``: what the capture kept of the frame, as the Ethernet frame an XDP
+  program sees (Linux cooked frames are converted: runtime/capture/linktypes.py);
+* ``wire_len``: the frame's length on the wire, more than ``len(data)`` when the
+  capture cut it at its snap length;
+* ``refused``: None, or why the frame cannot be replayed (a key of ``REFUSALS``,
+  or ``"short"``); ``data`` is then empty.
+
+pcapng files are read block by block here (runtime/capture/pcapng.py): dpkt's
+reader takes the link type and timestamp resolution of the first interface for
+every frame and gives float timestamps. Classic pcap is read here too, for the
+original length of cut frames (dpkt's reader yields only the captured bytes).
+
+A truncated or corrupt file yields what is readable and then raises
+``CaptureError`` saying where and why reading stopped, so callers can report
+the frames processed and exit with status 1. ``warn(message)`` hears about
+what is readable but not replayed (an interface of another link type).
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple
 
-import dpkt
+from . import linktypes
+from .linktypes import REFUSALS  # noqa: F401  (re-exported: the engines count these)
 
-DLT_EN10MB = 1
-_LINKTYPE_NAMES = {0: "BSD loopback (NULL)", 1: "Ethernet", 101: "raw IP", 105: "IEEE 802.11",
-                   113: "Linux cooked (SLL)", 127: "802.11 radiotap", 228: "raw IPv4", 229: "raw IPv6",
-                   276: "Linux cooked v2 (SLL2)"}
+DLT_EN10MB = linktypes.ETHERNET
+MAX_RECORD = 1 << 26           # a record longer than 64 MiB is taken for corruption
+
+_PCAP_MAGICS = {                 # first 4 bytes -> (byte order, nanoseconds)
+    b"\xd4\xc3\xb2\xa1": ("<", False), b"\xa1\xb2\xc3\xd4": (">", False),
+    b"\x4d\x3c\xb2\xa1": ("<", True), b"\xa1\xb2\x3c\x4d": (">", True),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
 
 class CaptureError(Exception):
@@ -28,73 +50,90 @@ class CaptureError(Exception):
         self.frames = frames
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     index: int
     ts_ns: int
     data: bytes
+    wire_len: int | None = None        # None: len(data)
+    refused: str | None = None
 
 
-def _ts_ns(ts) -> int:
-    # dpkt gives float seconds for pcap (decimal for nanosecond pcap) and pcapng.
-    from decimal import Decimal
-    return int(Decimal(str(ts)) * 1_000_000_000)
+class Corrupt(Exception):
+    """Raised inside a reader: the file stops making sense here (message: why)."""
 
 
-class _TruncatedRead(Exception):
-    pass
+def stopped(path: str, n: int, pos, why: str) -> CaptureError:
+    return CaptureError(f"{path}: stopped after frame {n} near byte {pos}: "
+                        f"the file is truncated or corrupt ({why})", n)
 
 
-class _CheckedFile:
-    """A file that raises on a short read in the middle of a record: dpkt would
-    silently return the partial record of a truncated capture."""
+def framer(linktype: int) -> Callable[[int, int, bytes, int], Frame] | None:
+    """``make(index, ts_ns, data, wire_len)`` giving the Frame of a link type, or
+    None when its frames cannot be replayed."""
+    if linktype == linktypes.ETHERNET:
+        return Frame
+    conv = linktypes.CONVERTERS.get(linktype)
+    if conv is None:
+        return None
 
-    def __init__(self, f):
-        self.f = f
-
-    def read(self, n=-1):
-        data = self.f.read(n)
-        if n and n > 0 and 0 < len(data) < n:
-            raise _TruncatedRead(f"a record needs {n} bytes but the file ends after {len(data)}")
-        return data
-
-    def __getattr__(self, name):
-        return getattr(self.f, name)
+    def make(index: int, ts_ns: int, data: bytes, wire_len: int) -> Frame:
+        eth, wire, why = conv(data, wire_len)
+        return Frame(index, ts_ns, eth, wire) if why is None else Frame(index, ts_ns, b"", 0, why)
+    return make
 
 
-def _open(f, path: str):
-    magic = f.read(4)
-    f.seek(0)
-    if len(magic) < 4:
-        raise CaptureError(f"{path}: not a capture file (only {len(magic)} bytes)")
-    try:
-        if magic == b"\x0a\x0d\x0d\x0a":
-            return dpkt.pcapng.Reader(f)
-        return dpkt.pcap.Reader(f)
-    except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, EOFError, _TruncatedRead) as e:
-        raise CaptureError(f"{path}: not a pcap or pcapng file ({e or type(e).__name__})")
+def refused_framer(reason: str):
+    return lambda index, ts_ns, data, wire_len: Frame(index, ts_ns, b"", 0, reason)
 
 
-def read_frames(path: str) -> Iterator[Frame]:
-    with open(path, "rb") as raw:
-        f = _CheckedFile(raw)
-        reader = _open(f, path)
-        dlt = reader.datalink()
-        if dlt != DLT_EN10MB:
-            name = _LINKTYPE_NAMES.get(dlt, "unknown")
-            raise CaptureError(f"{path}: link type {dlt} ({name}) is not Ethernet; xdpmon reads Ethernet "
-                               f"captures only (XDP sees Ethernet frames)")
-        n = 0
-        it = iter(reader)
-        while True:
-            try:
-                ts, data = next(it)
-            except StopIteration:
+def _read_exact(read, n: int, what: str) -> bytes:
+    data = read(n)
+    if len(data) != n:
+        raise Corrupt(f"{what} needs {n} bytes but the file ends after {len(data)}")
+    return data
+
+
+def _pcap_frames(f, path: str, order: str, nano: bool) -> Iterator[Frame]:
+    hdr = f.read(24)
+    if len(hdr) < 24:
+        raise CaptureError(f"{path}: not a pcap or pcapng file (a pcap header is 24 bytes, the file has {len(hdr)})")
+    linktype = struct.unpack_from(order + "I", hdr, 20)[0] & 0x03FFFFFF   # the low bits: FCS flags above
+    make = framer(linktype)
+    if make is None:
+        raise CaptureError(f"{path}: link type {linktype} ({linktypes.name(linktype)}) is not Ethernet; xdpmon "
+                           f"reads Ethernet and Linux cooked (SLL, SLL2) captures (XDP sees Ethernet frames)")
+    rec = struct.Struct(order + "IIII")
+    scale = 1 if nano else 1000
+    read = f.read
+    n = 0
+    while True:
+        try:
+            h = read(16)
+            if not h:
                 return
-            except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, EOFError, _TruncatedRead,
-                    struct.error) as e:
-                pos = f.tell() if not f.closed else "?"
-                raise CaptureError(f"{path}: stopped after frame {n} near byte {pos}: "
-                                   f"the file is truncated or corrupt ({e or type(e).__name__})", n)
-            yield Frame(n, _ts_ns(ts), bytes(data))
-            n += 1
+            if len(h) < 16:
+                raise Corrupt(f"a record header needs 16 bytes but the file ends after {len(h)}")
+            sec, frac, caplen, wire = rec.unpack(h)
+            if caplen > MAX_RECORD:
+                raise Corrupt(f"a record of {caplen:,} bytes")
+            data = _read_exact(read, caplen, "a record")
+        except Corrupt as e:
+            raise stopped(path, n, f.tell(), str(e)) from None
+        yield make(n, sec * 1_000_000_000 + frac * scale, data, wire)
+        n += 1
+
+
+def read_frames(path: str, warn: Callable[[str], object] | None = None) -> Iterator[Frame]:
+    from .pcapng import pcapng_frames
+
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        f.seek(0)
+        if len(magic) < 4:
+            raise CaptureError(f"{path}: not a capture file (only {len(magic)} bytes)")
+        if magic == PCAPNG_MAGIC:
+            yield from pcapng_frames(f, path, warn)
+        elif magic in _PCAP_MAGICS:
+            yield from _pcap_frames(f, path, *_PCAP_MAGICS[magic])
+        else:
+            raise CaptureError(f"{path}: not a pcap or pcapng file (it starts with {magic.hex()})")

@@ -278,7 +278,7 @@ def replay(files, captures, engine, as_json, asl, top):
     """Replay captures through the program compiled from spec FILES; print the final snapshot."""
     import json
 
-    from runtime.engines.replay import replay_captures
+    from runtime.engines.replay import backwards_warning, replay_captures, summary
     from runtime.ui.view import render
 
     program, sources = load_or_exit(files)
@@ -290,6 +290,8 @@ def replay(files, captures, engine, as_json, asl, top):
         rep = replay_captures(eng, captures, on_events=on_events, keep_events=as_json)
         for problem in rep.problems:
             click.echo(f"xdpmon: {problem}", err=True)
+        for warning in rep.warnings + [backwards_warning(eng.stats)] * bool(eng.stats.backwards):
+            click.echo(f"xdpmon: warning: {warning}", err=True)
         if eng.events.dropped:
             click.echo(f"xdpmon: {eng.events.dropped:,} events dropped: the event queue "
                        f"({eng.events.maxsize:,}) was full", err=True)
@@ -300,7 +302,9 @@ def replay(files, captures, engine, as_json, asl, top):
             asl_summary = host.summary()
         if as_json:
             out = dict(snap, events=rep.events)
-            out["replay"] = {"frames": eng.stats.frames, "refused": eng.stats.refused, "engine": engine}
+            st = eng.stats
+            out["replay"] = {"frames": st.frames, "refused": st.refused, "refused_by": dict(sorted(st.refused_by.items())),
+                             "cut": st.cut, "backwards": st.backwards, "engine": engine}
             if asl_summary is not None:
                 out["asl"] = asl_summary
             click.echo(json.dumps(out, indent=2, default=str))
@@ -310,8 +314,7 @@ def replay(files, captures, engine, as_json, asl, top):
                 for app_name, a in asl_summary.items():
                     for ev in a["emitted"]:
                         click.echo(json.dumps(ev, default=str))
-            click.echo(f"{eng.stats.frames:,} frames replayed through the {engine} engine "
-                       f"({eng.stats.refused:,} shorter than an Ethernet header, refused)")
+            click.echo(summary(eng.stats, engine))
     finally:
         eng.close()
     sys.exit(1 if rep.problems else 0)

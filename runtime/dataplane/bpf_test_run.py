@@ -61,6 +61,8 @@ ETH_HLEN = 14
 # frames (the rest sits in page fragments, up to MAX_SKB_FRAGS pages: ~73 KB in all);
 # longer still are refused with ENOMEM. tests/test_parse_kernel.py checks this number.
 XDP_TEST_RUN_LINEAR = 3520
+MAX_SKB_FRAGS = 17          # page fragments of a multi-buffer frame
+XDP_TEST_RUN_MAX = XDP_TEST_RUN_LINEAR + MAX_SKB_FRAGS * 4096    # longest input the kernel runs
 _TOO_BIG_ERRNOS = (_errno.EINVAL, _errno.ENOMEM, _errno.E2BIG)
 
 XDP_VERDICTS = {0: "XDP_ABORTED", 1: "XDP_DROP", 2: "XDP_PASS", 3: "XDP_TX", 4: "XDP_REDIRECT"}

@@ -2,25 +2,25 @@
 BPF_PROG_TEST_RUN, on the capture's clock.
 
 The program is the replay build (compiler ``replay=True``): each frame is
-handed to the kernel preceded by its capture timestamp, which the program
-reads and strips, so pkt.ts, windows, expiries, rate limits and enables follow
-capture time. The kernel refuses XDP test runs of frames shorter than an
-Ethernet header (14 bytes); such frames are counted as ``replay.refused`` and
+handed to the kernel preceded by the replay header (compiler/abi.py: its capture
+time and its length on the wire), which the program reads and strips, so pkt.ts,
+windows, expiries, rate limits and enables follow capture time and pkt.len is
+the frame's original length even when the capture kept only its start. The
+kernel refuses XDP test runs of frames shorter than an Ethernet header (14
+bytes) and of frames longer than it can hold (about 73 kB); such frames are
+counted by reason (``replay.refused.short``, ``replay.refused.oversize``) and
 never reach the program (no NIC delivers them either).
 """
 
 from __future__ import annotations
 
-import struct
-
+from compiler.abi import REPLAY_HEADER_PACK as _HDR
 from runtime.abi.manifest import Manifest
 from runtime.dataplane.bpf_test_run import ETH_HLEN, TestRunner
 from runtime.dataplane.loader import Loaded, load
 from runtime.dataplane.maps import ProgramMaps
 
 from .base import QUEUE_SIZE, Engine
-
-_TS = struct.Struct("<Q")
 
 
 class KernelEngine(Engine):
@@ -42,10 +42,10 @@ class KernelEngine(Engine):
             self.loaded.close()
             raise
 
-    def _run(self, ts_ns: int, data: bytes) -> int | None:
+    def _run(self, ts_ns: int, data: bytes, wire_len: int) -> int | None:
         if len(data) < ETH_HLEN:
             return None
-        res = self.runner.run(_TS.pack(ts_ns) + data)
+        res = self.runner.run(_HDR.pack(ts_ns, wire_len) + data)
         return res.retval if res.ok else None
 
     def close(self) -> None:

@@ -6,6 +6,10 @@ it produced (taken from the engine's queue) to ``on_events(list)``: consumers
 see events as they occur, in capture order, while the replay runs. A capture
 that cannot be read to its end is processed as far as it is readable; the
 reason is kept in ``problems`` and the replay goes on with the next capture.
+Frames a capture cannot hand on (of an interface of another link type) are
+counted by the engine as refused, and the capture's reason is kept in
+``warnings``. ``summary`` and ``backwards_warning`` say in words what the
+engine's ReplayStats counted besides the frames it ran.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Callable, Iterable
 
 from runtime.capture.pcap import CaptureError, read_frames
 
-from .base import Engine
+from .base import REFUSED_REASONS, Engine, ReplayStats
 
 
 @dataclass
@@ -29,12 +33,18 @@ class Replay:
     events: list[dict] = field(default_factory=list)
     event_counts: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def feed(self, frames: Iterable) -> None:
-        """Run frames (objects with ``ts_ns`` and ``data``) through the engine."""
-        run, queue = self.engine.run_frame, self.engine.events
+        """Run frames (runtime.capture.pcap.Frame: ``ts_ns``, ``data``, ``wire_len``,
+        ``refused``) through the engine."""
+        eng = self.engine
+        run, refuse, queue = eng.run_frame, eng.refuse, eng.events
         for fr in frames:
-            run(fr.ts_ns, fr.data)
+            if fr.refused is None:
+                run(fr.ts_ns, fr.data, fr.wire_len)
+            else:
+                refuse(fr.ts_ns, fr.refused)
             if queue:
                 self._hand_on()
 
@@ -42,7 +52,7 @@ class Replay:
         """Replay one capture; False (with the reason in ``problems``) when it
         could not be read to its end."""
         try:
-            self.feed(read_frames(path))
+            self.feed(read_frames(path, warn=self.warnings.append))
             return True
         except CaptureError as e:
             self.problems.append(str(e))
@@ -72,3 +82,20 @@ def replay_captures(engine: Engine, paths: Iterable[str], *, on_events=None, kee
         rep.feed_capture(path)
     rep.flush()
     return rep
+
+
+def summary(st: ReplayStats, engine: str) -> str:
+    """The closing line of a replay: frames run, refused (by reason) and cut."""
+    refused = "; ".join(f"{st.refused_by[r]:,} {why}" for r, why in REFUSED_REASONS.items() if st.refused_by[r])
+    return (f"{st.frames:,} frames replayed through the {engine} engine ({st.refused:,} refused"
+            f"{': ' + refused if refused else ''}; {st.cut:,} cut by the capture's snap length, "
+            f"counted at their length on the wire)")
+
+
+def backwards_warning(st: ReplayStats) -> str | None:
+    """What time going backwards does, when it did."""
+    if not st.backwards:
+        return None
+    return (f"time went backwards {st.backwards:,} times in the captures, by up to {st.max_back_ns:,} ns "
+            f"(replay.backwards): a windowed statistic then restarts in the earlier window, and expiries "
+            f"and rate limits run on the earlier clock; give the captures in time order")

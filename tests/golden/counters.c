@@ -780,7 +780,7 @@ struct xm_k_m_b91fab {
 struct xm_v_m_b91fab {
     __u64 s_29224c;
     __u64 s_48dca4;
-    __u64 e_1000000000;
+    __u64 s_46eb41_e;
     __u64 s_46eb41;
 } __attribute__((aligned(8)));
 struct xm_v_m_340ff2 {
@@ -858,14 +858,12 @@ int xdpmon_main(struct xdp_md *ctx)
             if (P[0]) {   /* s_48dca4: sum(pkt.len) */
                 __sync_fetch_and_add(&v->s_48dca4, (__u64)p->len);
             }
-            if (P[4]) {   /* window 1000000000 ns */
-                if (v->e_1000000000 != ep_1000000000) {   /* a new window: reset its slots */
-                    v->e_1000000000 = ep_1000000000;
+            if (P[4]) {   /* s_46eb41: count() window 1000000000 ns */
+                if (v->s_46eb41_e != ep_1000000000) {   /* another window (the slot's own marker): reset */
+                    v->s_46eb41_e = ep_1000000000;
                     xm_zero_words(&v->s_46eb41, 8);
                 }
-                if (P[4]) {   /* s_46eb41: count() */
-                    __sync_fetch_and_add(&v->s_46eb41, 1);
-                }
+                __sync_fetch_and_add(&v->s_46eb41, 1);
             }
         }
     }

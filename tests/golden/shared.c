@@ -563,7 +563,7 @@ struct xm_ctl {
     __u64 next_change;
     __u64 until[1];
 } __attribute__((aligned(8)));
-struct xm_zero_t { __u8 b[40]; };
+struct xm_zero_t { __u8 b[48]; };
 /* Per-packet scratch: predicate results P[] and statistic values read by T3
  * (X[], present when H[]). Kept in a per-CPU map, not on the stack: the
  * verifier then does not track each predicate's value, so its states merge
@@ -772,10 +772,11 @@ struct xm_k_m_f3a4a3 {
     __u8 ip_dst[16];
 } __attribute__((aligned(8)));
 struct xm_v_m_39a6d1 {
-    __u64 e_1000000000;
+    __u64 s_bf1c10_e;
     __u64 s_bf1c10;
-    __u64 e_10000000000;
+    __u64 s_9fe898_e;
     __u64 s_9fe898;
+    __u64 s_a20a55_e;
     __u64 s_a20a55;
 } __attribute__((aligned(8)));
 struct xm_v_m_f3a4a3 {
@@ -860,27 +861,26 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_v_m_39a6d1 *v = xm_upsert_m_39a6d1(&k);
         if (v) {
             XM_FRESH(P);
-            if (P[2]) {   /* window 1000000000 ns */
-                if (v->e_1000000000 != ep_1000000000) {   /* a new window: reset its slots */
-                    v->e_1000000000 = ep_1000000000;
+            if (P[2]) {   /* s_bf1c10: count() window 1000000000 ns */
+                if (v->s_bf1c10_e != ep_1000000000) {   /* another window (the slot's own marker): reset */
+                    v->s_bf1c10_e = ep_1000000000;
                     xm_zero_words(&v->s_bf1c10, 8);
                 }
-                if (P[2]) {   /* s_bf1c10: count() */
-                    __sync_fetch_and_add(&v->s_bf1c10, 1);
-                }
+                __sync_fetch_and_add(&v->s_bf1c10, 1);
             }
-            if (P[0]) {   /* window 10000000000 ns */
-                if (v->e_10000000000 != ep_10000000000) {   /* a new window: reset its slots */
-                    v->e_10000000000 = ep_10000000000;
+            if (P[0]) {   /* s_9fe898: max(pkt.len) window 10000000000 ns */
+                if (v->s_9fe898_e != ep_10000000000) {   /* another window (the slot's own marker): reset */
+                    v->s_9fe898_e = ep_10000000000;
                     xm_zero_words(&v->s_9fe898, 8);
+                }
+                xm_max(&v->s_9fe898, (__u64)p->len);
+            }
+            if (P[0]) {   /* s_a20a55: count() window 10000000000 ns */
+                if (v->s_a20a55_e != ep_10000000000) {   /* another window (the slot's own marker): reset */
+                    v->s_a20a55_e = ep_10000000000;
                     xm_zero_words(&v->s_a20a55, 8);
                 }
-                if (P[0]) {   /* s_9fe898: max(pkt.len) */
-                    xm_max(&v->s_9fe898, (__u64)p->len);
-                }
-                if (P[0]) {   /* s_a20a55: count() */
-                    __sync_fetch_and_add(&v->s_a20a55, 1);
-                }
+                __sync_fetch_and_add(&v->s_a20a55, 1);
             }
         }
     }

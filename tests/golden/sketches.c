@@ -797,7 +797,7 @@ struct xm_k_m_8e9310 {
     __u8 _pad0[7];
 } __attribute__((aligned(8)));
 struct xm_v_m_b91fab {
-    __u64 e_10000000000;
+    __u64 s_ee5d43_e;
     __u64 s_ee5d43_z;
     __u64 s_ee5d43_zeros;
     __u8 s_ee5d43_regs[64];
@@ -906,26 +906,24 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
         if (v) {
             XM_FRESH(P);
-            if (P[0]) {   /* window 10000000000 ns */
-                if (v->e_10000000000 != ep_10000000000) {   /* a new window: reset its slots */
-                    v->e_10000000000 = ep_10000000000;
+            if (P[0]) {   /* s_ee5d43: distinct(l4.dport) window 10000000000 ns */
+                if (v->s_ee5d43_e != ep_10000000000) {   /* another window (the slot's own marker): reset */
+                    v->s_ee5d43_e = ep_10000000000;
                     xm_zero_words(v->s_ee5d43_regs, sizeof(v->s_ee5d43_regs)); v->s_ee5d43_z = 0;   /* z re-initialised on first update */
                 }
-                if (P[0]) {   /* s_ee5d43: distinct(l4.dport) */
-                    if ((p->layers & (XM_L_L4)) == (XM_L_L4)) {
-                        struct xm_h_s_ee5d43 hk;
-                        __builtin_memset(&hk, 0, sizeof(hk));
-                        hk.l4_dport = p->dport;
-                        __u64 h = xm_hash((__u64 *)&hk, 1, 0);
-                        if (v->s_ee5d43_z == 0) { v->s_ee5d43_z = 64ULL << XM_HLL_S; v->s_ee5d43_zeros = 64; }
-                        __u32 i = h & 63;
-                        __u8 r = xm_hll_rank(h >> 6, 59);
-                        __u8 old = v->s_ee5d43_regs[i];
-                        if (r > old) {
-                            v->s_ee5d43_regs[i] = r;
-                            v->s_ee5d43_z = v->s_ee5d43_z - xm_hll_pow(old) + xm_hll_pow(r);
-                            if (old == 0) v->s_ee5d43_zeros -= 1;
-                        }
+                if ((p->layers & (XM_L_L4)) == (XM_L_L4)) {
+                    struct xm_h_s_ee5d43 hk;
+                    __builtin_memset(&hk, 0, sizeof(hk));
+                    hk.l4_dport = p->dport;
+                    __u64 h = xm_hash((__u64 *)&hk, 1, 0);
+                    if (v->s_ee5d43_z == 0) { v->s_ee5d43_z = 64ULL << XM_HLL_S; v->s_ee5d43_zeros = 64; }
+                    __u32 i = h & 63;
+                    __u8 r = xm_hll_rank(h >> 6, 59);
+                    __u8 old = v->s_ee5d43_regs[i];
+                    if (r > old) {
+                        v->s_ee5d43_regs[i] = r;
+                        v->s_ee5d43_z = v->s_ee5d43_z - xm_hll_pow(old) + xm_hll_pow(r);
+                        if (old == 0) v->s_ee5d43_zeros -= 1;
                     }
                 }
             }

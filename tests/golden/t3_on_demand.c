@@ -582,7 +582,7 @@ struct xm_ctl {
     __u64 next_change;
     __u64 until[1];
 } __attribute__((aligned(8)));
-struct xm_zero_t { __u8 b[32]; };
+struct xm_zero_t { __u8 b[48]; };
 /* Per-packet scratch: predicate results P[] and statistic values read by T3
  * (X[], present when H[]). Kept in a per-CPU map, not on the stack: the
  * verifier then does not track each predicate's value, so its states merge
@@ -797,9 +797,11 @@ struct xm_k_m_4fa344 {
     __u8 _pad0[7];
 } __attribute__((aligned(8)));
 struct xm_v_m_b91fab {
-    __u64 e_1000000000;
+    __u64 s_35190f_e;
     __u64 s_35190f;
+    __u64 s_773876_e;
     __u64 s_773876;
+    __u64 s_ebdadb_e;
     __u64 s_ebdadb;
 } __attribute__((aligned(8)));
 struct xm_v_m_4fa344 {
@@ -927,22 +929,26 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
         if (v) {
             XM_FRESH(P);
-            if (P[2] || (P[2] && (s->en & ((1ULL << 0))))) {   /* window 1000000000 ns */
-                if (v->e_1000000000 != ep_1000000000) {   /* a new window: reset its slots */
-                    v->e_1000000000 = ep_1000000000;
+            if (P[2]) {   /* s_35190f: sum(pkt.len) window 1000000000 ns */
+                if (v->s_35190f_e != ep_1000000000) {   /* another window (the slot's own marker): reset */
+                    v->s_35190f_e = ep_1000000000;
                     xm_zero_words(&v->s_35190f, 8);
+                }
+                __sync_fetch_and_add(&v->s_35190f, (__u64)p->len);
+            }
+            if ((P[2] && (s->en & ((1ULL << 0))))) {   /* s_773876: count() window 1000000000 ns */
+                if (v->s_773876_e != ep_1000000000) {   /* another window (the slot's own marker): reset */
+                    v->s_773876_e = ep_1000000000;
                     xm_zero_words(&v->s_773876, 8);
+                }
+                __sync_fetch_and_add(&v->s_773876, 1);
+            }
+            if (P[2]) {   /* s_ebdadb: count() window 1000000000 ns */
+                if (v->s_ebdadb_e != ep_1000000000) {   /* another window (the slot's own marker): reset */
+                    v->s_ebdadb_e = ep_1000000000;
                     xm_zero_words(&v->s_ebdadb, 8);
                 }
-                if (P[2]) {   /* s_35190f: sum(pkt.len) */
-                    __sync_fetch_and_add(&v->s_35190f, (__u64)p->len);
-                }
-                if ((P[2] && (s->en & ((1ULL << 0))))) {   /* s_773876: count() */
-                    __sync_fetch_and_add(&v->s_773876, 1);
-                }
-                if (P[2]) {   /* s_ebdadb: count() */
-                    __sync_fetch_and_add(&v->s_ebdadb, 1);
-                }
+                __sync_fetch_and_add(&v->s_ebdadb, 1);
             }
         }
     }
@@ -972,13 +978,13 @@ int xdpmon_main(struct xdp_md *ctx)
         if (r_m_b91fab_ip_src_ok) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = m_b91fab.lookup(&k); } }
         if (r_m_b91fab_ip_src_ok) {
             H[0] = 1;
-            if (r_m_b91fab_ip_src) X[0] = (r_m_b91fab_ip_src->e_1000000000 == ep_1000000000 ? r_m_b91fab_ip_src->s_ebdadb : 0);
+            if (r_m_b91fab_ip_src) X[0] = (r_m_b91fab_ip_src->s_ebdadb_e == ep_1000000000 ? r_m_b91fab_ip_src->s_ebdadb : 0);
         }
         X[1] = 0;
         H[1] = 0;
         if (r_m_b91fab_ip_src_ok) {
             H[1] = 1;
-            if (r_m_b91fab_ip_src) X[1] = (r_m_b91fab_ip_src->e_1000000000 == ep_1000000000 ? r_m_b91fab_ip_src->s_35190f : 0);
+            if (r_m_b91fab_ip_src) X[1] = (r_m_b91fab_ip_src->s_35190f_e == ep_1000000000 ? r_m_b91fab_ip_src->s_35190f : 0);
         }
         P[3] = ((p->layers & XM_L_IP) && H[0] && (par->v[0] < X[0]));   /* p3 */
         P[4] = (P[3] && P[2]);   /* p4 */
@@ -1064,7 +1070,7 @@ int xdpmon_main(struct xdp_md *ctx)
         if (r_m_b91fab_ip_src_ok) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = m_b91fab.lookup(&k); } }
         if (r_m_b91fab_ip_src_ok) {
             H[0] = 1;
-            if (r_m_b91fab_ip_src) X[0] = (r_m_b91fab_ip_src->e_1000000000 == ep_1000000000 ? r_m_b91fab_ip_src->s_773876 : 0);
+            if (r_m_b91fab_ip_src) X[0] = (r_m_b91fab_ip_src->s_773876_e == ep_1000000000 ? r_m_b91fab_ip_src->s_773876 : 0);
         }
         P[7] = ((p->layers & XM_L_IP) && H[0] && (X[0] > 100ULL));   /* p7 */
         P[8] = (P[7] && P[2]);   /* p8 */

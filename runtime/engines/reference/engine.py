@@ -15,19 +15,21 @@ statement-by-statement translation):
 
 * the parse (the program's layer set, ``ipv6_ext_max`` 6) on the bytes the kernel
   lets the program read: under BPF_PROG_TEST_RUN the replay input is the 8-byte
-  timestamp followed by the frame, its first XDP_TEST_RUN_LINEAR (3520) bytes are
-  linear and the program strips the 8 bytes, so the parser sees
-  ``min(len, 3512)`` bytes while pkt.len is the whole length. Frames shorter than
-  14 bytes are refused (never run), as are frames the kernel cannot hold
-  (``len + 8 > 3520 + 17 * 4096``: ENOMEM, i.e. longer than 73144 bytes); both are
-  counted in ``stats.refused`` as by the kernel engine;
+  header (compiler/abi.py REPLAY_HEADER: capture time, wire length; 16 bytes)
+  followed by the frame, its first XDP_TEST_RUN_LINEAR (3520) bytes are linear and
+  the program strips the header, so the parser sees ``min(len, 3504)`` bytes while
+  pkt.len is the frame's length on the wire (more than ``len`` when the capture cut
+  it at its snap length). Frames shorter than 14 bytes are refused (never run), as
+  are frames the kernel cannot hold (``len + 16 > 3520 + 17 * 4096``: ENOMEM, i.e.
+  longer than 73136 bytes); both are counted in ``stats.refused`` (by reason) as by
+  the kernel engine;
 * counters (frames, parse outcome, verdict.pass, per-map insert failures, per-app
   events / ringbuf_full / rate_limited, per-rule fired), params, the enable mask
   (xm_enabled / xm_enable, events only when the target app was off);
 * phase-1 predicates (absent fields make comparisons false; u64 arithmetic with
   saturating ``-`` and ``/0 = 0``), fused maps (insert failures of full ``count``
-  maps are counted), window epochs (``now // window + 1``, a whole window group
-  reset when any slot of the group is touched), count / sum (u64 wrap) / min
+  maps are counted), window epochs (``now // window + 1``, one per windowed
+  slot, which resets the slot when it is updated in another window), count / sum (u64 wrap) / min
   (stored as ~min) / max / hist (log2 buckets) / keyed distinct (registers, z,
   zeros, z == 0 initialisation), unkeyed HyperLogLog (registers tagged
   ``epoch << 8 | rank``, header epoch/z/zeros), count-min (tag | count), track
@@ -62,10 +64,11 @@ from collections import OrderedDict
 
 from compiler import ir
 from compiler import plan as plan_mod
+from compiler.abi import REPLAY_HEADER
 from runtime.abi import hll
 from runtime.abi.manifest import Manifest
 from runtime.abi.records import decode_control, decode_u64s, encode_control, encode_u64s
-from runtime.dataplane.bpf_test_run import XDP_TEST_RUN_LINEAR
+from runtime.dataplane.bpf_test_run import XDP_TEST_RUN_LINEAR, XDP_TEST_RUN_MAX
 from runtime.dataplane.maps import MapAccess
 from runtime.engines.base import QUEUE_SIZE, Engine
 
@@ -73,10 +76,9 @@ from . import pyparse
 from .pycompile import M64, TRACK_NB, PyProgram
 
 XDP_PASS = 2
-REPLAY_PREFIX = 8                      # the capture time before each frame (replay build)
-MAX_SKB_FRAGS = 17                     # pages of a multi-buffer test-run frame
+REPLAY_PREFIX = REPLAY_HEADER.size     # the capture time and wire length before each frame (replay build)
 LINEAR = XDP_TEST_RUN_LINEAR - REPLAY_PREFIX
-MAX_FRAME = XDP_TEST_RUN_LINEAR + MAX_SKB_FRAGS * 4096 - REPLAY_PREFIX
+MAX_FRAME = XDP_TEST_RUN_MAX - REPLAY_PREFIX
 MIN_FRAME = 14
 CACHE_MAX = 1 << 18                    # entries of each hash / estimate cache
 
@@ -296,8 +298,8 @@ class ReferenceEngine(Engine):
         # bind every namespace name the function uses as a keyword default (fast locals)
         src = py.source
         used = sorted(n for n in ns if n in src and not n.startswith("__"))
-        header = "def run(ts, data, *, " + ", ".join(f"{n}={n}" for n in used) + "):"
-        src = src.replace("def run(ts, data):", header, 1)
+        header = "def run(ts, data, plen, *, " + ", ".join(f"{n}={n}" for n in used) + "):"
+        src = src.replace("def run(ts, data, plen):", header, 1)
         self.source = src
         exec(compile(src, f"<xdpmon-reference:{id(self):x}>", "exec"), ns)
         return ns["run"]
@@ -348,7 +350,7 @@ class ReferenceEngine(Engine):
         return was_off
 
     # ---- the engine protocol ----------------------------------------------------------
-    def _run(self, ts_ns: int, data: bytes) -> int | None:
+    def _run(self, ts_ns: int, data: bytes, wire_len: int) -> int | None:
         n = len(data)
         if n < MIN_FRAME or n > MAX_FRAME:
             return None
@@ -356,7 +358,7 @@ class ReferenceEngine(Engine):
             raise struct.error(f"timestamp {ts_ns} is not a u64")
         if type(data) is not bytes:
             data = bytes(data)
-        return self._step(ts_ns, data)
+        return self._step(ts_ns, data, wire_len)
 
     def _map_tables(self) -> dict:
         """Map name -> a function giving its contents as the kernel's map holds them:

@@ -11,7 +11,7 @@ Python source with the same semantics, statement for statement:
 * every phase-1 predicate once, in id order, those only on-demand apps use under
   their enable bits (else 0, as the C's zeroed P[]);
 * every map of the plan (codegen_templates/t2.c.j2): fused maps (upsert with the map's
-  full policy, window groups, slots), track tables, unkeyed HyperLogLog and
+  full policy, slots with their own window epochs), track tables, unkeyed HyperLogLog and
   count-min sketches;
 * the T3 block of every app with rules: statistic reads, phase-3 predicates,
   rules and their actions (rate limiters, ring buffers, enable).
@@ -265,7 +265,7 @@ class PyProgram:
     """Python source of the per-packet function of a program, plus what the engine
     must provide in its namespace (packers, value plans, layouts)."""
 
-    def __init__(self, plan: P.Plan, linear: int = 3512):
+    def __init__(self, plan: P.Plan, linear: int = 3504):
         prog = plan.prog
         self.plan = plan
         self.prog = prog
@@ -353,9 +353,10 @@ class PyProgram:
 
         keep = pyparse.storage_of(self.used_fields)
         keep.add("ip_proto")
-        lines = ["def run(ts, data):"]
-        lines.append("    plen = len(data)")
-        lines.append(f"    end = plen if plen < {self.linear} else {self.linear}")
+        lines = ["def run(ts, data, plen):"]          # plen: the length on the wire (pkt.len)
+        lines.append("    end = len(data)")
+        lines.append(f"    if end > {self.linear}:")
+        lines.append(f"        end = {self.linear}")
         lines.append(f"    L = {BIT['pkt']}")
         lines.append("    outcome = 0")
         for v, z in pyparse.STORAGE.items():
@@ -428,28 +429,23 @@ class PyProgram:
             c(2, f"v = V_{m.name}")
             ind = 2
         idx = vp.index
-        for g in mp.groups:
-            w = g.window_ns
-            i = ind
+        for sp in mp.slots:
+            s = sp.slot
+            w = s.window_ns
+            c(ind, f"if {conds[s.name]}:   # {s.name}: {s.func}({', '.join(a.name for a in s.args)})")
+            i = ind + 1
             if w is not None:
-                gconds = " or ".join(dict.fromkeys(conds[sp.name] for sp in g.slots))
-                c(i, f"if {gconds}:   # window {w} ns")
-                i += 1
-                c(i, f"if v[{idx[f'e_{w}']}] != ep_{w}:   # a new window: reset its slots")
-                c(i + 1, f"v[{idx[f'e_{w}']}] = ep_{w}")
-                for sp in g.slots:
-                    s = sp.slot
-                    if s.func == "hist":
-                        c(i + 1, f"v[{idx[s.name]}] = [0] * {sp.hist_buckets}")
-                    elif s.func == "distinct":
-                        c(i + 1, f"v[{idx[s.name + '_regs']}] = bytearray({sp.hll.registers})")
-                        c(i + 1, f"v[{idx[s.name + '_z']}] = 0   # z re-initialised on first update")
-                    else:
-                        c(i + 1, f"v[{idx[s.name]}] = 0")
-            for sp in g.slots:
-                s = sp.slot
-                c(i, f"if {conds[s.name]}:   # {s.name}: {s.func}({', '.join(a.name for a in s.args)})")
-                self._update(sp, idx, c, i + 1)
+                e = idx[L.epoch_member(s.name)]
+                c(i, f"if v[{e}] != ep_{w}:   # another window (the slot's own marker): reset")
+                c(i + 1, f"v[{e}] = ep_{w}")
+                if s.func == "hist":
+                    c(i + 1, f"v[{idx[s.name]}] = [0] * {sp.hist_buckets}")
+                elif s.func == "distinct":
+                    c(i + 1, f"v[{idx[s.name + '_regs']}] = bytearray({sp.hll.registers})")
+                    c(i + 1, f"v[{idx[s.name + '_z']}] = 0   # z re-initialised on first update")
+                else:
+                    c(i + 1, f"v[{idx[s.name]}] = 0")
+            self._update(sp, idx, c, i)
 
     def _update(self, sp: P.SlotPlan, idx: dict, c: _Code, ind: int) -> None:
         s = sp.slot
@@ -674,7 +670,7 @@ class PyProgram:
         else:
             val = f"{ptr}[{idx[s.name]}]"
         if s.window_ns:
-            return f"({val} if {ptr}[{idx[f'e_{s.window_ns}']}] == ep_{s.window_ns} else 0)"
+            return f"({val} if {ptr}[{idx[L.epoch_member(s.name)]}] == ep_{s.window_ns} else 0)"
         return val
 
     def _action(self, a: P.AppPlan, ap: P.ActionPlan, c: _Code, ind: int) -> None:
