@@ -71,6 +71,9 @@ RINGBUF_PAGES_MAX = 4096
 PAGE_SIZE = 4096
 EVENTS_MAP = "xm_events"
 
+# ---- sets: an `in { ... }` of more items than this is one map lookup, not code
+SET_INLINE_MAX = 16
+
 # ---- stages: a program too long for one XDP program runs as several, chained by
 # tail calls through a program array; the packet and the time travel in the scratch.
 STAGES_MAP = "xm_stages"

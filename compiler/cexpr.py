@@ -27,8 +27,9 @@ class StatRead:
 
 class CExpr:
     def __init__(self, param_index: dict[tuple[str, str], int],
-                 stat_reads: dict | None = None, size_reads: dict | None = None):
+                 stat_reads: dict | None = None, size_reads: dict | None = None, sets: dict | None = None):
         self.param_index = param_index
+        self.sets = sets or {}                  # pred key -> compiler.plan.SetPlan (tested by a lookup)
         self.stat_reads = stat_reads or {}      # vkey(VStat) -> StatRead
         self.size_reads = size_reads or {}      # (app, stat) -> C expr
 
@@ -99,8 +100,10 @@ class CExpr:
             body = self._cmp(p)
             return self._guarded(fields, self._stat_presence(p.left) + self._stat_presence(p.right), body)
         if isinstance(p, ir.PIn):
-            body = " || ".join(self._item(p.value, it) for it in p.items)
-            return self._guarded(ir.value_fields(p.value), self._stat_presence(p.value), f"({body})")
+            sp = self.sets.get(p.key())
+            tests = [self._set_lookup(sp)] if sp else []
+            tests += [self._item(p.value, it) for it in (sp.inline if sp else p.items)]
+            return self._guarded(ir.value_fields(p.value), self._stat_presence(p.value), f"({' || '.join(tests)})")
         raise AssertionError(p)
 
     def _guarded(self, fields, stat_has, body: str) -> str:
@@ -142,6 +145,20 @@ class CExpr:
             else:
                 parts.append(f"(bpf_ntohl({w}) & 0x{mask:08x}U) == 0x{val:08x}U")
         return "(" + " && ".join(parts or ["1"]) + ")"
+
+    def _set_lookup(self, sp) -> str:
+        """One lookup in the set's map (a GNU statement expression: it needs a key on the stack)."""
+        f = sp.field
+        if sp.kind == "lpm":
+            n = f.nbytes
+            return (f"({{ struct xm_lpm{n} k = {{ .prefixlen = {8 * n} }}; "
+                    f"__builtin_memcpy(k.addr, {_addr_bytes(f)}, {n}); {sp.name}.lookup(&k) != 0; }})")
+        if sp.kind == "array":
+            return f"({{ __u32 k = {self.value(ir.VField(f))}; __u8 *m = {sp.name}.lookup(&k); m && *m; }})"
+        if f.kind == Kind.MAC:
+            return (f"({{ __u8 k[6]; __builtin_memcpy(k, {_addr_bytes(f)}, 6); "
+                    f"{sp.name}.lookup((void *)k) != 0; }})")
+        return f"({{ __u64 k = {self.value(ir.VField(f))}; {sp.name}.lookup(&k) != 0; }})"
 
     def _item(self, value: ir.Value, it: ir.SetItem) -> str:
         if it.kind == "range":

@@ -68,7 +68,7 @@ class CView:
     def __init__(self, plan: P.Plan):
         self.plan = plan
         self.abi = abi
-        self.cx = CExpr(plan.param_index())
+        self.cx = CExpr(plan.param_index(), sets=plan.set_index())
         self.files = sorted({a.app.file for a in plan.apps})
 
     # ---- expressions --------------------------------------------------------------------
@@ -103,7 +103,7 @@ class CView:
     def t3_expr(self, t: P.T3Plan) -> CExpr:
         reads = {ir.vkey(r.value): StatRead(f"X[{r.index}]", f"H[{r.index}]") for r in t.reads}
         sizes = {(s.app, s.stat): f"xm_track_size_{s.map}(now / {s.bucket_ns}ULL)" for s in t.sizes}
-        return CExpr(self.plan.param_index(), reads, sizes)
+        return CExpr(self.plan.param_index(), reads, sizes, sets=self.plan.set_index())
 
     @staticmethod
     def ctr(index: int) -> str:

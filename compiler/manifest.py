@@ -133,6 +133,8 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
         "predicates": [{"id": n.id, "text": pstr(n.pred), "users": list(n.users), "phase": n.phase}
                        for n in prog.preds],
         "rate_limiters": {"map": "xm_rl", "n": plan.n_limiters},
+        # Large `in` sets kept in maps: the runtime fills them before the first packet.
+        "sets": [s.to_json() for s in plan.sets],
         # The programs to load: the entry point first; with several, each tail-calls
         # the next through the program array (runtime/dataplane/loader.py fills it).
         "stages": {"map": abi.STAGES_MAP if plan.staged else None,

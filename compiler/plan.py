@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from dsl.fields import Field
+from dsl.fields import Field, Kind
 
 from . import abi, ir
 from . import identity as I
@@ -199,6 +199,27 @@ class AppPlan:
 
 
 @dataclass(frozen=True)
+class SetPlan:
+    """A large ``in { ... }`` set kept in a map and tested by one lookup; the
+    runtime fills the map before the first packet (runtime/dataplane/sets.py)."""
+    name: str                     # "xm_set_<digest of the predicate>"
+    pred: ir.PIn
+    field: Field
+    kind: str                     # "lpm" (addresses and prefixes), "array" (ints of <= 16 bits), "hash"
+    key_size: int                 # lpm: 4 + address bytes; array: 4; hash: 8 (ints) or 6 (MACs)
+    entries: int
+    members: tuple[ir.SetItem, ...]   # what the map holds
+    inline: tuple[ir.SetItem, ...]    # tested in code as before (ranges of a hash set)
+
+    def to_json(self) -> dict:
+        def item(i):
+            lo = i.lo.hex() if isinstance(i.lo, bytes) else i.lo
+            return {"kind": i.kind, "lo": lo, "hi": i.hi}
+        return {"name": self.name, "kind": self.kind, "field": self.field.name, "key_size": self.key_size,
+                "entries": self.entries, "members": [item(i) for i in self.members]}
+
+
+@dataclass(frozen=True)
 class StagePlan:
     """One XDP program of a staged program: the map updates and T3 blocks it runs.
     Stage 0 also parses and evaluates T1; each stage tail-calls the next."""
@@ -238,6 +259,7 @@ class Plan:
     ctl: L.Struct
     params_struct: L.Struct
     stages: tuple[StagePlan, ...] = ()
+    sets: tuple[SetPlan, ...] = ()
     # lookups
     _maps: dict = field(default_factory=dict, repr=False)
     _apps: dict = field(default_factory=dict, repr=False)
@@ -247,6 +269,10 @@ class Plan:
         self._maps = {m.name: m for m in self.maps}
         self._apps = {a.name: a for a in self.apps}
         self._ctr = {n: i for i, n in enumerate(self.counters)}
+
+    def set_index(self) -> dict:
+        """pred key -> SetPlan: the sets the backends test by a lookup."""
+        return {s.pred.key(): s for s in self.sets}
 
     def map(self, name: str) -> MapPlan:
         return self._maps[name]
@@ -324,7 +350,7 @@ class Plan:
             out.append("xm_rl")
         if self.staged:
             out.append(abi.STAGES_MAP)
-        return out
+        return out + [s.name for s in self.sets]
 
     def kernel_maps(self) -> list["KernelMap"]:
         """Every map the program uses, in declaration order, with the spec text that
@@ -444,6 +470,32 @@ def walk_values(v):
     if isinstance(v, ir.VArith):
         yield from walk_values(v.left)
         yield from walk_values(v.right)
+
+
+# ---- large sets ----------------------------------------------------------------------------------
+
+def set_plans(prog: ir.ProgramIR) -> tuple[SetPlan, ...]:
+    """Every ``in`` set of more than abi.SET_INLINE_MAX items on a field becomes a
+    map: an LPM trie for addresses (one lookup finds any prefix), a byte array
+    indexed by the value for integers of at most 16 bits (ranges expanded), a
+    hash set of the values for wider integers and MACs (ranges stay inline)."""
+    out = []
+    for n in prog.preds:
+        p = n.pred
+        if not (isinstance(p, ir.PIn) and isinstance(p.value, ir.VField) and len(p.items) > abi.SET_INLINE_MAX):
+            continue
+        f = p.value.field
+        name = "xm_set_" + I.digest(repr(p.key()))[:I.SHORT]
+        if f.kind in (Kind.IP, Kind.IP4, Kind.IP6):
+            out.append(SetPlan(name, p, f, "lpm", 4 + f.nbytes, len(p.items), p.items, ()))
+        elif f.kind == Kind.INT and f.bits <= 16:
+            out.append(SetPlan(name, p, f, "array", 4, 1 << f.bits, p.items, ()))
+        else:
+            members = tuple(i for i in p.items if i.kind == "eq")
+            inline = tuple(i for i in p.items if i.kind != "eq")
+            out.append(SetPlan(name, p, f, "hash", 6 if f.kind == Kind.MAC else 8, max(1, len(members)),
+                               members, inline))
+    return tuple(out)
 
 
 # ---- stages -------------------------------------------------------------------------------------
@@ -645,6 +697,7 @@ class _Builder:
             ctl=abi.ctl_struct(n_bits),
             params_struct=abi.params_struct(len(prog.params)),
             stages=self.stages,
+            sets=set_plans(prog),
         )
 
 

@@ -19,6 +19,7 @@ import ctypes
 from typing import Callable
 
 from runtime.abi.manifest import Manifest
+from runtime.dataplane import sets
 from runtime.abi.records import decode_control, decode_event, decode_u64s, encode_control, encode_u64s
 from runtime.abi.snapshot import RawState
 
@@ -137,6 +138,10 @@ class ProgramMaps(MapAccess):
     def __init__(self, bpf, manifest: Manifest | dict):
         super().__init__(manifest)
         self.bpf = bpf
+
+    def init(self) -> None:
+        super().init()
+        sets.fill(self.bpf, self.manifest.raw.get("sets"))     # large `in` sets, before any packet
 
     def _read(self, name: str, index: int) -> bytes:
         t = self.bpf[name]

@@ -165,8 +165,10 @@ class PyExpr:
     """IR values and predicates as Python expressions over the storage variables
     (compiler/cexpr.py's rules, in Python)."""
 
-    def __init__(self, params: dict, stat_reads: dict | None = None, size_reads: dict | None = None):
+    def __init__(self, params: dict, stat_reads: dict | None = None, size_reads: dict | None = None,
+                 sets: dict | None = None):
         self.params = params
+        self.sets = sets or {}                  # pred key -> (compiler.plan.SetPlan, name bound in ns)
         self.stat_reads = stat_reads or {}      # vkey -> (X name, H name)
         self.size_reads = size_reads or {}      # (app, stat) -> Python expr
 
@@ -218,8 +220,15 @@ class PyExpr:
             fields = ir.value_fields(p.left) + ir.value_fields(p.right)
             return self._guarded(fields, self._stat_has(p.left) + self._stat_has(p.right), self._cmp(p))
         if isinstance(p, ir.PIn):
-            body = " or ".join(self._item(p.value, it) for it in p.items)
-            return self._guarded(ir.value_fields(p.value), self._stat_has(p.value), f"({body})")
+            found = self.sets.get(p.key())
+            if found:                           # one membership test, as the C's one lookup
+                sp, name = found
+                tests = [f"IN_PREFIXES({fexpr(p.value.field)}, {name})" if sp.kind == "lpm"
+                         else f"({self.value(p.value)} in {name})"]
+                tests += [self._item(p.value, it) for it in sp.inline]
+            else:
+                tests = [self._item(p.value, it) for it in p.items]
+            return self._guarded(ir.value_fields(p.value), self._stat_has(p.value), f"({' or '.join(tests)})")
         raise AssertionError(p)
 
     def _guarded(self, fields, has, body) -> str:
@@ -246,6 +255,40 @@ class PyExpr:
         if isinstance(it.lo, bytes):
             return addr_match(value.field, it.lo, len(it.lo) * 8)
         return f"({self.value(value)} == {int(it.lo)})"
+
+
+# ---- large sets (compiler/plan.py: set_plans) ------------------------------------------------
+
+def set_members(sp):
+    """What a set's map holds, as Python: {prefix length: {top bits}} for an LPM
+    trie, else the frozenset of member values (a byte array's ranges expanded)."""
+    if sp.kind == "lpm":
+        nbits = 8 * sp.field.nbytes
+        table: dict[int, set] = {}
+        for it in sp.members:
+            plen = it.hi if it.kind == "prefix" else 8 * len(it.lo)
+            table.setdefault(plen, set()).add(int.from_bytes(it.lo, "big") >> (nbits - plen))
+        return PrefixTable(nbits, {k: frozenset(v) for k, v in sorted(table.items())})
+    vals = set()
+    for it in sp.members:
+        if it.kind == "range":
+            vals.update(range(it.lo, min(it.hi, sp.entries - 1) + 1))
+        else:
+            vals.add(bytes(it.lo) if isinstance(it.lo, bytes) else int(it.lo))
+    return frozenset(vals)
+
+
+class PrefixTable:
+    """Prefixes by length: the top bits of each (an LPM trie's content)."""
+
+    def __init__(self, nbits: int, by_len: dict[int, frozenset]):
+        self.nbits, self.by_len = nbits, by_len
+
+
+def in_prefixes(addr: bytes, table: PrefixTable) -> bool:
+    """Whether ``addr`` is in one of the prefixes (what one LPM trie lookup tells)."""
+    a = int.from_bytes(addr, "big")
+    return any((a >> (table.nbits - plen)) in tops for plen, tops in table.by_len.items())
 
 
 # ---- the program ------------------------------------------------------------------------------
@@ -279,6 +322,12 @@ class PyProgram:
                 self.value_plans[m.name] = value_plan(m.value, f"VS_{m.name}")
                 self.ns[f"VS_{m.name}"] = struct.Struct(struct_format(m.value)[0])
         self.ringbuf_bytes = plan.ringbuf_bytes
+        self.sets: dict = {}                # pred key -> (SetPlan, its name in ns)
+        if plan.sets:
+            self.ns["IN_PREFIXES"] = in_prefixes
+        for sp in plan.sets:
+            self.sets[sp.pred.key()] = (sp, f"SET_{sp.name}")
+            self.ns[f"SET_{sp.name}"] = set_members(sp)
         self.source = self._render()
 
     # ---- helpers ----------------------------------------------------------------------
@@ -327,7 +376,7 @@ class PyProgram:
         prog = self.prog
         # T1 predicates (phase 1), by the plan's gate blocks
         preds = _Code()
-        cx = PyExpr(self.params)
+        cx = PyExpr(self.params, sets=self.sets)
         gated: list[str] = []      # computed only under an enable bit: else 0 (P[] is zeroed)
         for b in self.plan.pred_blocks:
             gate = self.gate(b.gate)
@@ -597,7 +646,7 @@ class PyProgram:
             c(ind, f"{has} = 0")
             self._read_stat(r, var, has, c, ind)
         size_exprs = {(sz.app, sz.stat): f"TS_{sz.map}(ts // {sz.bucket_ns})" for sz in t.sizes}
-        cx = PyExpr(self.params, reads, size_exprs)
+        cx = PyExpr(self.params, reads, size_exprs, sets=self.sets)
         for n in t.preds:
             self._collect_fields_pred(n.pred)
             c(ind, f"P{n.id} = {cx.pred(n.pred)}")
