@@ -80,6 +80,7 @@ STAGES_MAP = "xm_stages"
 ENTRY_FUNCTION = "xdpmon_main"          # stage 0: the program attached or test-run
 STAGE_FUNCTION = "xdpmon_stage{}"       # stages 1, 2, ...
 PKT_STRUCT_MAX = 160                    # sizeof(struct xm_pkt) is checked against it in the C
+MAX_STAGES = 34                         # the entry point and 33 tail calls: the kernel's MAX_TAIL_CALL_CNT
 
 
 def ringbuf_pages(n_apps_with_rules: int) -> int:

@@ -14,11 +14,26 @@ from __future__ import annotations
 from dsl.errors import Diagnostic
 
 from . import abi
-from .plan import Plan
+from .plan import STAGE_BUDGET, Plan
+
+STAGE_BUDGET_TEXT = f"{STAGE_BUDGET:,}"
 
 
 def check(plan: Plan) -> list[Diagnostic]:
-    return _maps(plan) + _scratch(plan)
+    return _maps(plan) + _scratch(plan) + _stages(plan)
+
+
+def _stages(plan: Plan) -> list[Diagnostic]:
+    if len(plan.stages) <= abi.MAX_STAGES:
+        return []
+    over = plan.stages[abi.MAX_STAGES]
+    spans = [u.span for m in plan.maps if m.name in over.maps for u in m.map.uses]
+    spans += [plan.app(a).app.span for a in over.t3]
+    return [Diagnostic(
+        f"the merged program needs {len(plan.stages)} stages of about {STAGE_BUDGET_TEXT} instructions "
+        f"(this is in stage {abi.MAX_STAGES + 1}); the kernel chains at most {abi.MAX_STAGES - 1} tail calls "
+        f"(MAX_TAIL_CALL_CNT), so {abi.MAX_STAGES} stages", min(spans, key=lambda s: (s.file, s.line, s.col)),
+        "split the apps into two programs")]
 
 
 def _maps(plan: Plan) -> list[Diagnostic]:

@@ -327,3 +327,46 @@ def test_generated_c_warnings_are_errors_here():
            "return XDP_PASS + (int)(x & 0); }\n")
     with pytest.raises(LoadError, match=r"main\.c:1:\d+: shift count >= width of type"):
         load_program(src).close()
+
+
+# ---- stages: the kernel's MAX_TAIL_CALL_CNT ------------------------------------------------------
+
+def _stage_errors(tmp_path, n_maps: int) -> tuple[int, list[str]]:
+    """A program of ``n_maps`` one-map apps, every map block in a stage of its own."""
+    names = write_specs(tmp_path, "".join(_cms_app(i) for i in range(n_maps)))
+    with cwd(tmp_path):
+        model, sources = load(names)
+        plan = plan_mod.build(build_ir(model), stage_budget=1)
+    return len(plan.stages), [d.headline() for d in limits.check(plan)]
+
+
+def test_stages_at_the_bound(tmp_path):
+    assert _stage_errors(tmp_path, abi.MAX_STAGES - 1) == (abi.MAX_STAGES, [])
+
+
+def test_stages_past_the_bound(tmp_path):
+    n, errors = _stage_errors(tmp_path, abi.MAX_STAGES)
+    assert n == abi.MAX_STAGES + 1
+    assert errors == [
+        f"a.mon:{abi.MAX_STAGES}:50: error: the merged program needs 35 stages of about 12,000 instructions "
+        f"(this is in stage 35); the kernel chains at most 33 tail calls (MAX_TAIL_CALL_CNT), so 34 stages"]
+
+
+@pytest.mark.kernel
+def test_stages_at_the_bound_run(tmp_path):
+    """34 programs chained by 33 tail calls: a frame reaches the last one."""
+    from runtime.engines import open_engine
+
+    names = write_specs(tmp_path, "".join(_cms_app(i) for i in range(abi.MAX_STAGES - 1)))
+    with cwd(tmp_path):
+        from compiler.driver import compile_files
+        art = compile_files(names, replay=True, stage_budget=1)
+    eng = open_engine("kernel", art)
+    try:
+        assert len(eng.loaded.stages) == abi.MAX_STAGES
+        run(eng, [udp(dport=abi.MAX_STAGES - 1)])         # the last app's port
+        snap = eng.snapshot()
+        assert snap["counters"]["stage.tail_call_failed"] == 0 and snap["counters"]["verdict.pass"] == 1
+        assert stat(snap, f"c{abi.MAX_STAGES - 2}", "x")["value"]["cms_ip_src"]["total"] == 1
+    finally:
+        eng.close()

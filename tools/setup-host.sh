@@ -95,8 +95,8 @@ want="$( { cat pyproject.toml; ls -d dsl/__init__.py compiler/__init__.py \
     sha256sum | cut -d' ' -f1)"
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$want" != "$have" ]; then
-    say "pip install -e '.[test]'"
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    say "pip install -e '.[test,bench]'"
+    "$VENV/bin/python" -m pip install -q -e '.[test,bench]'
     printf '%s\n' "$want" >"$STAMP"
 else
     say "python packages up to date"
