@@ -37,6 +37,8 @@ def _stages(plan: Plan) -> list[Diagnostic]:
 
 
 def _maps(plan: Plan) -> list[Diagnostic]:
+    if plan.staged:
+        return _stage_maps(plan)
     maps = plan.kernel_maps()
     if len(maps) <= abi.MAX_MAPS:
         return []
@@ -53,6 +55,23 @@ def _maps(plan: Plan) -> list[Diagnostic]:
         over.span,
         "statistics with the same key share one map: key more of them alike, or split the apps "
         "into two programs")]
+
+
+def _stage_maps(plan: Plan) -> list[Diagnostic]:
+    """Each stage is a program of its own: the bound is per stage."""
+    out = []
+    for st in plan.stages:
+        used = plan.stage_maps(st)
+        if len(used) <= abi.MAX_MAPS:
+            continue
+        spans = [u.span for m in plan.maps if m.name in st.maps for u in m.map.uses]
+        spans += [plan.app(a).app.span for a in st.t3] or [plan.prog.apps[0].span]
+        out.append(Diagnostic(
+            f"stage {st.index} of the merged program uses {len(used)} maps; the kernel allows "
+            f"{abi.MAX_MAPS} maps per program (MAX_USED_MAPS)", min(spans, key=lambda s: (s.file, s.line, s.col)),
+            "statistics with the same key share one map: key more of them alike, or split the apps "
+            "into two programs"))
+    return out
 
 
 def _scratch(plan: Plan) -> list[Diagnostic]:

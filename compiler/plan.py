@@ -366,6 +366,46 @@ class Plan:
             out.append(KernelMap(abi.EVENTS_MAP, "ring buffer", first.rules[0].span))
         return out
 
+    def stage_maps(self, st: StagePlan) -> list[str]:
+        """The maps the code of stage ``st`` refers to: what the kernel counts for
+        that program (each stage is a program of its own)."""
+        used = ["xm_counters", "xm_params", "xm_scratch"]
+        if self.n_enable_bits:
+            used.append("xm_ctl")
+        if self.staged and st.index < len(self.stages) - 1:
+            used.append(abi.STAGES_MAP)
+        sets = self.set_index()
+
+        def set_maps(preds):
+            return [sets[n.pred.key()].name for n in preds
+                    if isinstance(n.pred, ir.PIn) and n.pred.key() in sets]
+        if st.index == 0:
+            used += set_maps(n for n in self.prog.preds if n.phase == 1)
+        for m in self.maps:
+            if m.name not in st.maps:
+                continue
+            used.append(m.name)
+            if m.kind == "track":
+                used.append(f"{m.name}_b")
+            elif m.kind == "hll":
+                used.append(f"{m.name}_hdr")
+            elif m.kind == "fused" and m.key:
+                used.append("xm_zero")
+        for t in self.t3:
+            if t.app not in st.t3:
+                continue
+            for r in t.reads:
+                m = self.map(r.map)
+                used.append(f"{m.name}_hdr" if m.kind == "hll" else m.name)
+            used += [f"{s.map}_b" for s in t.sizes]
+            used += set_maps(t.preds)
+            actions = [ap for r in t.rules for ap in r.actions]
+            if actions:
+                used.append(abi.EVENTS_MAP)
+            if any(ap.limiter >= 0 for ap in actions):
+                used.append("xm_rl")
+        return list(dict.fromkeys(used))
+
 
 
 

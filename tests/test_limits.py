@@ -210,6 +210,25 @@ def test_kernel_maps_are_the_maps_the_code_uses():
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize("budget", [plan_mod.STAGE_BUDGET, 1])
+def test_kernel_counts_the_maps_each_stage_uses(budget):
+    """Per stage (each a program of its own), the maps the plan says the code uses
+    are the maps the kernel counts; specs/ in one stage, then in 14."""
+    from runtime.dataplane.loader import load as load_program
+
+    with cwd(ROOT):
+        model, sources = load(SPECS)
+    plan = plan_program(model, sources, stage_budget=budget)
+    loaded = load_program(render_c(plan), stages={"map": abi.STAGES_MAP if plan.staged else None,
+                                                  "functions": [st.function for st in plan.stages]})
+    try:
+        assert [s.n_maps for s in loaded.stages] == [len(plan.stage_maps(st)) for st in plan.stages]
+        assert len(plan.stages) == (1 if budget > 1 else 14)
+    finally:
+        loaded.close()
+
+
+@pytest.mark.kernel
 def test_kernel_counts_the_maps_the_plan_counts():
     from runtime.dataplane.loader import load as load_program
 
