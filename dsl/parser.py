@@ -9,7 +9,9 @@ good app still reaches semantic analysis.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import stat
 from functools import lru_cache
 from pathlib import Path
 
@@ -626,13 +628,31 @@ def _unquote(s: str) -> str:
 
 # ---- entry points ------------------------------------------------------------
 
+def _too_large(path: str, size: str) -> SpecError:
+    return SpecError([Diagnostic(f"file is too large for a spec ({size} bytes; the limit is {MAX_SPEC_BYTES})",
+                                 A.Span(path, 1, 1, 1, 2))])
+
+
+def read_source(path: str) -> bytes:
+    """The bytes of the spec file at ``path``, read with a bound: at most
+    MAX_SPEC_BYTES + 1 bytes are read whatever the file is, so a device that never
+    ends (/dev/zero), a FIFO whose writer never stops or a huge file is refused
+    after the limit instead of being read to the end. OSError when it cannot be
+    read; SpecError when it is too large."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_SPEC_BYTES + 1)
+        if len(data) > MAX_SPEC_BYTES:
+            st = os.fstat(f.fileno())
+            raise _too_large(path, str(st.st_size) if stat.S_ISREG(st.st_mode) else f"more than {MAX_SPEC_BYTES}")
+    return data
+
+
 def decode_source(data: bytes, path: str) -> str:
     """Bytes of a spec file as text, or a SpecError pointing at the first byte
     that is not UTF-8 (or a NUL byte). The error carries the text decoded with
     replacement characters, so that the line can still be shown."""
     if len(data) > MAX_SPEC_BYTES:
-        raise SpecError([Diagnostic(f"file is too large for a spec ({len(data)} bytes; the limit is {MAX_SPEC_BYTES})",
-                                    A.Span(path, 1, 1, 1, 2))])
+        raise _too_large(path, str(len(data)))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -389,13 +390,63 @@ def test_permission_denied(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("secret.mon").write_text(app("t1 { select tcp }"))
 
-    def refuse(self):
-        raise PermissionError(13, "Permission denied", str(self))
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    def refuse(path, mode="r"):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr("dsl.parser.open", refuse, raising=False)
     with pytest.raises(SpecError) as info:
         load(["secret.mon"])
     assert [d.headline() for d in info.value.diagnostics] == [
         "secret.mon:1:1: error: cannot read spec: Permission denied"]
+
+
+TOO_LARGE_STREAM = "error: file is too large for a spec (more than 4194304 bytes; the limit is 4194304)"
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_endless_device_is_refused_after_the_limit(device):
+    with pytest.raises(SpecError) as info:
+        load([device])
+    assert [d.headline() for d in info.value.diagnostics] == [f"{device}:1:1: {TOO_LARGE_STREAM}"]
+
+
+def _fifo_writer(path: Path, data: bytes, forever: bool) -> threading.Thread:
+    def write():
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+                while forever:
+                    f.write(bytes(65536))
+        except BrokenPipeError:          # the reader stopped reading: expected when forever
+            pass
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    return t
+
+
+def test_fifo_that_never_ends_is_refused_after_the_limit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("endless.mon")
+    writer = _fifo_writer(Path("endless.mon"), b"", forever=True)
+    with pytest.raises(SpecError) as info:
+        load(["endless.mon"])
+    writer.join(10)
+    assert not writer.is_alive()
+    assert [d.headline() for d in info.value.diagnostics] == [f"endless.mon:1:1: {TOO_LARGE_STREAM}"]
+
+
+def test_fifo_with_a_spec_is_read_like_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("piped.mon")
+    writer = _fifo_writer(Path("piped.mon"), app("t1 { select tcp }", "piped").encode(), forever=False)
+    program, sources = load(["piped.mon"])
+    writer.join(10)
+    assert [a.name for a in program.apps] == ["piped"]
+    assert sources == {"piped.mon": "app piped { t1 { select tcp } }\n"}
+
+
+def test_cli_check_dev_zero_exits_2(tmp_path):
+    r = _xdpmon(["/dev/zero"], tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"/dev/zero:1:1: {TOO_LARGE_STREAM}\n1 error\n")
 
 
 def test_path_with_nul(tmp_path, monkeypatch):

@@ -107,14 +107,17 @@ def _dump(stage: str, files) -> None:
 
     from compiler import ir as ir_mod
     from compiler.pipeline import build_ir
-    from dsl.parser import parse_bytes
+    from dsl.parser import parse_bytes, read_source
 
     if stage == "ast":
         for f in files:
             try:
-                _, spec, diags = parse_bytes(open(f, "rb").read(), f)
+                _, spec, diags = parse_bytes(read_source(f), f)
             except OSError as e:
                 raise click.UsageError(str(e))
+            except SpecError as e:
+                report_spec_error(e)
+                sys.exit(EXIT_SPEC)
             for app in spec.apps:
                 click.echo(pprint.pformat(app, width=110, sort_dicts=False))
         return
