@@ -194,6 +194,29 @@ def test_cli_out_writes_artifacts_and_keeps_edited_stubs(tmp_path):
     assert "kept" not in p.stderr
 
 
+def test_cli_out_where_nothing_can_be_written_is_a_plain_error(tmp_path):
+    """No directory can be made in /proc, nor below a file: exit 2 with the reason, not an
+    internal error."""
+    (tmp_path / "plain").write_text("")
+    for out, reason in ((Path("/proc/xdpmon-out"), "No such file or directory"),
+                        (tmp_path / "plain" / "out", "Not a directory")):
+        p = xdpmon("compile", "specs/syn_flood.mon", "--out", str(out))
+        assert (p.returncode, p.stdout, p.stderr) == (2, "", f"xdpmon: cannot write {out}: {reason}\n")
+        assert not out.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root's override of file permissions")
+def test_cli_out_into_a_read_only_directory_is_a_plain_error(tmp_path):
+    """A real EACCES: root without CAP_DAC_OVERRIDE cannot write into a directory of mode 555."""
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    env = dict(os.environ, NO_COLOR="1")
+    p = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", sys.executable,
+                        "-m", "runtime.cli", "compile", "specs/syn_flood.mon", "--out", str(ro / "prog")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout, p.stderr) == (2, "", f"xdpmon: cannot write {ro / 'prog'}: Permission denied\n")
+
+
 def test_cli_dump_ir_prints_the_ir():
     from compiler.frontend import load
     from compiler.pipeline import build_ir

@@ -199,7 +199,12 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
             click.echo(f"\n# ==== ASL stub: {name} ====")
             _print_code(text, "python")
     elif out:
-        for path, what in write(art, Path(out), force=force):
+        try:
+            done = write(art, Path(out), force=force)
+        except OSError as e:            # a place that cannot be written: the command line's fault
+            click.echo(f"xdpmon: cannot write {e.filename or out}: {e.strerror or e}", err=True)
+            sys.exit(EXIT_SPEC)
+        for path, what in done:
             click.echo(f"{path}: {what}", err=True)
     info = None
     if load_check or report:
