@@ -151,20 +151,58 @@ def _dump(stage: str, files) -> None:
             sys.stdout.write(art.manifest_json())
 
 
-def _load_info(c_source: str) -> dict:
+LOG_TAIL = 12          # lines of BCC's log shown under a load failure
+
+
+def _map_detail(manifest: dict | None, name: str | None) -> str | None:
+    """What a map the kernel refused holds and how big it is, from the manifest."""
+    m = next((m for m in (manifest or {}).get("maps", ()) if m["name"] == name), None)
+    if m is None or "size" not in m:
+        return None
+    entry = m["key"]["size"] + m["value"]["size"]
+    first = {}
+    for u in m["uses"]:
+        first.setdefault(f"{u['app']}.{u['stat']}", f"{u['file']}:{u['line']}")
+    stats = ", ".join(f"{stat} ({where})" for stat, where in first.items())
+    return (f"map {name} holds {stats}: {m['size']:,} entries x {entry:,} bytes (key and value) = "
+            f"{m['size'] * entry / 2**30:,.1f} GiB; a smaller 'size' needs less")
+
+
+def report_load_error(e, manifest: dict | None = None, prefix: str = "xdpmon: cannot load the program") -> None:
+    """A load failure: the one-line reason, what it concerns, the tail of the log."""
+    click.echo(f"{prefix}: {e.reason}", err=True)
+    detail = _map_detail(manifest, e.map_name)
+    if detail:
+        click.echo(f"  {detail}", err=True)
+    if e.c_line:
+        click.echo(f"  generated C line {e.c_line}: {e.c_text}", err=True)
+    lines = [ln for ln in e.log.strip().split("\n") if ln.strip()][-LOG_TAIL:]
+    if lines:
+        click.echo("  log (last lines):\n" + "\n".join("    " + ln for ln in lines), err=True)
+    if e.bug:
+        click.echo("this is a bug in xdpmon's compiler: please report it with the specs", err=True)
+
+
+def _survive_fatal_exits(manifest: dict, prefix: str = "xdpmon: cannot load the program") -> None:
+    """LLVM may end the process while it compiles: report that like any load failure."""
+    from runtime.dataplane import loader
+
+    loader.survive_fatal_exits(lambda e: report_load_error(e, manifest, prefix))
+
+
+def _load_info(c_source: str):
+    """The loaded program's numbers for the report, and the LoadError if it did not load."""
     from runtime.dataplane.loader import LoadError, load
 
     try:
         loaded = load(c_source)
     except LoadError as e:
-        return {"error": str(e), "log": e.log, "c_line": e.c_line, "c_text": e.c_text}
-    except Exception as e:            # no BPF here (not root, no BCC): say so
-        return {"error": f"{type(e).__name__}: {e}"}
+        return {"error": e.reason, "log": e.log, "c_line": e.c_line, "c_text": e.c_text}, e
     info = loaded.info
     _warn_generated(loaded.warnings)
     loaded.close()
     return {"maps": info.n_maps, "xlated_insns": info.xlated_insns, "xlated_bytes": info.xlated_bytes, "jited_bytes": info.jited_bytes,
-            "verified_insns": info.verified_insns, "prog_id": info.id}
+            "verified_insns": info.verified_insns, "prog_id": info.id}, None
 
 
 @cli.command()
@@ -206,9 +244,10 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
             sys.exit(EXIT_SPEC)
         for path, what in done:
             click.echo(f"{path}: {what}", err=True)
-    info = None
+    info = error = None
     if load_check or report:
-        info = _load_info(art.c)
+        _survive_fatal_exits(art.manifest, "load check: FAILED" if load_check else "xdpmon: cannot load the program")
+        info, error = _load_info(art.c)
     if report:
         rep = report_mod.build(art.ir, program, info)
         if as_json:
@@ -217,15 +256,8 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
         else:
             click.echo(report_mod.render_text(rep), nl=False)
     if load_check:
-        if "error" in info:
-            click.echo(f"load check: FAILED: {info['error']}", err=True)
-            if info.get("c_line"):
-                click.echo(f"  generated C line {info['c_line']}: {info['c_text']}", err=True)
-            if info.get("log"):
-                tail = "\n".join(info["log"].strip().split("\n")[-12:])
-                click.echo("  verifier log (last lines):\n" + tail, err=True)
-            if info.get("c_line") or "verifier" in info["error"] or "compile" in info["error"]:
-                click.echo("this is a bug in xdpmon's compiler: please report it with the specs", err=True)
+        if error is not None:
+            report_load_error(error, art.manifest, "load check: FAILED")
             sys.exit(1)
         click.echo(f"load check: OK: verifier accepted {info['verified_insns']} instructions; "
                    f"{info['xlated_insns']} xlated ({info['xlated_bytes']} bytes), {info['jited_bytes']} bytes jited; "
@@ -243,18 +275,15 @@ def _open_engine_or_exit(engine: str, art):
     from runtime.dataplane.loader import LoadError
     from runtime.engines import open_engine
 
+    if engine == "kernel":
+        _survive_fatal_exits(art.manifest)
     try:
         eng = open_engine(engine, art)
         loaded = getattr(eng, "loaded", None)
         _warn_generated(loaded.warnings if loaded else None)
         return eng
     except LoadError as e:
-        click.echo(f"xdpmon: cannot load the program: {e}", err=True)
-        if e.log and not e.c_line:
-            click.echo("  " + "\n  ".join(e.log.strip().split("\n")[-8:]), err=True)
-        if e.c_line:
-            click.echo(f"  generated C line {e.c_line}: {e.c_text}", err=True)
-            click.echo("this is a bug in xdpmon's compiler: please report it with the specs", err=True)
+        report_load_error(e, art.manifest)
         sys.exit(1)
     except PermissionError as e:
         click.echo(f"xdpmon: the kernel engine needs root and BPF ({e}); try --engine reference", err=True)
