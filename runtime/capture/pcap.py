@@ -3,7 +3,9 @@
 ``read_frames(path)`` yields ``Frame(index, ts_ns, data)``; only Ethernet link
 types are accepted. A truncated or corrupt file yields what is readable and
 then raises ``CaptureError`` saying where and why reading stopped, so callers
-can report the frames processed and exit with status 1.
+can report the frames processed and exit with status 1. The file is read
+front to back, never sought: a FIFO or a pipe carrying a capture (``tcpdump -w -``)
+is replayed as it arrives, until its writer closes it.
 """
 
 from __future__ import annotations
@@ -45,26 +47,43 @@ class _TruncatedRead(Exception):
     pass
 
 
+# No frame is this long (pcapng blocks are at most 16 MiB in libpcap, pcap frames
+# 256 KiB): a longer record is a corrupt length, refused before it is read.
+MAX_RECORD = 16 << 20
+
+
 class _CheckedFile:
-    """A file that raises on a short read in the middle of a record: dpkt would
-    silently return the partial record of a truncated capture."""
+    """The capture as dpkt reads it: the magic peeked without seeking (a FIFO or a
+    pipe cannot seek, and is read like a file), the bytes read counted (the position,
+    also in a pipe), a short read in the middle of a record raised (dpkt would
+    silently return the partial record of a truncated capture) and a record longer
+    than MAX_RECORD refused (dpkt would try to read it all)."""
 
     def __init__(self, f):
         self.f = f
+        self.pos = 0
+        self._head = b""
+
+    def magic(self) -> bytes:
+        self._head = self.f.read(4)
+        return self._head
 
     def read(self, n=-1):
-        data = self.f.read(n)
-        if n and n > 0 and 0 < len(data) < n:
+        if n is None or n < 0 or n > MAX_RECORD:
+            raise _TruncatedRead(f"a record claims {n} bytes, more than any frame ({MAX_RECORD} bytes)")
+        head, self._head = self._head[:n], self._head[n:]
+        data = head + self.f.read(n - len(head)) if n > len(head) else head
+        if n and 0 < len(data) < n:
             raise _TruncatedRead(f"a record needs {n} bytes but the file ends after {len(data)}")
+        self.pos += len(data)
         return data
 
     def __getattr__(self, name):
         return getattr(self.f, name)
 
 
-def _open(f, path: str):
-    magic = f.read(4)
-    f.seek(0)
+def _open(f: _CheckedFile, path: str):
+    magic = f.magic()
     if len(magic) < 4:
         raise CaptureError(f"{path}: not a capture file (only {len(magic)} bytes)")
     try:
@@ -93,8 +112,7 @@ def read_frames(path: str) -> Iterator[Frame]:
                 return
             except (ValueError, dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, EOFError, _TruncatedRead,
                     struct.error) as e:
-                pos = f.tell() if not f.closed else "?"
-                raise CaptureError(f"{path}: stopped after frame {n} near byte {pos}: "
+                raise CaptureError(f"{path}: stopped after frame {n} near byte {f.pos}: "
                                    f"the file is truncated or corrupt ({e or type(e).__name__})", n)
             yield Frame(n, _ts_ns(ts), bytes(data))
             n += 1

@@ -1,14 +1,17 @@
 """The ``xdpmon`` command line.
 
-Exit status: 0 all well; 2 errors in the specs (or the command line); 1 a
-runtime problem (e.g. the kernel refused something); 70 an internal error.
+Exit status: 0 all well; 2 errors in the specs (or the command line, or a place
+--out cannot write); 1 a runtime problem (e.g. the kernel refused something);
+70 an internal error (a bug); 130 interrupted (Ctrl-C).
 Spec errors are printed as ``path:line:col: error: ...`` with the source line
 and a caret, in colour on a terminal. No Python traceback reaches the user.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 
 import click
@@ -17,6 +20,7 @@ from dsl.errors import SpecError, render
 
 EXIT_SPEC = 2
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
 
 
 def _color(stream) -> bool:
@@ -310,12 +314,14 @@ def _asl_host(art):
               help="kernel: the loaded program under BPF_PROG_TEST_RUN (root); reference: the Python interpreter.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final snapshot as JSON.")
 @click.option("--asl", is_flag=True, help="Run the apps' ASL handlers (or the generated stubs) on the events.")
-@click.option("--top", default=10, show_default=True, help="Keys shown per statistic in the tables.")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Keys shown per statistic in the tables.")
 def replay(files, captures, engine, as_json, asl, top):
-    """Replay captures through the program compiled from spec FILES; print the final snapshot."""
+    """Replay captures through the program compiled from spec FILES; print the final snapshot.
+    Ctrl-C stops the replay after the frame being run and prints what was replayed (partial)."""
     import json
 
-    from runtime.engines.replay import replay_captures
+    from runtime.engines.replay import Replay
     from runtime.ui.view import render
 
     program, sources = load_or_exit(files)
@@ -324,9 +330,14 @@ def replay(files, captures, engine, as_json, asl, top):
     try:
         host = _asl_host(art) if asl else None
         on_events = (lambda events: host.deliver(events, eng.snapshot)) if host else None
-        rep = replay_captures(eng, captures, on_events=on_events, keep_events=as_json)
+        rep = Replay(eng, on_events, keep_events=as_json)
+        with _sigint_calls(rep.interrupt):
+            rep.run(captures)
         for problem in rep.problems:
             click.echo(f"xdpmon: {problem}", err=True)
+        if rep.stopping:
+            click.echo(f"xdpmon: interrupted {rep.stopped}: the snapshot is partial "
+                       f"({eng.stats.frames:,} frames replayed)", err=True)
         if eng.events.dropped:
             click.echo(f"xdpmon: {eng.events.dropped:,} events dropped: the event queue "
                        f"({eng.events.maxsize:,}) was full", err=True)
@@ -338,6 +349,8 @@ def replay(files, captures, engine, as_json, asl, top):
         if as_json:
             out = dict(snap, events=rep.events)
             out["replay"] = {"frames": eng.stats.frames, "refused": eng.stats.refused, "engine": engine}
+            if rep.stopping:
+                out["replay"]["partial"] = True
             if asl_summary is not None:
                 out["asl"] = asl_summary
             click.echo(json.dumps(out, indent=2, default=str))
@@ -348,19 +361,42 @@ def replay(files, captures, engine, as_json, asl, top):
                     for ev in a["emitted"]:
                         click.echo(json.dumps(ev, default=str))
             click.echo(f"{eng.stats.frames:,} frames replayed through the {engine} engine "
-                       f"({eng.stats.refused:,} shorter than an Ethernet header, refused)")
+                       f"({eng.stats.refused:,} shorter than an Ethernet header, refused)"
+                       + ("; interrupted: the snapshot is partial" if rep.stopping else ""))
     finally:
         eng.close()
-    sys.exit(1 if rep.problems else 0)
+    sys.exit(EXIT_INTERRUPTED if rep.stopping else 1 if rep.problems else 0)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT). Not a KeyboardInterrupt, which click turns into "Aborted!"
+    and status 1; a BaseException, so that no ``except Exception`` swallows it."""
+
+
+def _interrupted(signum, frame):
+    raise Interrupted()
+
+
+@contextlib.contextmanager
+def _sigint_calls(fn):
+    """Within the block, SIGINT calls ``fn`` instead of raising Interrupted: a replay
+    stops after a whole frame (runtime/engines/replay.py, Replay.interrupt)."""
+    old = signal.signal(signal.SIGINT, lambda signum, frame: fn())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def main(argv=None) -> None:
+    signal.signal(signal.SIGINT, _interrupted)
     try:
         cli.main(args=argv, prog_name="xdpmon", standalone_mode=True)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except (Interrupted, KeyboardInterrupt):
+        print("xdpmon: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as e:  # a bug: say so briefly, never dump a traceback on the operator
         print(f"xdpmon: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         print("this is a bug in xdpmon; set XDPMON_DEBUG=1 for the traceback", file=sys.stderr)

@@ -6,6 +6,8 @@ it produced (taken from the engine's queue) to ``on_events(list)``: consumers
 see events as they occur, in capture order, while the replay runs. A capture
 that cannot be read to its end is processed as far as it is readable; the
 reason is kept in ``problems`` and the replay goes on with the next capture.
+``Replay.stop()`` ends the replay after the frame being run, ``interrupt()``
+(for a SIGINT handler) also while it waits for input; ``stopped`` then says where.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from runtime.capture.pcap import CaptureError, read_frames
 from .base import Engine
 
 
+class _Interrupted(BaseException):
+    """Raised by Replay.interrupt() while the replay waits for its next frame."""
+
+
 @dataclass
 class Replay:
     """What a replay saw besides the engine's maps: events per (app, type), the
@@ -29,18 +35,42 @@ class Replay:
     events: list[dict] = field(default_factory=list)
     event_counts: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    stopping: bool = False
+    stopped: str | None = None        # where the replay stopped: "in CAPTURE, after its first N frames"
+    busy: bool = False                # running a frame or handing on its events
+
+    def stop(self) -> None:
+        """End the replay after the frame being run."""
+        self.stopping = True
+
+    def interrupt(self) -> None:
+        """stop(), for a SIGINT handler: at once while the replay waits for its next
+        frame (a FIFO whose writer sends nothing), else after the frame being run, so
+        that the maps and counters always hold whole frames."""
+        self.stopping = True
+        if not self.busy:
+            raise _Interrupted()
 
     def feed(self, frames: Iterable) -> None:
-        """Run frames (objects with ``ts_ns`` and ``data``) through the engine."""
+        """Run frames (objects with ``ts_ns`` and ``data``) through the engine
+        until they end or stop() is called."""
         run, queue = self.engine.run_frame, self.engine.events
-        for fr in frames:
-            run(fr.ts_ns, fr.data)
-            if queue:
-                self._hand_on()
+        try:
+            for fr in frames:
+                self.busy = True
+                if self.stopping:
+                    break
+                run(fr.ts_ns, fr.data)
+                if queue:
+                    self._hand_on()
+                self.busy = False
+        finally:
+            self.busy = False
 
     def feed_capture(self, path: str) -> bool:
         """Replay one capture; False (with the reason in ``problems``) when it
         could not be read to its end."""
+        start = self.engine.stats.frames
         try:
             self.feed(read_frames(path))
             return True
@@ -48,6 +78,10 @@ class Replay:
             self.problems.append(str(e))
         except OSError as e:
             self.problems.append(f"{path}: {e.strerror or e}")
+        finally:
+            if self.stopping and self.stopped is None:
+                n = self.engine.stats.frames - start
+                self.stopped = f"in {path}, after its first {n:,} frame{'' if n == 1 else 's'}"
         return False
 
     def flush(self) -> None:
@@ -65,10 +99,25 @@ class Replay:
         if self.on_events is not None:
             self.on_events(batch)
 
+    def run(self, paths: Iterable[str]) -> "Replay":
+        """Replay the captures in order (until stopped), then flush."""
+        try:
+            for path in paths:
+                if self.stopping:
+                    self.stopped = self.stopped or f"before {path}"
+                    break
+                self.feed_capture(path)
+        except _Interrupted:
+            pass
+        self.busy = True                  # the last events are taken whole
+        try:
+            if self.stopping and self.stopped is None:
+                self.stopped = "after the last capture"
+            self.flush()
+        finally:
+            self.busy = False
+        return self
+
 
 def replay_captures(engine: Engine, paths: Iterable[str], *, on_events=None, keep_events: bool = False) -> Replay:
-    rep = Replay(engine, on_events, keep_events)
-    for path in paths:
-        rep.feed_capture(path)
-    rep.flush()
-    return rep
+    return Replay(engine, on_events, keep_events).run(paths)
