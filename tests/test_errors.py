@@ -10,9 +10,11 @@ file), from inside the temporary directory so that paths are short.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -447,6 +449,27 @@ def test_fifo_with_a_spec_is_read_like_a_file(tmp_path, monkeypatch):
 def test_cli_check_dev_zero_exits_2(tmp_path):
     r = _xdpmon(["/dev/zero"], tmp_path)
     assert (r.returncode, r.stdout, r.stderr) == (2, "", f"/dev/zero:1:1: {TOO_LARGE_STREAM}\n1 error\n")
+
+
+def test_cli_ctrl_c_while_waiting_for_a_fifo_exits_130(tmp_path):
+    """A FIFO with no writer: check waits in open(2) for one (the kernel's wait_for_partner)
+    until SIGINT."""
+    os.mkfifo(tmp_path / "nobody.mon")
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    p = subprocess.Popen([sys.executable, "-m", "runtime.cli", "check", "nobody.mon"], cwd=tmp_path,
+                         env=dict(env, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if Path(f"/proc/{p.pid}/wchan").read_text() == "wait_for_partner":
+                break
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert (p.returncode, out, err) == (130, "", "xdpmon: interrupted\n")
 
 
 def test_path_with_nul(tmp_path, monkeypatch):
