@@ -92,7 +92,20 @@ class Analyser:
         modes = {a.name: self._mode(a) for a in apps}
         self._check_enable_bits(apps, modes)
         checked = [self._app(a, modes) for a in apps]
+        self._note_never_enabled(apps, modes, [c for c in checked if c is not None])
         return M.ProgramM(tuple(c for c in checked if c is not None), tuple(self.notes))
+
+    def _note_never_enabled(self, apps: list[A.App], modes: dict[str, str], checked: list[M.AppM]) -> None:
+        """An on-demand app that no rule of the apps given enables is off unless enabled at
+        run time: accepted, with a note."""
+        if self.incomplete:                # an app that did not parse may enable it
+            return
+        enabled = {act.app for a in checked for r in a.rules for act in r.actions if isinstance(act, M.EnableM)}
+        for a in apps:
+            if modes[a.name] == "on_demand" and a.name not in enabled:
+                self.note(f"on-demand app '{a.name}' is enabled by no rule of the apps given; it stays off "
+                          f"unless it is enabled at run time", a.name_span,
+                          f"another app's rule switches it on with: enable {a.name} for DURATION")
 
     def _check_enable_bits(self, apps: list[A.App], modes: dict[str, str]) -> None:
         """Each on-demand app takes one bit of the program's enable mask (compiler/abi.py
@@ -166,7 +179,7 @@ class Analyser:
             self.note(f"on-demand app '{app.name}' has no statistics and no rules", app.name_span)
         return M.AppM(app.name, app.span.file, mode, select, tuple(stats.values()),
                       tuple(r for r in rules if r is not None), tuple(state.params.values()),
-                      app.asl, frozenset(guaranteed), app.span)
+                      app.asl, frozenset(guaranteed), app.span, app.asl_span)
 
     def _check_asl(self, app: A.App) -> None:
         path = app.asl

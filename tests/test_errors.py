@@ -643,6 +643,54 @@ def test_cli_no_color_wins_over_force_color(tmp_path):
     assert "\x1b[" not in r.stderr
 
 
+# ---- notes: accepted, but worth knowing ---------------------------------------------------------
+
+def _notes(tmp_path, monkeypatch, files: dict[str, str]) -> list[str]:
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        Path(name).write_text(text)
+    program, sources = load(list(files))
+    return [render_plain(n, sources) for n in program.notes]
+
+
+NEVER_ENABLED = ("a.mon:1:5: note: on-demand app 'od' is enabled by no rule of the apps given; it stays off "
+                 "unless it is enabled at run time\n"
+                 "  app od { mode on_demand t2 { n = count() } }\n"
+                 "      ^^\n"
+                 "hint: another app's rule switches it on with: enable od for DURATION")
+
+
+def test_note_on_demand_app_that_nothing_enables(tmp_path, monkeypatch):
+    assert _notes(tmp_path, monkeypatch, {"a.mon": app("mode on_demand t2 { n = count() }", "od")}) == [NEVER_ENABLED]
+
+
+def test_no_note_when_another_app_enables_it(tmp_path, monkeypatch):
+    files = {"a.mon": app("mode on_demand t2 { n = count() }", "od"),
+             "b.mon": app("t3 { when tcp.syn { enable od for 10s } }", "watch")}
+    assert _notes(tmp_path, monkeypatch, files) == []
+
+
+def test_cli_check_notes_a_missing_asl_file(tmp_path):
+    """Looked for where replay --asl looks: the current directory, then next to the spec."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a.mon").write_text('app a {\n  t2 { n = count() }\n  asl "handlers/a.py"\n}\n')
+    r = _xdpmon(["specs/a.mon"], tmp_path)
+    assert (r.returncode, r.stderr) == (0, "(1 note; --notes shows them)\n")
+    r = _xdpmon(["--notes", "specs/a.mon"], tmp_path)
+    assert (r.returncode, r.stderr) == (0, "specs/a.mon:3:7: note: asl file 'handlers/a.py' not found (in the current "
+                                           "directory or next to the spec); replay --asl runs the generated stub "
+                                           "instead\n"
+                                           '    asl "handlers/a.py"\n'
+                                           "        ^^^^^^^^^^^^^^^\n")
+    for where in (tmp_path / "handlers", tmp_path / "specs" / "handlers"):      # either place is found
+        where.mkdir()
+        (where / "a.py").write_text("")
+        r = _xdpmon(["specs/a.mon"], tmp_path)
+        assert (r.returncode, r.stderr) == (0, "")
+        (where / "a.py").unlink()
+        where.rmdir()
+
+
 def test_cli_console_script_exists():
     script = ROOT / ".venv" / "bin" / "xdpmon"
     if not script.exists():

@@ -89,11 +89,22 @@ def check(files, notes):
     compile_or_exit(program, sources, plan_only=True)
     for app in program.apps:
         click.echo(app_summary(app))
-    if program.notes:
+    found = list(program.notes) + _asl_notes(program)
+    if found:
         if notes:
-            render(list(program.notes), sources, color=_color(sys.stderr))
+            render(found, sources, color=_color(sys.stderr))
         else:
-            click.echo(f"({_plural(len(program.notes), 'note')}; --notes shows them)", err=True)
+            click.echo(f"({_plural(len(found), 'note')}; --notes shows them)", err=True)
+
+
+def _asl_notes(program) -> list:
+    """A handler file that is not where ``asl "..."`` says (runtime/asl/host.py looks for it)."""
+    from dsl.errors import Diagnostic
+    from runtime.asl.host import resolve_asl
+
+    return [Diagnostic(f"asl file '{a.asl}' not found (in the current directory or next to the spec); "
+                       f"replay --asl runs the generated stub instead", a.asl_span or a.span, severity="note")
+            for a in program.apps if a.asl and resolve_asl(a.asl, a.file) is None]
 
 
 def _print_code(text: str, lexer: str) -> None:
