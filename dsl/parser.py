@@ -245,7 +245,17 @@ def _hint_for_token(tok: Token, expected, text: str) -> str | None:
         return "join conditions with 'and' or 'or'"
     if "LBRACE" in exp and tok.type != "LBRACE" and not exp & _OPERATORS:
         return "a block starts with '{'"
+    option = _AGG_OPTION.search(text, 0, tok.start_pos or 0)
+    if option and tok.type in ("INT", "QUANTITY"):
+        return (f"an aggregate's options go inside its parentheses, after its fields: e.g. "
+                f"{_OPTION_EXAMPLE[option.group(1)]}")
     return None
+
+
+# "registers=64" written after an aggregate's ')' parses as the start of a new stat.
+_AGG_OPTION = re.compile(r"\b(registers|width|depth)\s*=\s*\Z")
+_OPTION_EXAMPLE = {"registers": "distinct(ip.src, registers=1024)", "width": "cms(ip.src, width=4096)",
+                   "depth": "cms(ip.src, depth=8)"}
 
 
 # ---- tree -> AST -----------------------------------------------------------

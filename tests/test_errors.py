@@ -307,6 +307,15 @@ CASES = [
      [E(1, 21, "unknown name 'alert'"),
       E(1, 34, "expected a condition, but 5 is a number")]),
 
+    # ---- an aggregate's options after its parentheses -------------------------------------
+    ("registers_after_parens", app("t2 { u = distinct(ip.src) registers=64 by ip.dst }"),
+     [E(1, 45, "unexpected '64', expected 'track' or a name",
+        "an aggregate's options go inside its parentheses, after its fields: e.g. "
+        "distinct(ip.src, registers=1024)")]),
+    ("width_after_parens", app("t2 { h = cms(ip.src) width = 4k }"),
+     [E(1, 38, "unexpected '4k', expected 'track' or a name",
+        "an aggregate's options go inside its parentheses, after its fields: e.g. cms(ip.src, width=4096)")]),
+
     # ---- bytes that are not a spec -------------------------------------------------------
     ("empty_file", "",
      [E(1, 1, "no apps in this file", "a spec defines one or more apps: app NAME { ... }")]),
@@ -641,6 +650,15 @@ def test_cli_no_color_wins_over_force_color(tmp_path):
     r = _xdpmon([F], tmp_path, FORCE_COLOR="1", NO_COLOR="1")
     assert r.returncode == 2
     assert "\x1b[" not in r.stderr
+
+
+def test_string_escapes_are_as_the_readme_says(tmp_path, monkeypatch):
+    """\\" is a quote, \\\\ a backslash, every other backslash stays as written."""
+    monkeypatch.chdir(tmp_path)
+    Path(F).write_text(app(r't3 { when tcp.syn { alert "say \"hi\" \\ a\tb\n" } }'))
+    program, _ = load([F])
+    (action,) = program.apps[0].rules[0].actions
+    assert action.message == 'say "hi" \\ a\\tb\\n'
 
 
 # ---- notes: accepted, but worth knowing ---------------------------------------------------------
