@@ -75,7 +75,7 @@ class VSize:
 
 @dataclass(frozen=True)
 class VArith:
-    op: str
+    op: str                       # "+" "-" "*" "/" or "&" (bitwise and)
     left: "Value"
     right: "Value"
 

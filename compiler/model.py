@@ -90,7 +90,7 @@ class StatSizeE:
 
 @dataclass(frozen=True)
 class ArithE:
-    op: str
+    op: str                       # "+" "-" "*" "/" or "&" (bitwise and)
     left: "TExpr"
     right: "TExpr"
     span: Span

@@ -53,6 +53,7 @@ _TERMINAL_WORDS = {
     "COMPOP": "a comparison (==, !=, <, <=, >, >=)",
     "ADDOP": "'+' or '-'",
     "MULOP": "'*' or '/'",
+    "BANDOP": "'&'",
     "$END": "end of file",
 }
 
@@ -71,7 +72,7 @@ def _terminal_word(name: str) -> str:
 
 # Terminals that can continue an expression, and those that can start a value:
 # when several are possible they are named as one group, not listed one by one.
-_OPERATORS = {"AND", "OR", "NOT", "IN", "COMPOP", "ADDOP", "MULOP", "DOT", "LSQB"}
+_OPERATORS = {"AND", "OR", "NOT", "IN", "COMPOP", "ADDOP", "MULOP", "BANDOP", "DOT", "LSQB"}
 _VALUES = {"INT", "QUANTITY", "DECIMAL", "IPV4", "IPV6", "MAC", "NAME", "LPAR", "PARAM", "SIZE",
            "TRUE", "FALSE", "NOT"}
 
@@ -191,7 +192,7 @@ def _syntax_diag(err: UnexpectedInput, path: str, text: str,
             end = len(text) if end < 0 else end
             return Diagnostic("unterminated string", A.Span(path, line, col, line, col + end - pos),
                               'a string ends with \'"\' on the same line')
-        if ch in "!&|":
+        if ch in "!|":
             hint = "write conditions with 'and', 'or', 'not' and compare with '==' or '!='"
         elif ch == "'":
             hint = "strings use double quotes"
@@ -220,6 +221,10 @@ def _syntax_diag(err: UnexpectedInput, path: str, text: str,
 
     assert isinstance(err, UnexpectedToken)
     tok = err.token
+    if tok.type == "BANDOP" and (tok.start_pos or 0) > 0 and text[tok.start_pos - 1] == "&":   # C's "&&"
+        return Diagnostic("'&&' is not an operator", A.Span(path, line, col - 1, line, col + 1),
+                          "write conditions with 'and', 'or', 'not'; '&' is the bitwise and of numbers "
+                          "(tcp.flags & 0x02 != 0)")
     end_col = (tok.end_column or col + 1) if (tok.end_line or line) == line else col + len(str(tok).split("\n")[0])
     span = A.Span(path, line, col, line, max(end_col, col + 1))
     msg = f"unexpected {_token_text(tok)}" + _expecting(expected)
