@@ -484,6 +484,13 @@ def test_cli_check_dev_zero_exits_2(tmp_path):
     assert (r.returncode, r.stdout, r.stderr) == (2, "", f"/dev/zero:1:1: {TOO_LARGE_STREAM}\n1 error\n")
 
 
+def test_cli_dump_ast_of_dev_zero_exits_2(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "runtime.cli", "compile", "--dump", "ast", "/dev/zero"], cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1"), capture_output=True, text=True,
+                       timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"/dev/zero:1:1: {TOO_LARGE_STREAM}\n1 error\n")
+
+
 def test_cli_ctrl_c_while_waiting_for_a_fifo_exits_130(tmp_path):
     """A FIFO with no writer: check waits in open(2) for one (the kernel's wait_for_partner)
     until SIGINT."""

@@ -78,7 +78,8 @@ def test_a_map_larger_than_memory_is_not_enough_memory():
 
 # ---- LLVM ends the process: the command line outlives it ----------------------------------------
 
-LLVM_SCRIPT = """
+# What ``compile --load-check`` runs once the specs are compiled, on the C given on stdin.
+LOAD_CHECK = """
 import sys
 from runtime.cli.main import _load_info, _survive_fatal_exits, report_load_error
 _survive_fatal_exits({}, "load check: FAILED")
@@ -90,12 +91,42 @@ print("loaded")
 """
 
 
+def load_check(c_source: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", LOAD_CHECK], input=c_source, cwd=ROOT, env=env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_load_check_of_c_that_does_not_compile():
+    p = load_check("int xdpmon_main(struct xdp_md *ctx) { return XDP_PASS }\n")
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == ("load check: FAILED: the generated C did not compile: main.c:1:54: expected ';' after "
+                        "return statement\n"
+                        "  generated C line 1: int xdpmon_main(struct xdp_md *ctx) { return XDP_PASS }\n"
+                        "  log (last lines):\n"
+                        "    /virtual/main.c:1:54: error: expected ';' after return statement\n"
+                        "    int xdpmon_main(struct xdp_md *ctx) { return XDP_PASS }\n"
+                        "                                                         ^\n"
+                        "                                                         ;\n"
+                        "    1 error generated.\n" + BUG)
+
+
+def test_load_check_of_c_the_verifier_rejects():
+    p = load_check("int xdpmon_main(struct xdp_md *ctx)\n{\n    unsigned char *data = (unsigned char *)(long)ctx->data;\n"
+                   "    return data[20] == 6 ? XDP_DROP : XDP_PASS;\n}\n")
+    lines = p.stderr.split("\n")
+    assert (p.returncode, p.stdout) == (1, "")
+    assert lines[0].startswith("load check: FAILED: the kernel's verifier rejected the program (EACCES): invalid "
+                               "access to packet, off=20 size=1")
+    assert lines[1:3] == ["  generated C line 4: return data[20] == 6 ? XDP_DROP : XDP_PASS;", "  log (last lines):"]
+    assert any("invalid access to packet" in ln for ln in lines[3:])
+    assert p.stderr.endswith(BUG)
+
+
 def test_llvm_ending_the_process_is_reported_like_any_load_failure():
     """What ``compile --load-check`` runs after compiling the specs, on C whose stack LLVM's BPF
     back end cannot place: LLVM prints its error and calls exit(1) inside the compile; the
     waiting parent reports it."""
-    p = subprocess.run([sys.executable, "-c", LLVM_SCRIPT], input=STACK_C, cwd=ROOT, env=env(),
-                       capture_output=True, text=True, timeout=120)
+    p = load_check(STACK_C)
     lines = p.stderr.split("\n")
     assert (p.returncode, p.stdout) == (1, "")
     assert lines[0] == f"load check: FAILED: LLVM's BPF back end cannot compile the generated C: {STACK}"
