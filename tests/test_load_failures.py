@@ -81,11 +81,12 @@ def test_a_map_larger_than_memory_is_not_enough_memory():
 # What ``compile --load-check`` runs once the specs are compiled, on the C given on stdin.
 LOAD_CHECK = """
 import sys
-from runtime.cli.main import _load_info, _survive_fatal_exits, report_load_error
-_survive_fatal_exits({}, "load check: FAILED")
+from runtime.cli import load_failures
+from runtime.cli.main import _load_info
+load_failures.survive_fatal_exits({}, "load check: FAILED")
 info, error = _load_info(sys.stdin.read())
 if error is not None:
-    report_load_error(error, {}, "load check: FAILED")
+    load_failures.report(error, {}, "load check: FAILED")
     sys.exit(1)
 print("loaded")
 """
@@ -147,8 +148,8 @@ def test_llvm_ending_the_process_without_the_guard_is_silent():
 def test_the_guard_passes_the_exit_status_and_signals_through():
     """Past the compile the child is the program: its status (here a death by SIGTERM it
     sends itself) is the command's."""
-    script = ("import os, signal, sys\nfrom runtime.cli.main import _load_info, _survive_fatal_exits\n"
-              "_survive_fatal_exits({})\ninfo, error = _load_info(sys.stdin.read())\n"
+    script = ("import os, signal, sys\nfrom runtime.cli import load_failures\nfrom runtime.cli.main import _load_info\n"
+              "load_failures.survive_fatal_exits({})\ninfo, error = _load_info(sys.stdin.read())\n"
               "print('loaded' if error is None else error.reason, flush=True)\n"
               "os.kill(os.getpid(), signal.SIGTERM)\n")
     p = subprocess.run([sys.executable, "-c", script], input="int xdpmon_main(struct xdp_md *ctx) { return XDP_PASS; }",

@@ -9,14 +9,14 @@ and a caret, in colour on a terminal. No Python traceback reaches the user.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 
 import click
 
 from dsl.errors import SpecError, render
+
+from . import interrupt, load_failures
 
 EXIT_SPEC = 2
 EXIT_INTERNAL = 70
@@ -166,45 +166,6 @@ def _dump(stage: str, files) -> None:
             sys.stdout.write(art.manifest_json())
 
 
-LOG_TAIL = 12          # lines of BCC's log shown under a load failure
-
-
-def _map_detail(manifest: dict | None, name: str | None) -> str | None:
-    """What a map the kernel refused holds and how big it is, from the manifest."""
-    m = next((m for m in (manifest or {}).get("maps", ()) if m["name"] == name), None)
-    if m is None or "size" not in m:
-        return None
-    entry = m["key"]["size"] + m["value"]["size"]
-    first = {}
-    for u in m["uses"]:
-        first.setdefault(f"{u['app']}.{u['stat']}", f"{u['file']}:{u['line']}")
-    stats = ", ".join(f"{stat} ({where})" for stat, where in first.items())
-    return (f"map {name} holds {stats}: {m['size']:,} entries x {entry:,} bytes (key and value) = "
-            f"{m['size'] * entry / 2**30:,.1f} GiB; a smaller 'size' needs less")
-
-
-def report_load_error(e, manifest: dict | None = None, prefix: str = "xdpmon: cannot load the program") -> None:
-    """A load failure: the one-line reason, what it concerns, the tail of the log."""
-    click.echo(f"{prefix}: {e.reason}", err=True)
-    detail = _map_detail(manifest, e.map_name)
-    if detail:
-        click.echo(f"  {detail}", err=True)
-    if e.c_line:
-        click.echo(f"  generated C line {e.c_line}: {e.c_text}", err=True)
-    lines = [ln for ln in e.log.strip().split("\n") if ln.strip()][-LOG_TAIL:]
-    if lines:
-        click.echo("  log (last lines):\n" + "\n".join("    " + ln for ln in lines), err=True)
-    if e.bug:
-        click.echo("this is a bug in xdpmon's compiler: please report it with the specs", err=True)
-
-
-def _survive_fatal_exits(manifest: dict, prefix: str = "xdpmon: cannot load the program") -> None:
-    """LLVM may end the process while it compiles: report that like any load failure."""
-    from runtime.dataplane import loader
-
-    loader.survive_fatal_exits(lambda e: report_load_error(e, manifest, prefix))
-
-
 def _load_info(c_source: str):
     """The loaded program's numbers for the report, and the LoadError if it did not load."""
     from runtime.dataplane.loader import LoadError, load
@@ -261,7 +222,7 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
             click.echo(f"{path}: {what}", err=True)
     info = error = None
     if load_check or report:
-        _survive_fatal_exits(art.manifest, "load check: FAILED" if load_check else "xdpmon: cannot load the program")
+        load_failures.survive_fatal_exits(art.manifest, "load check: FAILED" if load_check else load_failures.PREFIX)
         info, error = _load_info(art.c)
     if report:
         rep = report_mod.build(art.ir, program, info)
@@ -272,7 +233,7 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
             click.echo(report_mod.render_text(rep), nl=False)
     if load_check:
         if error is not None:
-            report_load_error(error, art.manifest, "load check: FAILED")
+            load_failures.report(error, art.manifest, "load check: FAILED")
             sys.exit(1)
         click.echo(f"load check: OK: verifier accepted {info['verified_insns']} instructions; "
                    f"{info['xlated_insns']} xlated ({info['xlated_bytes']} bytes), {info['jited_bytes']} bytes jited; "
@@ -291,14 +252,14 @@ def _open_engine_or_exit(engine: str, art):
     from runtime.engines import open_engine
 
     if engine == "kernel":
-        _survive_fatal_exits(art.manifest)
+        load_failures.survive_fatal_exits(art.manifest)
     try:
         eng = open_engine(engine, art)
         loaded = getattr(eng, "loaded", None)
         _warn_generated(loaded.warnings if loaded else None)
         return eng
     except LoadError as e:
-        report_load_error(e, art.manifest)
+        load_failures.report(e, art.manifest)
         sys.exit(1)
     except PermissionError as e:
         click.echo(f"xdpmon: the kernel engine needs root and BPF ({e}); try --engine reference", err=True)
@@ -342,7 +303,7 @@ def replay(files, captures, engine, as_json, asl, top):
         host = _asl_host(art) if asl else None
         on_events = (lambda events: host.deliver(events, eng.snapshot)) if host else None
         rep = Replay(eng, on_events, keep_events=as_json)
-        with _sigint_calls(rep.interrupt):
+        with interrupt.calling(rep.interrupt):
             rep.run(captures)
         for problem in rep.problems:
             click.echo(f"xdpmon: {problem}", err=True)
@@ -379,33 +340,13 @@ def replay(files, captures, engine, as_json, asl, top):
     sys.exit(EXIT_INTERRUPTED if rep.stopping else 1 if rep.problems else 0)
 
 
-class Interrupted(BaseException):
-    """Ctrl-C (SIGINT). Not a KeyboardInterrupt, which click turns into "Aborted!"
-    and status 1; a BaseException, so that no ``except Exception`` swallows it."""
-
-
-def _interrupted(signum, frame):
-    raise Interrupted()
-
-
-@contextlib.contextmanager
-def _sigint_calls(fn):
-    """Within the block, SIGINT calls ``fn`` instead of raising Interrupted: a replay
-    stops after a whole frame (runtime/engines/replay.py, Replay.interrupt)."""
-    old = signal.signal(signal.SIGINT, lambda signum, frame: fn())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
 def main(argv=None) -> None:
-    signal.signal(signal.SIGINT, _interrupted)
+    interrupt.install()
     try:
         cli.main(args=argv, prog_name="xdpmon", standalone_mode=True)
     except SystemExit:
         raise
-    except (Interrupted, KeyboardInterrupt):
+    except (interrupt.Interrupted, KeyboardInterrupt):
         print("xdpmon: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as e:  # a bug: say so briefly, never dump a traceback on the operator
