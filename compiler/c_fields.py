@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dsl.fields import FIELDS, LAYERS, Kind
+from dsl.fields import FIELDS, LAYERS, TCP_FLAG_BITS, Kind
 
 __all__ = [
     "CField",
@@ -88,7 +88,6 @@ def _bit(member: str, shift: int) -> str:
     return f"((p->{member} >> {shift}) & 1)"
 
 
-_TCP_FLAG_BITS = {"fin": 0, "syn": 1, "rst": 2, "psh": 3, "ack": 4, "urg": 5, "ece": 6, "cwr": 7}
 
 # name -> (expr, ctype). Layers come from the catalog.
 _MAP: dict[str, tuple[str, str]] = {
@@ -129,7 +128,7 @@ _MAP: dict[str, tuple[str, str]] = {
     "tcp.ackno": ("p->tcp_ackno", "__u32"),
     "tcp.window": ("p->tcp_window", "__u16"),
     "tcp.flags": ("p->tcp_flags", "__u8"),
-    **{f"tcp.{n}": (_bit("tcp_flags", b), "__u8") for n, b in _TCP_FLAG_BITS.items()},
+    **{name: (_bit("tcp_flags", b), "__u8") for name, b in TCP_FLAG_BITS.items()},
     "udp.sport": ("p->sport", "__u16"),
     "udp.dport": ("p->dport", "__u16"),
     "udp.len": ("p->udp_len", "__u16"),

@@ -2,8 +2,8 @@
 
 Absence: a comparison is false when a field it reads is absent, so every
 comparison is prefixed with the layer test of the fields it reads. Integers
-are unsigned 64-bit; ``-`` saturates at 0 and ``/`` by zero gives 0 (as BPF
-does), which the reference interpreter mirrors.
+are unsigned 64-bit; ``+``, ``*`` and ``&`` are C's on ``__u64``, ``-`` saturates at
+0 and ``/`` by zero gives 0 (as BPF does), which the reference interpreter mirrors.
 
 Statistic values (phase-3 predicates) are read into locals by codegen before
 the predicates that use them; ``StatRead`` names those locals.

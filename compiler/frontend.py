@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dsl import ast as A
 from dsl.errors import Diagnostic, SpecError
-from dsl.parser import parse_bytes
+from dsl.parser import parse_bytes, read_source
 
 from . import model as M
 from .semantic import analyse
@@ -38,10 +38,13 @@ def _load(paths: list[str | Path]) -> tuple[M.ProgramM, dict[str, str]]:
     for p in paths:
         path = str(p)
         try:
-            data = Path(path).read_bytes()
+            data = read_source(path)
         except (OSError, ValueError) as e:     # ValueError: a NUL in the path
             reason = getattr(e, "strerror", None) or str(e)
             diags.append(Diagnostic(f"cannot read spec: {reason}", A.Span(path, 1, 1, 1, 1)))
+            continue
+        except SpecError as e:               # too large
+            diags.extend(e.diagnostics)
             continue
         try:
             text, spec, file_diags = parse_bytes(data, path)

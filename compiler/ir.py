@@ -75,7 +75,7 @@ class VSize:
 
 @dataclass(frozen=True)
 class VArith:
-    op: str
+    op: str                       # "+" "-" "*" "/" or "&" (bitwise and)
     left: "Value"
     right: "Value"
 
@@ -462,17 +462,26 @@ def _fmt_ns(ns: int | None) -> str:
     return f"{ns}ns"
 
 
-def action_str(a: Action) -> str:
+def action_text(a: Action) -> str:
+    """The action as an operator reads it (the manifest's text, the replay tables)."""
     if isinstance(a, ASendPacket):
-        return f"send packet({', '.join(f.name for f in a.fields)}) limit {a.limit.text} [rl{a.limiter}]"
+        return f"send packet({', '.join(f.name for f in a.fields)}) limit {a.limit.text}"
     if isinstance(a, ASendSummary):
-        lim = f" limit {a.limit.text}" if a.limit else ""
-        return f"send summary every {_fmt_ns(a.every_ns)}{lim} [rl{a.limiter}]"
+        # the limit "every" implies (one per period) goes without saying
+        implied = a.limit is None or (a.limit.count, a.limit.per_ns) == (1, a.every_ns)
+        lim = "" if implied else f" limit {a.limit.text}"
+        return f"send summary every {_fmt_ns(a.every_ns)}{lim}"
     if isinstance(a, AEnable):
         return f"enable {a.app} for {_fmt_ns(a.duration_ns)}"
     if isinstance(a, AAlert):
-        return f"alert {a.message!r} limit {a.limit.text} [rl{a.limiter}]"
+        return f"alert {a.message!r} limit {a.limit.text}"
     raise AssertionError(a)
+
+
+def action_str(a: Action) -> str:
+    """action_text and, for the dumps, the rate limiter it uses."""
+    limiter = getattr(a, "limiter", None)
+    return action_text(a) + ("" if limiter is None else f" [rl{limiter}]")
 
 
 def dump(prog: ProgramIR) -> str:

@@ -82,7 +82,7 @@ def _action(a, limiter: int):
     if isinstance(a, M.SendSummaryM):
         # "every" is itself a limit (one summary per period); with an explicit
         # limit too, the stricter of the two rates applies.
-        every = ir.Limit(1, a.every_ns, "1/every")
+        every = ir.Limit(1, a.every_ns, f"1/{ir._fmt_ns(a.every_ns)}")
         lim = _limit(a.limit)
         if lim is not None and lim.count * a.every_ns < lim.per_ns:
             every = lim

@@ -9,7 +9,7 @@ outcomes. The runtime reads this and derives nothing itself.
 from __future__ import annotations
 
 from . import abi, ir
-from .ir import action_str, expand, pstr
+from .ir import action_text, expand, pstr
 from .plan import Plan
 
 MANIFEST_VERSION = 2        # 2: content-derived names, identities and fingerprints, the abi section
@@ -94,7 +94,7 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
             acts = []
             for ap in rp.actions:
                 act = ap.action
-                ad = {"id": ap.event.action, "event": ap.event.name, "type": ap.event.type, "text": action_str(act),
+                ad = {"id": ap.event.action, "event": ap.event.name, "type": ap.event.type, "text": action_text(act),
                       "limit": _limit(getattr(act, "limit", None)), "limiter": ap.limiter}
                 if isinstance(act, ir.ASendPacket):
                     ad["fields"] = [f.name for f in act.fields]

@@ -90,7 +90,7 @@ class StatSizeE:
 
 @dataclass(frozen=True)
 class ArithE:
-    op: str
+    op: str                       # "+" "-" "*" "/" or "&" (bitwise and)
     left: "TExpr"
     right: "TExpr"
     span: Span
@@ -244,6 +244,7 @@ class AppM:
     asl: str | None
     guaranteed_layers: frozenset[str]
     span: Span
+    asl_span: Span | None = None                # where asl "..." is written
 
     def stat(self, name: str) -> StatM | None:
         return next((s for s in self.stats if s.name == name), None)

@@ -10,7 +10,6 @@ inject code.
 
 from __future__ import annotations
 
-import keyword
 import re
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
@@ -23,14 +22,25 @@ union unsigned void volatile while _Alignas _Alignof _Atomic _Bool _Complex _Gen
 _Imaginary _Noreturn _Static_assert _Thread_local asm typeof
 """.split())
 
-# Type and macro names that the generated C relies on.
+# Type and macro names that the generated C relies on: the kernel's integer types
+# (``typedef __s8 s8`` ... in the headers BCC includes), C's, and the names of
+# xdpmon_main's locals. Spec names were C identifiers once; the C now names maps and
+# slots by content (compiler/identity.py) and spec names reach it only in comments
+# and prefixed (``xm_rb_APP``), but the rule stays: a valid spec stays valid.
 C_RESERVED = frozenset("""
 u8 u16 u32 u64 s8 s16 s32 s64 __u8 __u16 __u32 __u64 __be16 __be32 size_t NULL true false
 bool ctx data data_end
 """.split())
 
-PY_KEYWORDS = frozenset(keyword.kwlist) | frozenset(getattr(keyword, "softkwlist", [])) | {
-    "self", "None", "True", "False"}
+# Python's keywords and soft keywords (3.11), and ``self``: written out rather than
+# taken from the running Python's ``keyword`` module, so that the language does not
+# change with the Python that runs it (tests/test_readme.py checks that every hard
+# keyword of the running Python is here).
+PY_KEYWORDS = frozenset("""
+False None True and as assert async await break class continue def del elif else except
+finally for from global if import in is lambda nonlocal not or pass raise return try while
+with yield _ case match self
+""".split())
 
 RESERVED_PREFIXES = ("xm_", "XM_", "xdpmon", "__", "bpf_", "BPF_")
 

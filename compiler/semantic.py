@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dsl import ast as A
 from dsl.errors import Diagnostic, SpecError, suggest
-from dsl.fields import FIELDS, LAYERS, Field, Kind, implied_layers
+from dsl.fields import FIELDS, LAYERS, TCP_FLAG_BITS, Field, Kind, implied_layers
 from dsl.units import (COUNT_MULT, COUNT_UNITS, DURATION_UNITS, MAX_U64, NS_PER, UnitError,
                        count as unit_count, duration_ns)
 
@@ -92,7 +92,20 @@ class Analyser:
         modes = {a.name: self._mode(a) for a in apps}
         self._check_enable_bits(apps, modes)
         checked = [self._app(a, modes) for a in apps]
+        self._note_never_enabled(apps, modes, [c for c in checked if c is not None])
         return M.ProgramM(tuple(c for c in checked if c is not None), tuple(self.notes))
+
+    def _note_never_enabled(self, apps: list[A.App], modes: dict[str, str], checked: list[M.AppM]) -> None:
+        """An on-demand app that no rule of the apps given enables is off unless enabled at
+        run time: accepted, with a note."""
+        if self.incomplete:                # an app that did not parse may enable it
+            return
+        enabled = {act.app for a in checked for r in a.rules for act in r.actions if isinstance(act, M.EnableM)}
+        for a in apps:
+            if modes[a.name] == "on_demand" and a.name not in enabled:
+                self.note(f"on-demand app '{a.name}' is enabled by no rule of the apps given; it stays off "
+                          f"unless it is enabled at run time", a.name_span,
+                          f"another app's rule switches it on with: enable {a.name} for DURATION")
 
     def _check_enable_bits(self, apps: list[A.App], modes: dict[str, str]) -> None:
         """Each on-demand app takes one bit of the program's enable mask (compiler/abi.py
@@ -166,7 +179,7 @@ class Analyser:
             self.note(f"on-demand app '{app.name}' has no statistics and no rules", app.name_span)
         return M.AppM(app.name, app.span.file, mode, select, tuple(stats.values()),
                       tuple(r for r in rules if r is not None), tuple(state.params.values()),
-                      app.asl, frozenset(guaranteed), app.span)
+                      app.asl, frozenset(guaranteed), app.span, app.asl_span)
 
     def _check_asl(self, app: A.App) -> None:
         path = app.asl
@@ -467,6 +480,11 @@ class Analyser:
                 hint = f"compare it: {e.field.name} == ADDRESS or {e.field.name} in PREFIX"
             elif isinstance(e, M.FieldE):
                 hint = f"compare it: {e.field.name} == VALUE"
+            elif isinstance(e, M.ArithE) and e.op == "&":
+                mask = e.right.value if isinstance(e.right, M.ConstE) else None
+                test = (f"{e.left.field.name} & 0x{mask:02x}" if isinstance(e.left, M.FieldE) and mask is not None
+                        else "FIELD & MASK")
+                hint = f"compare it: {test} != 0 (any of its bits set) or {test} == {'MASK' if mask is None else f'0x{mask:02x}'} (all of them)"
             self.error(f"expected a condition, but {what} is {_kind_word(e.kind)}", node.span, hint)
             return None
         return e
@@ -557,8 +575,13 @@ class Analyser:
             if left is None or right is None:
                 return None
             for side, node in ((left, e.left), (right, e.right)):
+                if isinstance(side, M.FieldE) and side.field.either:
+                    self.error(f"'{side.field.name}' means either port and cannot be computed with", node.span,
+                               f"use {side.field.either[0]} or {side.field.either[1]}")
+                    return None
                 if side.kind != Kind.INT:
-                    self.error(f"'{e.op}' needs numbers, but {_describe(side)} is {_kind_word(side.kind)}", node.span)
+                    self.error(f"'{e.op}' needs numbers, but {_describe(side)} is {_kind_word(side.kind)}", node.span,
+                               _bitwise_hint(side) if e.op == "&" else None)
                     return None
             if e.op == "/" and isinstance(right, M.ConstE) and right.value == 0:
                 self.error("division by zero", e.right.span)
@@ -797,6 +820,21 @@ def default_value_name(func: str, args: list[str]) -> str:
     if func in ("count", "distinct") or not args:
         return func
     return func + "_" + "_".join(a.replace(".", "_") for a in args)
+
+
+def _bitwise_hint(e) -> str | None:
+    """What '&' on something that is not a number was probably meant as."""
+    if isinstance(e, M.FieldE) and e.field.layer == "tcp" and e.kind == Kind.BOOL:
+        bit = 1 << TCP_FLAG_BITS[e.field.name]
+        return f"a flag is a condition on its own ({e.field.name}); or test its bit: tcp.flags & 0x{bit:02x} != 0"
+    if isinstance(e, M.FieldE) and e.kind == Kind.BOOL:
+        return f"a flag is a condition on its own ({e.field.name}); join conditions with 'and'"
+    if e.kind == Kind.BOOL:
+        return "join conditions with 'and'"
+    if e.kind.is_addr:
+        return "'&' is for integer fields; test an address with ==, != or in (ip.src in 192.0.2.0/24)"
+    return None
+
 
 
 def _kind_word(kind: Kind) -> str:

@@ -117,7 +117,7 @@ class SizeOf:
 
 @dataclass(frozen=True)
 class Arith:
-    op: str
+    op: str                       # "+" "-" "*" "/" or "&" (bitwise and)
     left: "Expr"
     right: "Expr"
     span: Span

@@ -180,6 +180,9 @@ _FIELDS = [
 
 FIELDS: dict[str, Field] = {f.name: f for f in _FIELDS}
 
+# Each TCP flag's bit in tcp.flags (the byte CWR ECE URG ACK PSH RST SYN FIN), bit 0 = FIN.
+TCP_FLAG_BITS = {f"tcp.{n}": b for b, n in enumerate(("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"))}
+
 
 def lookup(name: str) -> Field | None:
     return FIELDS.get(name)

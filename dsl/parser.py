@@ -9,7 +9,9 @@ good app still reaches semantic analysis.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import stat
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,6 +53,7 @@ _TERMINAL_WORDS = {
     "COMPOP": "a comparison (==, !=, <, <=, >, >=)",
     "ADDOP": "'+' or '-'",
     "MULOP": "'*' or '/'",
+    "BANDOP": "'&'",
     "$END": "end of file",
 }
 
@@ -69,7 +72,7 @@ def _terminal_word(name: str) -> str:
 
 # Terminals that can continue an expression, and those that can start a value:
 # when several are possible they are named as one group, not listed one by one.
-_OPERATORS = {"AND", "OR", "NOT", "IN", "COMPOP", "ADDOP", "MULOP", "DOT", "LSQB"}
+_OPERATORS = {"AND", "OR", "NOT", "IN", "COMPOP", "ADDOP", "MULOP", "BANDOP", "DOT", "LSQB"}
 _VALUES = {"INT", "QUANTITY", "DECIMAL", "IPV4", "IPV6", "MAC", "NAME", "LPAR", "PARAM", "SIZE",
            "TRUE", "FALSE", "NOT"}
 
@@ -189,7 +192,7 @@ def _syntax_diag(err: UnexpectedInput, path: str, text: str,
             end = len(text) if end < 0 else end
             return Diagnostic("unterminated string", A.Span(path, line, col, line, col + end - pos),
                               'a string ends with \'"\' on the same line')
-        if ch in "!&|":
+        if ch in "!|":
             hint = "write conditions with 'and', 'or', 'not' and compare with '==' or '!='"
         elif ch == "'":
             hint = "strings use double quotes"
@@ -218,6 +221,10 @@ def _syntax_diag(err: UnexpectedInput, path: str, text: str,
 
     assert isinstance(err, UnexpectedToken)
     tok = err.token
+    if tok.type == "BANDOP" and (tok.start_pos or 0) > 0 and text[tok.start_pos - 1] == "&":   # C's "&&"
+        return Diagnostic("'&&' is not an operator", A.Span(path, line, col - 1, line, col + 1),
+                          "write conditions with 'and', 'or', 'not'; '&' is the bitwise and of numbers "
+                          "(tcp.flags & 0x02 != 0)")
     end_col = (tok.end_column or col + 1) if (tok.end_line or line) == line else col + len(str(tok).split("\n")[0])
     span = A.Span(path, line, col, line, max(end_col, col + 1))
     msg = f"unexpected {_token_text(tok)}" + _expecting(expected)
@@ -243,7 +250,17 @@ def _hint_for_token(tok: Token, expected, text: str) -> str | None:
         return "join conditions with 'and' or 'or'"
     if "LBRACE" in exp and tok.type != "LBRACE" and not exp & _OPERATORS:
         return "a block starts with '{'"
+    option = _AGG_OPTION.search(text, 0, tok.start_pos or 0)
+    if option and tok.type in ("INT", "QUANTITY"):
+        return (f"an aggregate's options go inside its parentheses, after its fields: e.g. "
+                f"{_OPTION_EXAMPLE[option.group(1)]}")
     return None
+
+
+# "registers=64" written after an aggregate's ')' parses as the start of a new stat.
+_AGG_OPTION = re.compile(r"\b(registers|width|depth)\s*=\s*\Z")
+_OPTION_EXAMPLE = {"registers": "distinct(ip.src, registers=1024)", "width": "cms(ip.src, width=4096)",
+                   "depth": "cms(ip.src, depth=8)"}
 
 
 # ---- tree -> AST -----------------------------------------------------------
@@ -626,13 +643,31 @@ def _unquote(s: str) -> str:
 
 # ---- entry points ------------------------------------------------------------
 
+def _too_large(path: str, size: str) -> SpecError:
+    return SpecError([Diagnostic(f"file is too large for a spec ({size} bytes; the limit is {MAX_SPEC_BYTES})",
+                                 A.Span(path, 1, 1, 1, 2))])
+
+
+def read_source(path: str) -> bytes:
+    """The bytes of the spec file at ``path``, read with a bound: at most
+    MAX_SPEC_BYTES + 1 bytes are read whatever the file is, so a device that never
+    ends (/dev/zero), a FIFO whose writer never stops or a huge file is refused
+    after the limit instead of being read to the end. OSError when it cannot be
+    read; SpecError when it is too large."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_SPEC_BYTES + 1)
+        if len(data) > MAX_SPEC_BYTES:
+            st = os.fstat(f.fileno())
+            raise _too_large(path, str(st.st_size) if stat.S_ISREG(st.st_mode) else f"more than {MAX_SPEC_BYTES}")
+    return data
+
+
 def decode_source(data: bytes, path: str) -> str:
     """Bytes of a spec file as text, or a SpecError pointing at the first byte
     that is not UTF-8 (or a NUL byte). The error carries the text decoded with
     replacement characters, so that the line can still be shown."""
     if len(data) > MAX_SPEC_BYTES:
-        raise SpecError([Diagnostic(f"file is too large for a spec ({len(data)} bytes; the limit is {MAX_SPEC_BYTES})",
-                                    A.Span(path, 1, 1, 1, 2))])
+        raise _too_large(path, str(len(data)))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

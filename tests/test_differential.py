@@ -17,7 +17,7 @@ same frames.
   their default params, the same with every param 0 (so that every T3 rule fires:
   events, rate limits, the on-demand syn_flood enabled), and a coverage spec
   (count-min sketches, unkeyed values, windows of 10 ms..1 s, a full size-8 map,
-  an on-demand app with a track table, arithmetic);
+  an on-demand app with a track table, arithmetic and bitwise and);
 - synthetic traffic from examples/traffic/generators.py, per generator;
 - hypothesis: generator frames truncated, extended with random bytes (across the
   3504-byte linear part) and overwritten;
@@ -85,6 +85,7 @@ app cov {
     when tot.count > 20 and u < 1000 { alert "busy" limit 5/s }
     when tot.count > param n = 30 { enable od for 300ms }
     when full[ip.src, l4.sport] >= 2 or ip.ttl - 60 < 10 / (ip.ttl - 64) + ip.ttl * 3 - 200 { alert "arith" limit 3/s }
+    when tot.count & 7 == 3 and ip.ttl & 0xf0 != 0 and pkt.len & 3 in {1, 2} { alert "bits" limit 4/s }
   }
 }
 app od {
@@ -92,6 +93,7 @@ app od {
   t1 { select tcp }
   t2 {
     o = count(), sum(pkt.len) as bytes by tcp.dport window 100ms
+    syn_only = count() by tcp.dport where tcp.flags & 0x12 == 0x02 window 100ms
     p = track (ip.src, tcp.sport) open when tcp.syn close when tcp.fin or tcp.rst expire 200ms
   }
   t3 { when size(p) > 3 and o.count > 1 { send summary to asl every 100ms } }

@@ -10,8 +10,11 @@ file), from inside the temporary directory so that paths are short.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -52,8 +55,8 @@ CASES = [
     ("assign_instead_of_compare", app("t1 { select tcp.dport = 80 }"),
      [E(1, 31, "unexpected '=', expected 'select', '}' or an operator", "compare with '=='")]),
     ("double_ampersand", app("t1 { select tcp && udp }"),
-     [E(1, 25, "unexpected character '&'",
-        "write conditions with 'and', 'or', 'not' and compare with '==' or '!='")]),
+     [E(1, 25, "'&&' is not an operator",
+        "write conditions with 'and', 'or', 'not'; '&' is the bitwise and of numbers (tcp.flags & 0x02 != 0)")]),
     ("bang_equals_alone", app("t1 { select not! tcp }"),
      [E(1, 24, "unexpected character '!'",
         "write conditions with 'and', 'or', 'not' and compare with '==' or '!='")]),
@@ -304,6 +307,37 @@ CASES = [
      [E(1, 21, "unknown name 'alert'"),
       E(1, 34, "expected a condition, but 5 is a number")]),
 
+    # ---- bitwise and: integer fields only ------------------------------------------------------
+    ("bitwise_and_on_a_flag", app("t1 { select tcp.syn & 1 == 1 }"),
+     [E(1, 21, "'&' needs numbers, but 'tcp.syn' is a condition",
+        "a flag is a condition on its own (tcp.syn); or test its bit: tcp.flags & 0x02 != 0")]),
+    ("bitwise_and_on_another_flag", app("t1 { select dns.qr & 1 == 1 }"),
+     [E(1, 21, "'&' needs numbers, but 'dns.qr' is a condition",
+        "a flag is a condition on its own (dns.qr); join conditions with 'and'")]),
+    ("bitwise_and_of_conditions", app("t1 { select tcp & udp }"),
+     [E(1, 21, "'&' needs numbers, but 'tcp' is a condition", "join conditions with 'and'")]),
+    ("bitwise_and_on_an_address", app("t1 { select ip.src & 0xff == 1 }"),
+     [E(1, 21, "'&' needs numbers, but 'ip.src' is an IP address",
+        "'&' is for integer fields; test an address with ==, != or in (ip.src in 192.0.2.0/24)")]),
+    ("bitwise_and_on_either_port", app("t1 { select tcp.port & 1 == 1 }"),
+     [E(1, 21, "'tcp.port' means either port and cannot be computed with", "use tcp.sport or tcp.dport")]),
+    ("arithmetic_on_either_port", app("t3 { when udp.port + 1 == 54 { alert \"x\" } }"),
+     [E(1, 19, "'udp.port' means either port and cannot be computed with", "use udp.sport or udp.dport")]),
+    ("bitwise_and_not_compared", app("t1 { select tcp.flags & 0x12 }"),
+     [E(1, 21, "expected a condition, but the expression is a number",
+        "compare it: tcp.flags & 0x12 != 0 (any of its bits set) or tcp.flags & 0x12 == 0x12 (all of them)")]),
+    ("bitwise_and_missing_operand", app("t1 { select tcp.flags & == 2 }"),
+     [E(1, 33, "unexpected '==', expected a field, a number or an address")]),
+
+    # ---- an aggregate's options after its parentheses -------------------------------------
+    ("registers_after_parens", app("t2 { u = distinct(ip.src) registers=64 by ip.dst }"),
+     [E(1, 45, "unexpected '64', expected 'track' or a name",
+        "an aggregate's options go inside its parentheses, after its fields: e.g. "
+        "distinct(ip.src, registers=1024)")]),
+    ("width_after_parens", app("t2 { h = cms(ip.src) width = 4k }"),
+     [E(1, 38, "unexpected '4k', expected 'track' or a name",
+        "an aggregate's options go inside its parentheses, after its fields: e.g. cms(ip.src, width=4096)")]),
+
     # ---- bytes that are not a spec -------------------------------------------------------
     ("empty_file", "",
      [E(1, 1, "no apps in this file", "a spec defines one or more apps: app NAME { ... }")]),
@@ -346,6 +380,8 @@ ACCEPTED = [
     app("t1 { select ip.dst in {10.0.0.0/8, 2001:db8::/32, 192.0.2.1} and eth.src != 00:11:22:33:44:55 }"),
     app("t2 { x = count() window 1.1ms }"),
     app("t1 { select tcp.dport in 1024..65535 and tcp.flags == 0x12 }"),
+    app("t1 { select tcp.flags & 0x12 == 0x02 and (ip.ttl & 0x80 != 0 or pkt.len & 3 in {1, 2}) }"),
+    app('t2 { n = count() by ip.src where tcp.flags & 4 != 0 } t3 { when n & 1 == 1 { alert "odd" } }'),
     app("t1 { select not udp.port == 53 and tcp.port in {80, 443} }"),
     app("t1 { select " + "(" * 500 + "tcp" + ")" * 500 + " }"),
     app("t1 { select " + "not " * 99 + "tcp }"),
@@ -389,13 +425,91 @@ def test_permission_denied(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("secret.mon").write_text(app("t1 { select tcp }"))
 
-    def refuse(self):
-        raise PermissionError(13, "Permission denied", str(self))
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    def refuse(path, mode="r"):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr("dsl.parser.open", refuse, raising=False)
     with pytest.raises(SpecError) as info:
         load(["secret.mon"])
     assert [d.headline() for d in info.value.diagnostics] == [
         "secret.mon:1:1: error: cannot read spec: Permission denied"]
+
+
+TOO_LARGE_STREAM = "error: file is too large for a spec (more than 4194304 bytes; the limit is 4194304)"
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_endless_device_is_refused_after_the_limit(device):
+    with pytest.raises(SpecError) as info:
+        load([device])
+    assert [d.headline() for d in info.value.diagnostics] == [f"{device}:1:1: {TOO_LARGE_STREAM}"]
+
+
+def _fifo_writer(path: Path, data: bytes, forever: bool) -> threading.Thread:
+    def write():
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+                while forever:
+                    f.write(bytes(65536))
+        except BrokenPipeError:          # the reader stopped reading: expected when forever
+            pass
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    return t
+
+
+def test_fifo_that_never_ends_is_refused_after_the_limit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("endless.mon")
+    writer = _fifo_writer(Path("endless.mon"), b"", forever=True)
+    with pytest.raises(SpecError) as info:
+        load(["endless.mon"])
+    writer.join(10)
+    assert not writer.is_alive()
+    assert [d.headline() for d in info.value.diagnostics] == [f"endless.mon:1:1: {TOO_LARGE_STREAM}"]
+
+
+def test_fifo_with_a_spec_is_read_like_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("piped.mon")
+    writer = _fifo_writer(Path("piped.mon"), app("t1 { select tcp }", "piped").encode(), forever=False)
+    program, sources = load(["piped.mon"])
+    writer.join(10)
+    assert [a.name for a in program.apps] == ["piped"]
+    assert sources == {"piped.mon": "app piped { t1 { select tcp } }\n"}
+
+
+def test_cli_check_dev_zero_exits_2(tmp_path):
+    r = _xdpmon(["/dev/zero"], tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"/dev/zero:1:1: {TOO_LARGE_STREAM}\n1 error\n")
+
+
+def test_cli_dump_ast_of_dev_zero_exits_2(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "runtime.cli", "compile", "--dump", "ast", "/dev/zero"], cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1"), capture_output=True, text=True,
+                       timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"/dev/zero:1:1: {TOO_LARGE_STREAM}\n1 error\n")
+
+
+def test_cli_ctrl_c_while_waiting_for_a_fifo_exits_130(tmp_path):
+    """A FIFO with no writer: check waits in open(2) for one (the kernel's wait_for_partner)
+    until SIGINT."""
+    os.mkfifo(tmp_path / "nobody.mon")
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    p = subprocess.Popen([sys.executable, "-m", "runtime.cli", "check", "nobody.mon"], cwd=tmp_path,
+                         env=dict(env, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if Path(f"/proc/{p.pid}/wchan").read_text() == "wait_for_partner":
+                break
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert (p.returncode, out, err) == (130, "", "xdpmon: interrupted\n")
 
 
 def test_path_with_nul(tmp_path, monkeypatch):
@@ -567,6 +681,63 @@ def test_cli_no_color_wins_over_force_color(tmp_path):
     r = _xdpmon([F], tmp_path, FORCE_COLOR="1", NO_COLOR="1")
     assert r.returncode == 2
     assert "\x1b[" not in r.stderr
+
+
+def test_string_escapes_are_as_the_readme_says(tmp_path, monkeypatch):
+    """\\" is a quote, \\\\ a backslash, every other backslash stays as written."""
+    monkeypatch.chdir(tmp_path)
+    Path(F).write_text(app(r't3 { when tcp.syn { alert "say \"hi\" \\ a\tb\n" } }'))
+    program, _ = load([F])
+    (action,) = program.apps[0].rules[0].actions
+    assert action.message == 'say "hi" \\ a\\tb\\n'
+
+
+# ---- notes: accepted, but worth knowing ---------------------------------------------------------
+
+def _notes(tmp_path, monkeypatch, files: dict[str, str]) -> list[str]:
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        Path(name).write_text(text)
+    program, sources = load(list(files))
+    return [render_plain(n, sources) for n in program.notes]
+
+
+NEVER_ENABLED = ("a.mon:1:5: note: on-demand app 'od' is enabled by no rule of the apps given; it stays off "
+                 "unless it is enabled at run time\n"
+                 "  app od { mode on_demand t2 { n = count() } }\n"
+                 "      ^^\n"
+                 "hint: another app's rule switches it on with: enable od for DURATION")
+
+
+def test_note_on_demand_app_that_nothing_enables(tmp_path, monkeypatch):
+    assert _notes(tmp_path, monkeypatch, {"a.mon": app("mode on_demand t2 { n = count() }", "od")}) == [NEVER_ENABLED]
+
+
+def test_no_note_when_another_app_enables_it(tmp_path, monkeypatch):
+    files = {"a.mon": app("mode on_demand t2 { n = count() }", "od"),
+             "b.mon": app("t3 { when tcp.syn { enable od for 10s } }", "watch")}
+    assert _notes(tmp_path, monkeypatch, files) == []
+
+
+def test_cli_check_notes_a_missing_asl_file(tmp_path):
+    """Looked for where replay --asl looks: the current directory, then next to the spec."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a.mon").write_text('app a {\n  t2 { n = count() }\n  asl "handlers/a.py"\n}\n')
+    r = _xdpmon(["specs/a.mon"], tmp_path)
+    assert (r.returncode, r.stderr) == (0, "(1 note; --notes shows them)\n")
+    r = _xdpmon(["--notes", "specs/a.mon"], tmp_path)
+    assert (r.returncode, r.stderr) == (0, "specs/a.mon:3:7: note: asl file 'handlers/a.py' not found (in the current "
+                                           "directory or next to the spec); replay --asl runs the generated stub "
+                                           "instead\n"
+                                           '    asl "handlers/a.py"\n'
+                                           "        ^^^^^^^^^^^^^^^\n")
+    for where in (tmp_path / "handlers", tmp_path / "specs" / "handlers"):      # either place is found
+        where.mkdir()
+        (where / "a.py").write_text("")
+        r = _xdpmon(["specs/a.mon"], tmp_path)
+        assert (r.returncode, r.stderr) == (0, "")
+        (where / "a.py").unlink()
+        where.rmdir()
 
 
 def test_cli_console_script_exists():

@@ -228,3 +228,14 @@ def test_every_reference_is_to_an_existing_earlier_node(tmp_path):
         assert n.id == prog.preds.index(n)
         assert all(r < n.id for r in _refs(n.pred))
         assert n.users, n
+
+
+def test_bitwise_and_predicates_are_interned_by_value(tmp_path):
+    """The same '&' test in two apps is one predicate; another mask is another one."""
+    prog = ir_of(tmp_path, """
+app a { t1 { select tcp.flags & 0x12 == 0x02 } }
+app b { t2 { n = count() where tcp.flags & 18 == 2 } }
+app c { t1 { select tcp.flags & 0x10 == 0x02 } }
+""", upto="intern")
+    assert pred_texts(prog) == ["p0 = (tcp.flags & 18) == 2", "p1 = (tcp.flags & 16) == 2"]
+    assert prog.preds[0].users == ("a", "b") and prog.preds[1].users == ("c",)

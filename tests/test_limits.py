@@ -296,8 +296,11 @@ def test_the_kernel_refuses_one_map_more(tmp_path):
         write_specs(tmp_path, spec)
         plan = plan_mod.build(build_ir(load(["a.mon"])[0]))
     assert len(plan.kernel_maps()) == abi.MAX_MAPS + 1 and limits.check(plan)
-    with pytest.raises(LoadError, match="Argument list too long"):
+    with pytest.raises(LoadError) as info:
         load_program(render_c(plan)).close()
+    assert info.value.reason == ("the program is more than the kernel takes (E2BIG): The total number of maps per "
+                                 "program has reached the limit of 64")
+    assert (info.value.kind, info.value.bug) == ("too_big", False)
 
 
 # ---- per-CPU scratch: the kernel's largest per-CPU value --------------------------------------------

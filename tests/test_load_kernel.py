@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -99,7 +100,10 @@ def test_c_that_does_not_compile_is_a_load_error():
 
     with pytest.raises(LoadError) as info:
         load("int xdpmon_main(struct xdp_md *ctx) { return XDP_PASS }   /* missing ; */\n")
-    assert "did not compile" in str(info.value)
+    e = info.value
+    assert e.reason == "the generated C did not compile: main.c:1:54: expected ';' after return statement"
+    assert (e.kind, e.bug, e.c_line) == ("compile", True, 1)
+    assert "main.c:1:54: error: expected ';' after return statement" in e.log
 
 
 @pytest.mark.kernel
@@ -117,8 +121,13 @@ int xdpmon_main(struct xdp_md *ctx)
     with pytest.raises(LoadError) as info:
         load(src)
     err = info.value
-    assert "verifier" in str(err)
+    # the verifier's words after the last instruction it walked (their details vary with the kernel)
+    assert err.reason.startswith("the kernel's verifier rejected the program (EACCES): invalid access to packet, "
+                                 "off=20 size=1")
+    assert (err.kind, err.bug) == ("verifier", True)
     assert "invalid access to packet" in err.log
+    # its log counts lines of BCC's rewritten C; the line is found in ours
+    assert (err.c_line, err.c_text) == (5, "return data[20] == 6 ? XDP_DROP : XDP_PASS;")
 
 
 @pytest.mark.kernel
@@ -131,7 +140,11 @@ def test_broken_generated_program_is_a_load_error(tmp_path):
     assert broken != art.c
     with pytest.raises(LoadError) as info:
         load(broken)
-    assert info.value.log
+    err = info.value
+    assert re.fullmatch(r"the kernel's verifier rejected the program \(EACCES\): R\d+ invalid mem access "
+                        r"'map_value_or_null'", err.reason)
+    assert err.c_text == "__sync_fetch_and_add(&v->s_29224c, 1);"
+    assert broken.split("\n")[err.c_line - 1].strip() == err.c_text
 
 
 # ---- the compile command line ---------------------------------------------------------------------
@@ -193,6 +206,29 @@ def test_cli_out_writes_artifacts_and_keeps_edited_stubs(tmp_path):
     p = xdpmon("compile", *files, "--out", str(out), "--force", check=True)
     assert stub.read_text() == generated                                         # --force overwrites
     assert "kept" not in p.stderr
+
+
+def test_cli_out_where_nothing_can_be_written_is_a_plain_error(tmp_path):
+    """No directory can be made in /proc, nor below a file: exit 2 with the reason, not an
+    internal error."""
+    (tmp_path / "plain").write_text("")
+    for out, reason in ((Path("/proc/xdpmon-out"), "No such file or directory"),
+                        (tmp_path / "plain" / "out", "Not a directory")):
+        p = xdpmon("compile", "specs/syn_flood.mon", "--out", str(out))
+        assert (p.returncode, p.stdout, p.stderr) == (2, "", f"xdpmon: cannot write {out}: {reason}\n")
+        assert not out.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root's override of file permissions")
+def test_cli_out_into_a_read_only_directory_is_a_plain_error(tmp_path):
+    """A real EACCES: root without CAP_DAC_OVERRIDE cannot write into a directory of mode 555."""
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    env = dict(os.environ, NO_COLOR="1")
+    p = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", sys.executable,
+                        "-m", "runtime.cli", "compile", "specs/syn_flood.mon", "--out", str(ro / "prog")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout, p.stderr) == (2, "", f"xdpmon: cannot write {ro / 'prog'}: Permission denied\n")
 
 
 def test_cli_dump_ir_prints_the_ir():

@@ -158,14 +158,14 @@ def test_actions_and_rate_limiters(spec_prog):
     assert acts == [
         "send packet(ip.src, ip.dst, pkt.len) limit 100/s [rl0]",
         "alert 'amplification' limit 1/s [rl1]",
-        "send summary every 2s limit 1/every [rl2]",
+        "send summary every 2s [rl2]",
         "alert 'too many' limit 1/s [rl3]",
         "send packet(ip.src) limit 1000/s [rl4]",
         "enable conns for 1m",
     ]
     summary = spec_prog.apps[1].rules[0].actions[0]
     assert summary.every_ns == 2 * S
-    assert summary.limit == ir.Limit(1, 2 * S, "1/every")       # "every" is itself a limit
+    assert summary.limit == ir.Limit(1, 2 * S, "1/2s")          # "every" is itself a limit
     assert summary.limit.interval_ns == 2 * S
     enable = spec_prog.apps[2].rules[0].actions[0]
     assert enable == ir.AEnable("conns", 60 * S)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from compiler import defaults as D
+from compiler.names import C_KEYWORDS, C_RESERVED, PY_KEYWORDS, RESERVED_PREFIXES, check_identifier
 from compiler.semantic import AGGREGATES
 from dsl.fields import FIELDS, LAYERS
 from dsl.units import COUNT_MULT, NS_PER
@@ -62,6 +64,22 @@ def test_defaults_are_the_code_defaults():
                   D.CMS_WIDTH, D.CMS_DEPTH, D.MAX_KEY_FIELDS, D.MAX_KEY_BYTES, D.MAX_SEND_FIELDS):
         assert str(value) in text, value
     assert f"{D.SEND_PACKET_LIMIT[0]}/s" in text and f"{D.ALERT_LIMIT[0]}/s" in text
+
+
+def test_reserved_names_are_the_code_list():
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_reserved_names.py")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out in _section(), "README reserved names are stale: rerun tools/gen_reserved_names.py"
+
+
+@pytest.mark.parametrize("name", sorted(C_KEYWORDS | C_RESERVED | PY_KEYWORDS) + [p + "x" for p in RESERVED_PREFIXES])
+def test_every_reserved_name_is_refused(name):
+    assert check_identifier(name) is not None
+
+
+def test_reserved_python_keywords_do_not_depend_on_the_python():
+    """Written out in compiler/names.py; the running Python's hard keywords are all there."""
+    assert set(keyword.kwlist) <= PY_KEYWORDS
 
 
 def _example(command: str) -> str:

@@ -191,6 +191,41 @@ def test_addresses_prefixes_vlan_ipv6(engine):
     assert stat(snap, "p", "v6") == {"value": {"count": 1}}
 
 
+# ---- bitwise and ----------------------------------------------------------------------------------------
+
+def test_bitwise_and_tests_flag_bits(engine):
+    """pcap-filter's habit: 'tcp.flags & 0x12 == 0x02' is (tcp.flags & 0x12) == 0x02: SYN without ACK."""
+    eng = engine("""app b { t2 { syn_only = count() where tcp.flags & 0x12 == 0x02
+                              any_syn_ack = count() where tcp.flags & 0x12 != 0
+                              both = count() where tcp.flags & 0x12 == 0x12
+                              not_syn = count() where not tcp.flags & 0x02 != 0
+                              in_set = count() where tcp.flags & 0x3f in {0x02, 0x11} } }""")
+    run(eng, [tcp(flags="S"), tcp(flags="SA"), tcp(flags="A"), tcp(flags="FA"), tcp(flags="SE"), udp()])
+    snap = eng.snapshot()
+    got = {name: stat(snap, "b", name)["value"]["count"]
+           for name in ("syn_only", "any_syn_ack", "both", "not_syn", "in_set")}
+    # S and SE are SYN without ACK; a UDP frame has no tcp.flags: its comparisons are false,
+    # so 'not ...' holds for it
+    assert got == {"syn_only": 2, "any_syn_ack": 5, "both": 1, "not_syn": 3, "in_set": 3}
+
+
+def test_bitwise_and_binds_looser_than_plus(engine):
+    """'tcp.flags & 2 + 1 == 3' is tcp.flags & 3 == 3 (SYN and FIN), not (tcp.flags & 2) + 1 == 3."""
+    eng = engine("app b { t2 { n = count() where tcp.flags & 2 + 1 == 3 } }")
+    run(eng, [tcp(flags="S"), tcp(flags="SF"), tcp(flags="F")])
+    assert stat(eng.snapshot(), "b", "n") == {"value": {"count": 1}}
+
+
+def test_bitwise_and_on_statistics_in_t3(engine):
+    """Every odd count fires: the 1st, 3rd and 5th packet."""
+    eng = engine("""app b { t2 { n = count() }
+                          t3 { when n & 1 == 1 and ip.ttl & 0xc0 == 0x40 { alert "odd" limit 100/s } } }""")
+    run(eng, [tcp()] * 5)                      # scapy's TTL is 64 = 0x40
+    snap = eng.snapshot()
+    assert rule_fired(snap["counters"]) == 3
+    assert [e["ts"] for e in eng.events.take()] == [S, S + 2000, S + 4000]
+
+
 # ---- T3: rules, events, params, enable ---------------------------------------------------------------
 
 def test_indexed_stat_read_and_arithmetic(engine):

@@ -33,7 +33,9 @@ from . import linktypes
 from .linktypes import REFUSALS  # noqa: F401  (re-exported: the engines count these)
 
 DLT_EN10MB = linktypes.ETHERNET
-MAX_RECORD = 1 << 26           # a record longer than 64 MiB is taken for corruption
+# No frame is this long (pcapng blocks are at most 16 MiB in libpcap, pcap frames
+# far less): a longer record is corruption, refused before it is read.
+MAX_RECORD = 16 << 20
 
 _PCAP_MAGICS = {                 # first 4 bytes -> (byte order, nanoseconds)
     b"\xd4\xc3\xb2\xa1": ("<", False), b"\xa1\xb2\xc3\xd4": (">", False),
@@ -115,7 +117,7 @@ def _pcap_frames(f, path: str, order: str, nano: bool) -> Iterator[Frame]:
                 raise Corrupt(f"a record header needs 16 bytes but the file ends after {len(h)}")
             sec, frac, caplen, wire = rec.unpack(h)
             if caplen > MAX_RECORD:
-                raise Corrupt(f"a record of {caplen:,} bytes")
+                raise Corrupt(f"a record claims {caplen} bytes, more than any frame ({MAX_RECORD} bytes)")
             data = _read_exact(read, caplen, "a record")
         except Corrupt as e:
             raise stopped(path, n, f.tell(), str(e)) from None
@@ -123,12 +125,34 @@ def _pcap_frames(f, path: str, order: str, nano: bool) -> Iterator[Frame]:
         n += 1
 
 
+class _Stream:
+    """A capture read front to back, never sought, so that a FIFO or a pipe
+    (``tcpdump -w -``) is read like a file: the magic is peeked and given back,
+    the position is counted (for "stopped near byte N")."""
+
+    def __init__(self, f, head: bytes):
+        self._f, self._head, self.pos = f, head, 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            out, self._head = self._head[:n] if n >= 0 else self._head, self._head[n:] if n >= 0 else b""
+            if n < 0 or len(out) < n:
+                out += self._f.read(-1 if n < 0 else n - len(out))
+        else:
+            out = self._f.read(n)
+        self.pos += len(out)
+        return out
+
+    def tell(self) -> int:
+        return self.pos
+
+
 def read_frames(path: str, warn: Callable[[str], object] | None = None) -> Iterator[Frame]:
     from .pcapng import pcapng_frames
 
-    with open(path, "rb") as f:
-        magic = f.read(4)
-        f.seek(0)
+    with open(path, "rb") as raw:
+        magic = raw.read(4)
+        f = _Stream(raw, magic)
         if len(magic) < 4:
             raise CaptureError(f"{path}: not a capture file (only {len(magic)} bytes)")
         if magic == PCAPNG_MAGIC:

@@ -1,7 +1,8 @@
 """The ``xdpmon`` command line.
 
-Exit status: 0 all well; 2 errors in the specs (or the command line); 1 a
-runtime problem (e.g. the kernel refused something); 70 an internal error.
+Exit status: 0 all well; 2 errors in the specs (or the command line, or a place
+--out cannot write); 1 a runtime problem (e.g. the kernel refused something);
+70 an internal error (a bug); 130 interrupted (Ctrl-C).
 Spec errors are printed as ``path:line:col: error: ...`` with the source line
 and a caret, in colour on a terminal. No Python traceback reaches the user.
 """
@@ -15,8 +16,11 @@ import click
 
 from dsl.errors import SpecError, render
 
+from . import interrupt, load_failures
+
 EXIT_SPEC = 2
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
 
 
 def _color(stream) -> bool:
@@ -85,11 +89,22 @@ def check(files, notes):
     compile_or_exit(program, sources, plan_only=True)
     for app in program.apps:
         click.echo(app_summary(app))
-    if program.notes:
+    found = list(program.notes) + _asl_notes(program)
+    if found:
         if notes:
-            render(list(program.notes), sources, color=_color(sys.stderr))
+            render(found, sources, color=_color(sys.stderr))
         else:
-            click.echo(f"({_plural(len(program.notes), 'note')}; --notes shows them)", err=True)
+            click.echo(f"({_plural(len(found), 'note')}; --notes shows them)", err=True)
+
+
+def _asl_notes(program) -> list:
+    """A handler file that is not where ``asl "..."`` says (runtime/asl/host.py looks for it)."""
+    from dsl.errors import Diagnostic
+    from runtime.asl.host import resolve_asl
+
+    return [Diagnostic(f"asl file '{a.asl}' not found (in the current directory or next to the spec); "
+                       f"replay --asl runs the generated stub instead", a.asl_span or a.span, severity="note")
+            for a in program.apps if a.asl and resolve_asl(a.asl, a.file) is None]
 
 
 def _print_code(text: str, lexer: str) -> None:
@@ -107,14 +122,17 @@ def _dump(stage: str, files) -> None:
 
     from compiler import ir as ir_mod
     from compiler.pipeline import build_ir
-    from dsl.parser import parse_bytes
+    from dsl.parser import parse_bytes, read_source
 
     if stage == "ast":
         for f in files:
             try:
-                _, spec, diags = parse_bytes(open(f, "rb").read(), f)
+                _, spec, diags = parse_bytes(read_source(f), f)
             except OSError as e:
                 raise click.UsageError(str(e))
+            except SpecError as e:
+                report_spec_error(e)
+                sys.exit(EXIT_SPEC)
             for app in spec.apps:
                 click.echo(pprint.pformat(app, width=110, sort_dicts=False))
         return
@@ -148,20 +166,19 @@ def _dump(stage: str, files) -> None:
             sys.stdout.write(art.manifest_json())
 
 
-def _load_info(c_source: str, stages: dict | None = None) -> dict:
+def _load_info(c_source: str, stages: dict | None = None):
+    """The loaded program's numbers for the report, and the LoadError if it did not load."""
     from runtime.dataplane.loader import LoadError, load
 
     try:
         loaded = load(c_source, stages=stages)
     except LoadError as e:
-        return {"error": str(e), "log": e.log, "c_line": e.c_line, "c_text": e.c_text}
-    except Exception as e:            # no BPF here (not root, no BCC): say so
-        return {"error": f"{type(e).__name__}: {e}"}
+        return {"error": e.reason, "log": e.log, "c_line": e.c_line, "c_text": e.c_text}, e
     info = loaded.info
     _warn_generated(loaded.warnings)
     loaded.close()
     return {"maps": info.n_maps, "xlated_insns": info.xlated_insns, "xlated_bytes": info.xlated_bytes, "jited_bytes": info.jited_bytes,
-            "verified_insns": loaded.verified_insns, "prog_id": info.id, "stages": len(loaded.stages)}
+            "verified_insns": loaded.verified_insns, "prog_id": info.id, "stages": len(loaded.stages)}, None
 
 
 @cli.command()
@@ -196,11 +213,17 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
             click.echo(f"\n# ==== ASL stub: {name} ====")
             _print_code(text, "python")
     elif out:
-        for path, what in write(art, Path(out), force=force):
+        try:
+            done = write(art, Path(out), force=force)
+        except OSError as e:            # a place that cannot be written: the command line's fault
+            click.echo(f"xdpmon: cannot write {e.filename or out}: {e.strerror or e}", err=True)
+            sys.exit(EXIT_SPEC)
+        for path, what in done:
             click.echo(f"{path}: {what}", err=True)
-    info = None
+    info = error = None
     if load_check or report:
-        info = _load_info(art.c, art.manifest.get("stages"))
+        load_failures.survive_fatal_exits(art.manifest, "load check: FAILED" if load_check else load_failures.PREFIX)
+        info, error = _load_info(art.c, art.manifest.get("stages"))
     if report:
         rep = report_mod.build(art.ir, program, info)
         if as_json:
@@ -209,15 +232,8 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
         else:
             click.echo(report_mod.render_text(rep), nl=False)
     if load_check:
-        if "error" in info:
-            click.echo(f"load check: FAILED: {info['error']}", err=True)
-            if info.get("c_line"):
-                click.echo(f"  generated C line {info['c_line']}: {info['c_text']}", err=True)
-            if info.get("log"):
-                tail = "\n".join(info["log"].strip().split("\n")[-12:])
-                click.echo("  verifier log (last lines):\n" + tail, err=True)
-            if info.get("c_line") or "verifier" in info["error"] or "compile" in info["error"]:
-                click.echo("this is a bug in xdpmon's compiler: please report it with the specs", err=True)
+        if error is not None:
+            load_failures.report(error, art.manifest, "load check: FAILED")
             sys.exit(1)
         click.echo(f"load check: OK: verifier accepted {info['verified_insns']} instructions; "
                    f"{info['xlated_insns']} xlated ({info['xlated_bytes']} bytes), {info['jited_bytes']} bytes jited; "
@@ -235,18 +251,15 @@ def _open_engine_or_exit(engine: str, art):
     from runtime.dataplane.loader import LoadError
     from runtime.engines import open_engine
 
+    if engine == "kernel":
+        load_failures.survive_fatal_exits(art.manifest)
     try:
         eng = open_engine(engine, art)
         loaded = getattr(eng, "loaded", None)
         _warn_generated(loaded.warnings if loaded else None)
         return eng
     except LoadError as e:
-        click.echo(f"xdpmon: cannot load the program: {e}", err=True)
-        if e.log and not e.c_line:
-            click.echo("  " + "\n  ".join(e.log.strip().split("\n")[-8:]), err=True)
-        if e.c_line:
-            click.echo(f"  generated C line {e.c_line}: {e.c_text}", err=True)
-            click.echo("this is a bug in xdpmon's compiler: please report it with the specs", err=True)
+        load_failures.report(e, art.manifest)
         sys.exit(1)
     except PermissionError as e:
         click.echo(f"xdpmon: the kernel engine needs root and BPF ({e}); try --engine reference", err=True)
@@ -273,12 +286,14 @@ def _asl_host(art):
               help="kernel: the loaded program under BPF_PROG_TEST_RUN (root); reference: the Python interpreter.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final snapshot as JSON.")
 @click.option("--asl", is_flag=True, help="Run the apps' ASL handlers (or the generated stubs) on the events.")
-@click.option("--top", default=10, show_default=True, help="Keys shown per statistic in the tables.")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Keys shown per statistic in the tables.")
 def replay(files, captures, engine, as_json, asl, top):
-    """Replay captures through the program compiled from spec FILES; print the final snapshot."""
+    """Replay captures through the program compiled from spec FILES; print the final snapshot.
+    Ctrl-C stops the replay after the frame being run and prints what was replayed (partial)."""
     import json
 
-    from runtime.engines.replay import backwards_warning, replay_captures, summary
+    from runtime.engines.replay import Replay, backwards_warning, summary
     from runtime.ui.view import render
 
     program, sources = load_or_exit(files)
@@ -287,11 +302,16 @@ def replay(files, captures, engine, as_json, asl, top):
     try:
         host = _asl_host(art) if asl else None
         on_events = (lambda events: host.deliver(events, eng.snapshot)) if host else None
-        rep = replay_captures(eng, captures, on_events=on_events, keep_events=as_json)
+        rep = Replay(eng, on_events, keep_events=as_json)
+        with interrupt.calling(rep.interrupt):
+            rep.run(captures)
         for problem in rep.problems:
             click.echo(f"xdpmon: {problem}", err=True)
         for warning in rep.warnings + [backwards_warning(eng.stats)] * bool(eng.stats.backwards):
             click.echo(f"xdpmon: warning: {warning}", err=True)
+        if rep.stopping:
+            click.echo(f"xdpmon: interrupted {rep.stopped}: the snapshot is partial "
+                       f"({eng.stats.frames:,} frames replayed)", err=True)
         if eng.events.dropped:
             click.echo(f"xdpmon: {eng.events.dropped:,} events dropped: the event queue "
                        f"({eng.events.maxsize:,}) was full", err=True)
@@ -305,6 +325,8 @@ def replay(files, captures, engine, as_json, asl, top):
             st = eng.stats
             out["replay"] = {"frames": st.frames, "refused": st.refused, "refused_by": dict(sorted(st.refused_by.items())),
                              "cut": st.cut, "backwards": st.backwards, "engine": engine}
+            if rep.stopping:
+                out["replay"]["partial"] = True
             if asl_summary is not None:
                 out["asl"] = asl_summary
             click.echo(json.dumps(out, indent=2, default=str))
@@ -314,19 +336,21 @@ def replay(files, captures, engine, as_json, asl, top):
                 for app_name, a in asl_summary.items():
                     for ev in a["emitted"]:
                         click.echo(json.dumps(ev, default=str))
-            click.echo(summary(eng.stats, engine))
+            click.echo(summary(eng.stats, engine) + ("; interrupted: the snapshot is partial" if rep.stopping else ""))
     finally:
         eng.close()
-    sys.exit(1 if rep.problems else 0)
+    sys.exit(EXIT_INTERRUPTED if rep.stopping else 1 if rep.problems else 0)
 
 
 def main(argv=None) -> None:
+    interrupt.install()
     try:
         cli.main(args=argv, prog_name="xdpmon", standalone_mode=True)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except (interrupt.Interrupted, KeyboardInterrupt):
+        print("xdpmon: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as e:  # a bug: say so briefly, never dump a traceback on the operator
         print(f"xdpmon: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         print("this is a bug in xdpmon; set XDPMON_DEBUG=1 for the traceback", file=sys.stderr)

@@ -2,9 +2,14 @@
 
 ``load(c_source)`` compiles the C with BCC, loads the XDP function, and returns
 a ``Loaded`` handle with the BPF object, the program fd and the kernel's view
-of the program (xlated and jited sizes, verified instructions). A verifier
-rejection becomes a ``LoadError`` carrying the verifier's last lines and the
-generated C line it points at -- always a compiler bug, reported as such.
+of the program (xlated and jited sizes, verified instructions). Whatever stops
+it becomes a ``LoadError`` (``load_errors``: a one-line reason taken from the log
+BCC printed, what failed, whether the generated program is at fault, the log).
+
+LLVM reports some back-end errors (the 512-byte stack limit, ...) by ending the
+process. A command-line process calls ``survive_fatal_exits(report)`` first:
+then each compile runs under ``fatal_exit.fork_watched`` and such an end is
+turned into a ``LoadError`` that ``report`` prints (runtime/dataplane/fatal_exit.py).
 
 The C is compiled with warnings on (``WARNINGS``); what clang says about the
 generated code is kept in ``Loaded.warnings`` (and shown by the CLI). With
@@ -15,10 +20,17 @@ error, so no generated program in the tests has one.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import tempfile
 from dataclasses import dataclass
+from typing import Callable
+
+from . import fatal_exit
+from .load_errors import LoadError, compile_failure, errno_of, fatal_failure, program_failure
+
+__all__ = ["FUNCTION", "LoadError", "Loaded", "ProgInfo", "load", "prog_info", "survive_fatal_exits"]
 
 FUNCTION = "xdpmon_main"
 # -Wno-unused-parameter: the kernel headers BCC includes have inline stubs with
@@ -27,14 +39,6 @@ WARNINGS = ["-Wall", "-Wextra", "-Wno-unused-parameter"]
 _WARNING = re.compile(r"^/virtual/main\.c:(\d+):(\d+): (?:warning|error): (.*)$", re.M)
 _SYS_BPF = 321                   # x86_64; see runtime/dataplane/bpf_test_run.py for others
 BPF_OBJ_GET_INFO_BY_FD = 15
-
-
-class LoadError(RuntimeError):
-    def __init__(self, message: str, log: str = "", c_line: int | None = None, c_text: str | None = None):
-        super().__init__(message)
-        self.log = log
-        self.c_line = c_line
-        self.c_text = c_text
 
 
 @dataclass
@@ -121,21 +125,64 @@ class _CaptureStderr:
         os.dup2(self.tmp.fileno(), 2)
         return self
 
-    def __exit__(self, *exc):
+    def restore(self) -> str:
+        """Put fd 2 back; the text captured so far."""
         os.dup2(self.saved, 2)
         os.close(self.saved)
         self.tmp.seek(0)
         self.text = self.tmp.read().decode("utf-8", "replace")
         self.tmp.close()
+        return self.text
+
+    def __exit__(self, *exc):
+        self.restore()
         return False
 
 
-_C_LINE = re.compile(r"@ main\.c:(\d+)")
+_report_fatal: Callable[[LoadError], None] | None = None
 
 
-def _offending_line(log: str) -> int | None:
-    lines = _C_LINE.findall(log)
-    return int(lines[-1]) if lines else None
+def survive_fatal_exits(report: Callable[[LoadError], None]) -> None:
+    """From now on this process survives LLVM ending it during a compile:
+    ``report`` is called with the LoadError (in the process that waits), which
+    then exits with status 1. For command-line processes (see fatal_exit.py)."""
+    global _report_fatal
+    _report_fatal = report
+
+
+def _compile(BPF, c_source: str, flags: list[str], cap: "_CaptureStderr"):
+    if _report_fatal is None:
+        return BPF(text=c_source, cflags=flags)
+
+    def on_death(status: int) -> None:
+        log = cap.restore()
+        _report_fatal(fatal_failure(log, status))
+
+    passed = fatal_exit.fork_watched(on_death)
+    try:
+        return BPF(text=c_source, cflags=flags)
+    finally:
+        passed()
+
+
+VERIFIER_LOG_BYTES = 1 << 16     # the end of the log is what says why (kernels keep the end)
+
+
+def _verifier_log(bpf) -> str:
+    """Load the compiled function again with the verifier's log on and return it.
+    For the refusals after which BCC prints a guess of its own instead of the log
+    (E2BIG: "at most 4096 insns", which is not this kernel's limit)."""
+    from bcc import BPF
+    from bcc.libbcc import lib
+
+    name = FUNCTION.encode()
+    buf = ctypes.create_string_buffer(VERIFIER_LOG_BYTES)
+    fd = lib.bcc_func_load(bpf.module, BPF.XDP, name, lib.bpf_function_start(bpf.module, name),
+                           lib.bpf_function_size(bpf.module, name), lib.bpf_module_license(bpf.module),
+                           lib.bpf_module_kern_version(bpf.module), 1, buf, len(buf), None, -1)
+    if fd >= 0:
+        os.close(fd)
+    return buf.value.decode("utf-8", "replace")
 
 
 def load(c_source: str, cflags: list[str] | None = None, stages: dict | None = None) -> Loaded:
@@ -147,34 +194,31 @@ def load(c_source: str, cflags: list[str] | None = None, stages: dict | None = N
     try:
         from bcc import BPF
     except ImportError as e:  # pragma: no cover - setup installs python3-bpfcc
-        raise LoadError(f"BCC is not available: {e}; run 'make setup'") from None
+        raise LoadError(f"BCC is not available: {e}; run 'make setup'", kind="unavailable") from None
     if os.geteuid() != 0:
         raise LoadError("loading an XDP program needs root (CAP_BPF and CAP_NET_ADMIN); run as root, "
-                        "or replay with --engine reference")
+                        "or replay with --engine reference", kind="unavailable")
     flags = WARNINGS + (["-Werror"] if os.environ.get("XDPMON_WERROR") == "1" else []) + list(cflags or [])
+    bpf = fn = None
     with _CaptureStderr() as cap:
         try:
-            bpf = BPF(text=c_source, cflags=flags)
+            bpf = _compile(BPF, c_source, flags, cap)
+            fn = bpf.load_func(FUNCTION, BPF.XDP)
+            fns = [fn] + _load_stages(bpf, stages, BPF.XDP)
         except Exception as e:
             err = e
-            bpf = None
         else:
             err = None
-            try:
-                fn = bpf.load_func(FUNCTION, BPF.XDP)
-                fns = [fn] + _load_stages(bpf, stages, BPF.XDP)
-            except Exception as e:
-                err = e
     log = cap.text
     warnings = [f"{m[0]}:{m[1]}: {m[2]}" for m in _WARNING.findall(log)]
     if err is not None:
         if bpf is None:
-            detail = f" (main.c:{warnings[0]})" if warnings else ""
-            raise LoadError(f"the generated C did not compile: {err}{detail}", log)
-        line = _offending_line(log)
-        text = c_source.split("\n")[line - 1].strip() if line and line <= c_source.count("\n") + 1 else None
+            raise compile_failure(log, c_source) from None
+        if errno_of(str(err)) in (errno.E2BIG, errno.ENOMEM):
+            with _CaptureStderr():
+                log += "\n" + _verifier_log(bpf)
         bpf.cleanup()
-        raise LoadError(f"the kernel's verifier rejected the program: {err}", log, line, text)
+        raise program_failure(str(err), log, c_source) from None
     return Loaded(bpf, fn, prog_info(fn.fd), warnings, [prog_info(f.fd) for f in fns])
 
 

@@ -10,6 +10,8 @@ Frames a capture cannot hand on (of an interface of another link type) are
 counted by the engine as refused, and the capture's reason is kept in
 ``warnings``. ``summary`` and ``backwards_warning`` say in words what the
 engine's ReplayStats counted besides the frames it ran.
+``Replay.stop()`` ends the replay after the frame being run, ``interrupt()``
+(for a SIGINT handler) also while it waits for input; ``stopped`` then says where.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from runtime.capture.pcap import CaptureError, read_frames
 from .base import REFUSED_REASONS, Engine, ReplayStats
 
 
+class _Interrupted(BaseException):
+    """Raised by Replay.interrupt() while the replay waits for its next frame."""
+
+
 @dataclass
 class Replay:
     """What a replay saw besides the engine's maps: events per (app, type), the
@@ -34,23 +40,46 @@ class Replay:
     event_counts: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    stopping: bool = False
+    stopped: str | None = None        # where the replay stopped: "in CAPTURE, after its first N frames"
+    busy: bool = False                # running a frame or handing on its events
+
+    def stop(self) -> None:
+        """End the replay after the frame being run."""
+        self.stopping = True
+
+    def interrupt(self) -> None:
+        """stop(), for a SIGINT handler: at once while the replay waits for its next
+        frame (a FIFO whose writer sends nothing), else after the frame being run, so
+        that the maps and counters always hold whole frames."""
+        self.stopping = True
+        if not self.busy:
+            raise _Interrupted()
 
     def feed(self, frames: Iterable) -> None:
         """Run frames (runtime.capture.pcap.Frame: ``ts_ns``, ``data``, ``wire_len``,
-        ``refused``) through the engine."""
+        ``refused``) through the engine until they end or stop() is called."""
         eng = self.engine
         run, refuse, queue = eng.run_frame, eng.refuse, eng.events
-        for fr in frames:
-            if fr.refused is None:
-                run(fr.ts_ns, fr.data, fr.wire_len)
-            else:
-                refuse(fr.ts_ns, fr.refused)
-            if queue:
-                self._hand_on()
+        try:
+            for fr in frames:
+                self.busy = True
+                if self.stopping:
+                    break
+                if fr.refused is None:
+                    run(fr.ts_ns, fr.data, fr.wire_len)
+                else:
+                    refuse(fr.ts_ns, fr.refused)
+                if queue:
+                    self._hand_on()
+                self.busy = False
+        finally:
+            self.busy = False
 
     def feed_capture(self, path: str) -> bool:
         """Replay one capture; False (with the reason in ``problems``) when it
         could not be read to its end."""
+        start = self.engine.stats.frames
         try:
             self.feed(read_frames(path, warn=self.warnings.append))
             return True
@@ -58,6 +87,10 @@ class Replay:
             self.problems.append(str(e))
         except OSError as e:
             self.problems.append(f"{path}: {e.strerror or e}")
+        finally:
+            if self.stopping and self.stopped is None:
+                n = self.engine.stats.frames - start
+                self.stopped = f"in {path}, after its first {n:,} frame{'' if n == 1 else 's'}"
         return False
 
     def flush(self) -> None:
@@ -75,13 +108,28 @@ class Replay:
         if self.on_events is not None:
             self.on_events(batch)
 
+    def run(self, paths: Iterable[str]) -> "Replay":
+        """Replay the captures in order (until stopped), then flush."""
+        try:
+            for path in paths:
+                if self.stopping:
+                    self.stopped = self.stopped or f"before {path}"
+                    break
+                self.feed_capture(path)
+        except _Interrupted:
+            pass
+        self.busy = True                  # the last events are taken whole
+        try:
+            if self.stopping and self.stopped is None:
+                self.stopped = "after the last capture"
+            self.flush()
+        finally:
+            self.busy = False
+        return self
+
 
 def replay_captures(engine: Engine, paths: Iterable[str], *, on_events=None, keep_events: bool = False) -> Replay:
-    rep = Replay(engine, on_events, keep_events)
-    for path in paths:
-        rep.feed_capture(path)
-    rep.flush()
-    return rep
+    return Replay(engine, on_events, keep_events).run(paths)
 
 
 def summary(st: ReplayStats, engine: str) -> str:

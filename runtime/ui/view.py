@@ -8,6 +8,7 @@ from collections import Counter
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from runtime.abi.manifest import Manifest
 
@@ -80,7 +81,8 @@ def render(snapshot: dict, manifest: Manifest | dict, top: int = 10, console: Co
             rt.add_column("fired", justify="right")
             for r in app.rules:
                 acts = "; ".join(a.text for a in r.actions)
-                rt.add_row(f"{r.id} (line {r.line})", f"{r.cond_text}\n-> {acts}",
+                # Text, not markup: "queries[ip.dst]" or an alert's "[...]" would be read as styles
+                rt.add_row(f"{r.id} (line {r.line})", Text(f"{r.cond_text}\n-> {acts}"),
                            _fmt(counters.get(r.fired_counter, 0)))
             parts.append(rt)
             ev = ", ".join(f"{t}: {n:,}" for (a, t), n in sorted(by_app.items()) if a == app.name) or "none"

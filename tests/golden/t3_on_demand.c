@@ -1043,7 +1043,7 @@ int xdpmon_main(struct xdp_md *ctx)
         XM_FRESH(P);
         if (P[6]) {   /* rule 1: tests/golden/t3_on_demand.mon:12 */
             xm_count(33);
-            if (xm_rate_ok(2, now, 5000000000ULL, 5000000000ULL)) {   /* limit 1/every */
+            if (xm_rate_ok(2, now, 5000000000ULL, 5000000000ULL)) {   /* limit 1/5s */
                 struct xm_ev_watcher_r1_a0 *e = xm_events.ringbuf_reserve(sizeof(struct xm_ev_watcher_r1_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));

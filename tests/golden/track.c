@@ -897,7 +897,7 @@ int xdpmon_main(struct xdp_md *ctx)
         XM_FRESH(P);
         if (P[2]) {   /* rule 0: tests/golden/track.mon:10 */
             xm_count(28);
-            if (xm_rate_ok(0, now, 1000000000ULL, 1000000000ULL)) {   /* limit 1/every */
+            if (xm_rate_ok(0, now, 1000000000ULL, 1000000000ULL)) {   /* limit 1/1s */
                 struct xm_ev_conns_r0_a0 *e = xm_events.ringbuf_reserve(sizeof(struct xm_ev_conns_r0_a0));
                 if (e) {
                     __builtin_memset(e, 0, sizeof(*e));
