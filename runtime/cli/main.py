@@ -237,7 +237,9 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
             sys.exit(1)
         click.echo(f"load check: OK: verifier accepted {info['verified_insns']} instructions; "
                    f"{info['xlated_insns']} xlated ({info['xlated_bytes']} bytes), {info['jited_bytes']} bytes jited; "
-                   f"{info['maps']} of {abi.MAX_MAPS} maps")
+                   f"{info['maps']} of {abi.MAX_MAPS} maps"
+                   + (f" ({info['stages']} stages: verified over all, the rest of stage 0)"
+                      if info["stages"] > 1 else ""))
 
 
 def _warn_generated(warnings) -> None:
