@@ -4,7 +4,11 @@
 a ``Loaded`` handle with the BPF object, the program fd and the kernel's view
 of the program (xlated and jited sizes, verified instructions). A verifier
 rejection becomes a ``LoadError`` carrying the verifier's last lines and the
-generated C line it points at -- always a compiler bug, reported as such.
+generated C line it points at -- always a compiler bug, reported as such. A map
+the kernel cannot create is a ``LoadError`` naming the map, with ``kind``
+"memory" when the kernel had not the memory for it (ENOMEM: the machine, not
+the compiler, is short; compiler/memory.py estimates it before loading) and
+"map" otherwise.
 
 The C is compiled with warnings on (``WARNINGS``); what clang says about the
 generated code is kept in ``Loaded.warnings`` (and shown by the CLI). With
@@ -15,6 +19,7 @@ error, so no generated program in the tests has one.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import tempfile
@@ -30,11 +35,17 @@ BPF_OBJ_GET_INFO_BY_FD = 15
 
 
 class LoadError(RuntimeError):
-    def __init__(self, message: str, log: str = "", c_line: int | None = None, c_text: str | None = None):
+    """``kind``: "compile" (clang), "verifier", "map" (a map the kernel did not
+    create), "memory" (ENOMEM: not enough kernel memory) or "other"."""
+
+    def __init__(self, message: str, log: str = "", c_line: int | None = None, c_text: str | None = None,
+                 kind: str = "other", map_name: str | None = None):
         super().__init__(message)
         self.log = log
         self.c_line = c_line
         self.c_text = c_text
+        self.kind = kind
+        self.map_name = map_name
 
 
 @dataclass
@@ -125,6 +136,9 @@ class _CaptureStderr:
 
 
 _C_LINE = re.compile(r"@ main\.c:(\d+)")
+# What BCC prints when the kernel refuses to create a map (and then fails to "compile")
+_MAP_FAILED = re.compile(r"could not open bpf map: (\S+?),? error: (.*)$", re.M)
+_ENOMEM = os.strerror(errno.ENOMEM)
 
 
 def _offending_line(log: str) -> int | None:
@@ -158,10 +172,20 @@ def load(c_source: str, cflags: list[str] | None = None) -> Loaded:
     warnings = [f"{m[0]}:{m[1]}: {m[2]}" for m in _WARNING.findall(log)]
     if err is not None:
         if bpf is None:
+            failed = _MAP_FAILED.search(log)
+            if failed:
+                name, why = failed.group(1), failed.group(2).strip()
+                if why == _ENOMEM:
+                    raise LoadError(f"the kernel could not allocate the memory for map {name} ({why})", log,
+                                    kind="memory", map_name=name)
+                raise LoadError(f"the kernel refused to create map {name}: {why}", log, kind="map", map_name=name)
             detail = f" (main.c:{warnings[0]})" if warnings else ""
-            raise LoadError(f"the generated C did not compile: {err}{detail}", log)
+            raise LoadError(f"the generated C did not compile: {err}{detail}", log, kind="compile")
+        bpf.cleanup()
+        if _ENOMEM in str(err):
+            raise LoadError(f"the kernel could not allocate the memory to load the program ({_ENOMEM})", log,
+                            kind="memory")
         line = _offending_line(log)
         text = c_source.split("\n")[line - 1].strip() if line and line <= c_source.count("\n") + 1 else None
-        bpf.cleanup()
-        raise LoadError(f"the kernel's verifier rejected the program: {err}", log, line, text)
+        raise LoadError(f"the kernel's verifier rejected the program: {err}", log, line, text, kind="verifier")
     return Loaded(bpf, fn, prog_info(fn.fd), warnings)
