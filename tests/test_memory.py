@@ -1,6 +1,6 @@
 """Memory budgets: what a program's maps cost in kernel memory, the budget that
-refuses a program before it is loaded, and ENOMEM reported as memory (README:
-"Memory budgets").
+refuses a program before it is loaded, ENOMEM reported as memory, and snapshots
+that read maps in bounded chunks (README: "Memory budgets").
 
 The estimate (compiler/memory.py) is checked against what the kernel charges:
 the ``memlock`` of /proc/self/fdinfo/<map fd>, the kernel's own accounting of
@@ -23,6 +23,7 @@ from compiler import memory
 from compiler.driver import plan_program
 from compiler.frontend import load
 from dsl.errors import SpecError
+from runtime.dataplane import batch
 from runtime.dataplane.loader import LoadError, load as load_program
 from spec_helpers import ROOT, compile_text, cwd, write_specs
 
@@ -372,3 +373,103 @@ def test_enomem_is_memory_not_a_compiler_bug(tmp_path, kernel):
         assert lines[1].startswith(f"  map {name} (big.s at a.mon:2:12) needs ")
         assert "more than this machine's" in lines[2]
         assert "bug" not in r.stderr and "Traceback" not in r.stderr
+
+
+# ---- snapshots in bounded chunks ---------------------------------------------------------------------
+
+PEAK = r"""
+import re, sys
+from compiler.driver import compile_files
+from runtime.engines import open_engine
+from engine_helpers import udp
+
+def hwm():
+    return int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+
+eng = open_engine("kernel", compile_files(["a.mon"], replay=True))
+for i in range(3):
+    for j in range(i + 1):
+        eng.run_frame(10**9 + 1000 * (3 * i + j), udp(dst=f"198.19.0.{i + 1}"))
+open("/proc/self/clear_refs", "w").write("5")     # the peak RSS is now the current RSS
+before = hwm()
+snap = eng.snapshot()
+print(hwm() - before)
+print(repr(snap["apps"]["a"]["stats"]["c"]))
+eng.close()
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_snapshot_of_a_huge_map_reads_only_its_entries(tmp_path, kernel):
+    """A 16 Mi-entry hash map (1.4 GiB of kernel memory) holding three keys: the
+    snapshot's peak memory is that of a chunk and the three entries, far below the
+    16 Mi x (16 + 8) B = 384 MiB that buffers sized to the map would take (BCC's
+    items_lookup_batch does). Measured in a subprocess, as the growth of its peak
+    RSS (VmHWM, reset just before: ru_maxrss cannot be reset, and clang's peak
+    while compiling the program would hide the snapshot's)."""
+    (tmp_path / "a.mon").write_text("app a { t2 { c = count() by ip.dst size 16Mi } }\n")
+    (tmp_path / "peak.py").write_text(PEAK)
+    r = subprocess.run([sys.executable, "peak.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env=ENV)
+    assert r.returncode == 0, r.stderr
+    growth, stats = r.stdout.splitlines()
+    assert eval(stats) == [{"key": {"ip.dst": f"198.19.0.{i}"}, "value": {"count": i}} for i in (1, 2, 3)]
+    size_proportional = (1 << 24) * (16 + 8)
+    assert int(growth) < size_proportional // 64, growth          # 6 MiB
+
+
+def test_chunks_are_bounded():
+    assert batch.chunk_entries(16, 8) == 43_690                   # 1 MiB of keys and values
+    assert batch.chunk_entries(16, 2080) == 500
+    assert batch.chunk_entries(16, 65536) == batch.MIN_CHUNK
+    assert batch.chunk_entries(4, 4) == batch.MAX_CHUNK
+
+
+BATCH_MAPS = r"""
+struct k { __u64 a, b; };
+BPF_TABLE("hash", struct k, __u64, h, 100000);
+BPF_TABLE("lru_hash", struct k, __u64, l, 1000);
+BPF_ARRAY(a, __u64, 5000);
+BPF_DEVMAP(dm, 4);
+int f(struct xdp_md *ctx) { return 2; }
+"""
+
+
+@pytest.mark.kernel
+def test_batches_read_every_entry(kernel):
+    b = kernel.BPF(text=BATCH_MAPS)
+    try:
+        h, lru, arr = b["h"], b["l"], b["a"]
+        for i in range(70_000):                 # two chunks
+            h[h.Key(i, 3 * i)] = ctypes.c_uint64(i + 7)
+        for i in range(10):
+            lru[lru.Key(i, 1)] = ctypes.c_uint64(i)
+        for i in range(0, 5000, 7):
+            arr[arr.Key(i)] = ctypes.c_uint64(i + 1)
+        chunks = list(batch.lookup_batches(h.map_fd, 16, 8))
+        assert len(chunks) == 2 and all(len(c) <= batch.chunk_entries(16, 8) for c in chunks)
+        got = {int.from_bytes(k[:8], "little"): (int.from_bytes(k[8:], "little"), int.from_bytes(v, "little"))
+               for c in chunks for k, v in c}
+        assert got == {i: (3 * i, i + 7) for i in range(70_000)}
+        assert sorted(batch.read_entries(lru.map_fd, 16, 8)) == sorted(batch.walk_keys(lru.map_fd, 16, 8))
+        assert len(batch.read_entries(lru.map_fd, 16, 8)) == 10
+        values = batch.read_entries(arr.map_fd, 4, 8)          # every index, in order
+        assert [int.from_bytes(k, "little") for k, _ in values] == list(range(5000))
+        assert [int.from_bytes(v, "little") for _, v in values] == [i + 1 if i % 7 == 0 else 0 for i in range(5000)]
+    finally:
+        b.cleanup()
+
+
+@pytest.mark.kernel
+def test_maps_without_batches_are_walked(kernel):
+    """A device map has no batch lookup (ENOTSUPP): its keys are walked."""
+    b = kernel.BPF(text=BATCH_MAPS)
+    try:
+        dm = b["dm"]
+        dm[dm.Key(2)] = dm.Leaf(1)              # the loopback device
+        with pytest.raises(batch.BatchUnsupported, match="not supported for this map type"):
+            list(batch.lookup_batches(dm.map_fd, 4, 4))
+        assert batch.read_entries(dm.map_fd, 4, 4) == [((2).to_bytes(4, "little"), (1).to_bytes(4, "little"))]
+    finally:
+        b.cleanup()

@@ -1,6 +1,7 @@
 """The kernel side of a program: loading it with BCC (``loader``), running frames
 through it with BPF_PROG_TEST_RUN (``bpf_test_run``) and reading and writing its
-maps by the manifest's layouts (``maps``). Attaching to interfaces will live here.
+maps by the manifest's layouts (``maps``), their entries in bounded chunks
+(``batch``). Attaching to interfaces will live here.
 
 May import: abi.
 """
