@@ -49,8 +49,6 @@ RINGBUF_META_PAGES = 3      # the header page and the two position pages of a ri
 POINTER = 8
 
 HASH_TYPES = ("hash", "lru_hash", "percpu_hash", "lru_percpu_hash")
-ARRAY_TYPES = ("array", "percpu_array")
-MAP_TYPES = HASH_TYPES + ARRAY_TYPES + ("ringbuf",)
 
 
 def tolerance(kernel_bytes: int) -> int:
@@ -152,7 +150,7 @@ def parse_size(text: str) -> int:
 
 
 def fmt_bytes(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} B"

@@ -140,6 +140,12 @@ def test_budget_refusal_of_a_shared_map_and_a_sketch(tmp_path):
     assert d.hint.startswith("declare fewer registers")
 
 
+@pytest.mark.parametrize("n,text", [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (9_300_936, "8.9 MiB"),
+                                    (18_790_485_104, "17.5 GiB"), (1 << 40, "1.0 TiB")])
+def test_fmt_bytes(n, text):
+    assert memory.fmt_bytes(n) == text
+
+
 def test_default_budget_is_a_quarter_of_physical_memory():
     phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     b = memory.Budget.of(None)
