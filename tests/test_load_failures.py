@@ -187,9 +187,10 @@ def test_cli_not_enough_memory(tmp_path, command):
     spec = _too_big_spec(tmp_path)
     name, detail = _map_line(tmp_path, spec, replay=command == "replay")
     if command == "load-check":
-        p, prefix = xdpmon("compile", spec, "--load-check", cwd=tmp_path), "load check: FAILED"
+        p, prefix = xdpmon("compile", spec, "--load-check", "--memory-budget", "1Ti", cwd=tmp_path), "load check: FAILED"
     else:
-        p, prefix = xdpmon("replay", spec, "--pcap", "/dev/null", cwd=tmp_path), "xdpmon: cannot load the program"
+        p, prefix = (xdpmon("replay", spec, "--pcap", "/dev/null", "--memory-budget", "1Ti", cwd=tmp_path),
+                     "xdpmon: cannot load the program")
     assert (p.returncode, p.stdout) == (1, "")
     assert p.stderr == (f"{prefix}: not enough memory: the kernel could not allocate BPF map {name} (ENOMEM)\n"
                         f"{detail}"
@@ -215,7 +216,7 @@ def test_cli_not_permitted(command):
 def test_cli_report_json_carries_the_reason(tmp_path):
     spec = _too_big_spec(tmp_path)
     name, _ = _map_line(tmp_path, spec, replay=False)
-    p = xdpmon("compile", spec, "--report", "--json", cwd=tmp_path)
+    p = xdpmon("compile", spec, "--report", "--json", "--memory-budget", "1Ti", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["loaded"] == {
         "error": f"not enough memory: the kernel could not allocate BPF map {name} (ENOMEM)",

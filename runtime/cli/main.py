@@ -1,8 +1,10 @@
 """The ``xdpmon`` command line.
 
 Exit status: 0 all well; 2 errors in the specs (or the command line, or a place
---out cannot write); 1 a runtime problem (e.g. the kernel refused something);
-70 an internal error (a bug); 130 interrupted (Ctrl-C).
+--out cannot write), including maps that need more kernel memory than the budget
+(nothing is loaded); 1 a runtime problem (e.g. the kernel refused something, or
+had not the memory for the maps); 70 an internal error (a bug); 130 interrupted
+(Ctrl-C).
 Spec errors are printed as ``path:line:col: error: ...`` with the source line
 and a caret, in colour on a terminal. No Python traceback reaches the user.
 """
@@ -61,6 +63,37 @@ def compile_or_exit(program, sources, replay: bool = False, plan_only: bool = Fa
         sys.exit(EXIT_SPEC)
 
 
+class _Size(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        from compiler.memory import parse_size
+
+        try:
+            return value if isinstance(value, int) else parse_size(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+memory_budget_option = click.option(
+    "--memory-budget", type=_Size(), default=None,
+    help="Kernel memory the program's maps may take, e.g. 2Gi or 512Mi (default: a quarter of physical memory).")
+
+
+def memory_or_exit(plan, sources, budget_bytes: int | None, refuse: bool = True):
+    """The maps' kernel memory (compiler/memory.py), the budget and the errors when
+    the maps need more; with ``refuse`` those are a spec error (at the statistic
+    that needs the most): reported, exit 2."""
+    from compiler import memory
+
+    est, budget = memory.estimate(plan), memory.Budget.of(budget_bytes)
+    over = memory.check(est, budget)
+    if over and refuse:
+        report_spec_error(SpecError(over, sources))
+        sys.exit(EXIT_SPEC)
+    return est, budget, over
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -83,12 +116,22 @@ def cli():
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--notes", is_flag=True, help="Also print notes (accepted, but worth knowing).")
-def check(files, notes):
+@click.option("--memory", "show_memory", is_flag=True, help="Also print each map's kernel memory and the total.")
+@memory_budget_option
+def check(files, notes, show_memory, memory_budget):
     """Parse and check spec FILES; print one line per app."""
+    from compiler.memory import fmt_bytes, render as render_memory
+
     program, sources = load_or_exit(files)
-    compile_or_exit(program, sources, plan_only=True)
+    plan = compile_or_exit(program, sources, plan_only=True)
+    est, budget, _ = memory_or_exit(plan, sources, memory_budget)
     for app in program.apps:
         click.echo(app_summary(app))
+    if show_memory:
+        click.echo(render_memory(est, budget), nl=False)
+    else:
+        click.echo(f"(kernel memory {fmt_bytes(est.total)} of a {fmt_bytes(budget.bytes)} budget; "
+                   "--memory lists the maps)", err=True)
     found = list(program.notes) + _asl_notes(program)
     if found:
         if notes:
@@ -192,12 +235,13 @@ def _load_info(c_source: str, stages: dict | None = None):
 @click.option("--replay", is_flag=True, help="Build the replay variant (capture time precedes each frame).")
 @click.option("--dump", "dump", type=click.Choice(["ast", "model", "lower", "intern", "merge", "ir", "plan", "c", "stubs",
                                                    "manifest"]), help="Print one stage of the pipeline and stop.")
-def compile(files, dry_run, out, force, report, as_json, load_check, replay, dump):
+@memory_budget_option
+def compile(files, dry_run, out, force, report, as_json, load_check, replay, dump, memory_budget):
     """Compile spec FILES into one XDP program, ASL stubs and a manifest."""
     import json
     from pathlib import Path
 
-    from compiler import abi, report as report_mod
+    from compiler import abi, memory, report as report_mod
     from compiler.driver import write
 
     if dump:
@@ -222,15 +266,24 @@ def compile(files, dry_run, out, force, report, as_json, load_check, replay, dum
             click.echo(f"{path}: {what}", err=True)
     info = error = None
     if load_check or report:
-        load_failures.survive_fatal_exits(art.manifest, "load check: FAILED" if load_check else load_failures.PREFIX)
-        info, error = _load_info(art.c, art.manifest.get("stages"))
+        # Loading takes the maps' memory: above the budget, --load-check is refused
+        # (exit 2) and the report says why it did not load
+        est, budget, over = memory_or_exit(art.plan, sources, memory_budget, refuse=load_check)
+        if over:
+            info = {"error": f"its maps need {memory.fmt_bytes(est.total)}, above the memory budget of "
+                             f"{memory.fmt_bytes(budget.bytes)}", "kind": "budget"}
+        else:
+            load_failures.survive_fatal_exits(art.manifest, "load check: FAILED" if load_check else load_failures.PREFIX)
+            info, error = _load_info(art.c, art.manifest.get("stages"))
     if report:
         rep = report_mod.build(art.ir, program, info)
+        rep["memory"] = est.to_json(budget)
         if as_json:
             rep.get("loaded", {}).pop("log", None)
             click.echo(json.dumps(rep, indent=2))
         else:
             click.echo(report_mod.render_text(rep), nl=False)
+            click.echo("\n" + memory.render(est, budget), nl=False)
     if load_check:
         if error is not None:
             load_failures.report(error, art.manifest, "load check: FAILED")
@@ -249,17 +302,20 @@ def _warn_generated(warnings) -> None:
                    err=True)
 
 
-def _open_engine_or_exit(engine: str, art):
+def _open_engine_or_exit(engine: str, art, memory_budget: int | None = None):
     from runtime.dataplane.loader import LoadError
     from runtime.engines import open_engine
 
     if engine == "kernel":
         load_failures.survive_fatal_exits(art.manifest)
     try:
-        eng = open_engine(engine, art)
+        eng = open_engine(engine, art, **({"memory_budget": memory_budget} if engine == "kernel" else {}))
         loaded = getattr(eng, "loaded", None)
         _warn_generated(loaded.warnings if loaded else None)
         return eng
+    except SpecError as e:            # the maps need more memory than the budget: nothing loaded
+        report_spec_error(e)
+        sys.exit(EXIT_SPEC)
     except LoadError as e:
         load_failures.report(e, art.manifest)
         sys.exit(1)
@@ -290,7 +346,8 @@ def _asl_host(art):
 @click.option("--asl", is_flag=True, help="Run the apps' ASL handlers (or the generated stubs) on the events.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1),
               help="Keys shown per statistic in the tables.")
-def replay(files, captures, engine, as_json, asl, top):
+@memory_budget_option
+def replay(files, captures, engine, as_json, asl, top, memory_budget):
     """Replay captures through the program compiled from spec FILES; print the final snapshot.
     Ctrl-C stops the replay after the frame being run and prints what was replayed (partial)."""
     import json
@@ -300,7 +357,7 @@ def replay(files, captures, engine, as_json, asl, top):
 
     program, sources = load_or_exit(files)
     art = compile_or_exit(program, sources, replay=True)
-    eng = _open_engine_or_exit(engine, art)
+    eng = _open_engine_or_exit(engine, art, memory_budget)
     try:
         host = _asl_host(art) if asl else None
         on_events = (lambda events: host.deliver(events, eng.snapshot)) if host else None

@@ -10,6 +10,8 @@ LLVM reports some back-end errors (the 512-byte stack limit, ...) by ending the
 process. A command-line process calls ``survive_fatal_exits(report)`` first:
 then each compile runs under ``fatal_exit.fork_watched`` and such an end is
 turned into a ``LoadError`` that ``report`` prints (runtime/dataplane/fatal_exit.py).
+A map the kernel cannot create for want of memory is reported as memory, never
+as a compiler bug (compiler/memory.py estimates the maps before loading).
 
 The C is compiled with warnings on (``WARNINGS``); what clang says about the
 generated code is kept in ``Loaded.warnings`` (and shown by the CLI). With

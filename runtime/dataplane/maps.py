@@ -23,6 +23,8 @@ from runtime.dataplane import sets
 from runtime.abi.records import decode_control, decode_event, decode_u64s, encode_control, encode_u64s
 from runtime.abi.snapshot import RawState
 
+from .batch import read_entries
+
 U64_MAX = (1 << 64) - 1
 
 
@@ -155,17 +157,17 @@ class ProgramMaps(MapAccess):
         t = self.bpf[name]
         return [sum(int(v.value if hasattr(v, "value") else v) for v in t.getvalue(t.Key(i))) for i in range(n)]
 
-    def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
+    def _entries(self, name: str) -> list[tuple[bytes, bytes]]:
+        """In bounded chunks (runtime/dataplane/batch.py): memory for the entries
+        present, not for the map's declared size."""
         t = self.bpf[name]
-        try:
-            items = list(t.items_lookup_batch())
-        except Exception:            # batch ops unsupported: walk the keys
-            items = list(t.items())
-        return [(_bytes(k), _bytes(v)) for k, v in items]
+        return read_entries(t.map_fd, ctypes.sizeof(t.Key), ctypes.sizeof(t.Leaf))
+
+    def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
+        return self._entries(name)
 
     def _array_values(self, name: str) -> list[bytes]:
-        t = self.bpf[name]
-        return [_bytes(t[t.Key(i)]) for i in range(len(t))]
+        return [v for _, v in self._entries(name)]          # an array's entries come in index order
 
     def _open_rings(self) -> None:
         def cb(ctx, data, n):

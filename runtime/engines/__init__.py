@@ -18,8 +18,10 @@ ENGINES = ("kernel", "reference")
 def open_engine(name: str, art, **options):
     """The engine ``name`` (one of ENGINES) for compiled artifacts ``art`` (the
     replay build); ``options`` go to its constructor (``poll_every``,
-    ``queue_size``). The kernel engine raises runtime.dataplane.loader.LoadError
-    when the program cannot be loaded."""
+    ``queue_size``; the kernel engine's also ``memory_budget``). The kernel engine
+    raises dsl.errors.SpecError when the program's maps need more memory than the
+    budget (nothing is loaded), runtime.dataplane.loader.LoadError when the
+    program cannot be loaded."""
     if name == "kernel":
         from .kernel import KernelEngine
         return KernelEngine(art, **options)

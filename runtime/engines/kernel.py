@@ -10,11 +10,18 @@ kernel refuses XDP test runs of frames shorter than an Ethernet header (14
 bytes) and of frames longer than it can hold (about 73 kB); such frames are
 counted by reason (``replay.refused.short``, ``replay.refused.oversize``) and
 never reach the program (no NIC delivers them either).
+
+Before loading, the program's maps are costed (compiler/memory.py): above the
+memory budget (``memory_budget`` bytes; default a quarter of physical memory)
+the engine raises dsl.errors.SpecError at the statistic that needs the most,
+and nothing is loaded.
 """
 
 from __future__ import annotations
 
 from compiler.abi import REPLAY_HEADER_PACK as _HDR
+from compiler import memory
+from dsl.errors import SpecError
 from runtime.abi.manifest import Manifest
 from runtime.dataplane.bpf_test_run import ETH_HLEN, TestRunner
 from runtime.dataplane.loader import Loaded, load
@@ -29,10 +36,14 @@ class KernelEngine(Engine):
 
     name = "kernel"
 
-    def __init__(self, art, *, poll_every: int = 1, queue_size: int = QUEUE_SIZE):
+    def __init__(self, art, *, poll_every: int = 1, queue_size: int = QUEUE_SIZE, memory_budget: int | None = None):
         manifest = Manifest.of(art.manifest)
         if not manifest.replay:
             raise ValueError("replay needs the replay build of the program (compile with replay=True)")
+        self.memory = memory.estimate(art.plan)
+        over = memory.check(self.memory, memory.Budget.of(memory_budget))
+        if over:
+            raise SpecError(over, art.sources)
         self.loaded: Loaded = load(art.c, stages=art.manifest.get("stages"))
         try:
             super().__init__(manifest, ProgramMaps(self.loaded.bpf, manifest), poll_every=poll_every,
