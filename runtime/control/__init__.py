@@ -1,7 +1,8 @@
-"""The control plane (not written yet). It will own the one writer of a running
-program's params, enable bits and blocklist entries (with time-to-live, a size
-bound, an allowlist and a log-only default), the root-only control socket that
-takes operators' commands, and deployment changes.
+"""The control plane: the one writer of a running program's params, enable bits
+and blocklist entries (``controller``), operators' values with units
+(``values``), the blocklist with its allowlist, bound and time-to-live
+(``blocklist``), the root-only control socket (``socket``) and the deployment
+config (``config``).
 
 May import: abi, dataplane.
 """
