@@ -14,7 +14,7 @@ from __future__ import annotations
 from dsl.errors import Diagnostic
 
 from . import abi
-from .plan import STAGE_BUDGET, Plan
+from .plan import STAGE_BUDGET, Plan, span_order
 
 STAGE_BUDGET_TEXT = f"{STAGE_BUDGET:,}"
 
@@ -32,7 +32,7 @@ def _stages(plan: Plan) -> list[Diagnostic]:
     return [Diagnostic(
         f"the merged program needs {len(plan.stages)} stages of about {STAGE_BUDGET_TEXT} instructions "
         f"(this is in stage {abi.MAX_STAGES + 1}); the kernel chains at most {abi.MAX_STAGES - 1} tail calls "
-        f"(MAX_TAIL_CALL_CNT), so {abi.MAX_STAGES} stages", min(spans, key=lambda s: (s.file, s.line, s.col)),
+        f"(MAX_TAIL_CALL_CNT), so {abi.MAX_STAGES} stages", min(spans, key=span_order),
         "split the apps into two programs")]
 
 
@@ -68,7 +68,7 @@ def _stage_maps(plan: Plan) -> list[Diagnostic]:
         spans += [plan.app(a).app.span for a in st.t3] or [plan.prog.apps[0].span]
         out.append(Diagnostic(
             f"stage {st.index} of the merged program uses {len(used)} maps; the kernel allows "
-            f"{abi.MAX_MAPS} maps per program (MAX_USED_MAPS)", min(spans, key=lambda s: (s.file, s.line, s.col)),
+            f"{abi.MAX_MAPS} maps per program (MAX_USED_MAPS)", min(spans, key=span_order),
             "statistics with the same key share one map: key more of them alike, or split the apps "
             "into two programs"))
     return out

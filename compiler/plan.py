@@ -357,7 +357,7 @@ class Plan:
         needs it: what the kernel counts against its maps-per-program limit."""
         out = [KernelMap(n, "fixed", None) for n in self.fixed_maps()]
         for m in self.maps:
-            span = min((u.span for u in m.map.uses), key=_span_order, default=None)
+            span = min((u.span for u in m.map.uses), key=span_order, default=None)
             out.append(KernelMap(m.name, m.kind, span))
             if m.kind in ("track", "hll"):
                 out.append(KernelMap(f"{m.name}_{'b' if m.kind == 'track' else 'hdr'}", m.kind, span))
@@ -416,7 +416,8 @@ class KernelMap:
     span: object              # dsl.ast.Span of the spec text that needs it; None for fixed maps
 
 
-def _span_order(span) -> tuple:
+def span_order(span) -> tuple:
+    """Spans in reading order (file, line, column): the first is where an error points."""
     return (span.file, span.line, span.col)
 
 
@@ -559,7 +560,7 @@ def map_cost(m: ir.StatMap) -> int:
     return cost
 
 
-def t3_cost(prog: ir.ProgramIR, a: ir.AppIR) -> int:
+def t3_cost(a: ir.AppIR) -> int:
     reads = len({r.cond for r in a.rules})          # a proxy: rules read what their conditions name
     return 20 + 40 * reads + sum(15 + 60 * len(r.actions) for r in a.rules)
 
@@ -568,7 +569,7 @@ def split_stages(prog: ir.ProgramIR, budget: int = STAGE_BUDGET) -> tuple[StageP
     """Map blocks, then T3 blocks, in program order, into stages of at most
     ``budget`` estimated instructions (stage 0 also holds parsing and T1)."""
     blocks = [("map", m.name, map_cost(m)) for m in prog.maps]
-    blocks += [("t3", a.name, t3_cost(prog, a)) for a in prog.apps if a.rules]
+    blocks += [("t3", a.name, t3_cost(a)) for a in prog.apps if a.rules]
     stages: list[list] = [[[], [], _BASE_COST + 8 * len(prog.preds)]]
     for kind, name, cost in blocks:
         cur = stages[-1]

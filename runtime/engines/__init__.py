@@ -4,7 +4,7 @@
 deliver decoded events into; ``kernel`` runs the loaded program under
 BPF_PROG_TEST_RUN on the capture's clock; ``reference`` interprets the same
 program in Python; ``replay`` feeds an engine the frames of captures and hands
-its events on as they occur. A live engine (attached to interfaces) will join.
+its events on as they occur. ``live`` is the live build loaded for attaching to interfaces, on the kernel clock.
 
 May import: abi, capture, dataplane (and ``compiler``/``dsl``: the reference
 interpreter is built from the IR).
@@ -12,7 +12,7 @@ interpreter is built from the IR).
 
 from __future__ import annotations
 
-ENGINES = ("kernel", "reference")
+ENGINES = ("kernel", "reference")          # replay engines; runtime/engines/live.py is the live one
 
 
 def open_engine(name: str, art, **options):
