@@ -55,3 +55,12 @@ def kernel():
     import bcc
 
     return bcc
+
+
+@pytest.fixture
+def veth_pair(kernel):
+    """Two network namespaces joined by a veth pair (tests/netns.py); removed after the test."""
+    from netns import VethPair
+
+    with VethPair() as pair:
+        yield pair

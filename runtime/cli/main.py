@@ -401,6 +401,11 @@ def replay(files, captures, engine, as_json, asl, top, memory_budget):
     sys.exit(EXIT_INTERRUPTED if rep.stopping else 1 if rep.problems else 0)
 
 
+from .run_cmd import run as _run_cmd  # noqa: E402  (commands in modules of their own)
+
+cli.add_command(_run_cmd)
+
+
 def main(argv=None) -> None:
     interrupt.install()
     try:

@@ -1,0 +1,73 @@
+"""The live engine: the program's live build, loaded and ready to attach.
+
+The live build reads the kernel's clock (bpf_ktime_get_ns(): CLOCK_MONOTONIC),
+so windows, expiries, rate limits and enable times follow real time; user space
+reads the same clock (``now()``). Frames come from the interfaces the program is
+attached to (runtime/dataplane/attach.py), not from the engine: ``run_frame``
+is refused. Everything else is the engine protocol (runtime/engines/base.py):
+``maps``, ``poll_events()``, ``snapshot(now=None)`` (default: now), ``events``,
+``close()``.
+
+Before loading, the maps are costed against the memory budget as for replay
+(compiler/memory.py): above it, dsl.errors.SpecError and nothing is loaded.
+"""
+
+from __future__ import annotations
+
+import time
+
+from compiler import memory
+from dsl.errors import SpecError
+from runtime.abi.manifest import Manifest
+from runtime.abi.snapshot import build_snapshot
+from runtime.dataplane.loader import Loaded, load
+from runtime.dataplane.maps import ProgramMaps
+
+from .base import QUEUE_SIZE, Engine
+
+
+def monotonic_ns() -> int:
+    """The clock of the live program (bpf_ktime_get_ns)."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+class LiveEngine(Engine):
+    """A compiled program (``art``: the live build) loaded into the kernel."""
+
+    name = "live"
+
+    def __init__(self, art, *, queue_size: int = QUEUE_SIZE, memory_budget: int | None = None):
+        manifest = Manifest.of(art.manifest)
+        if manifest.replay:
+            raise ValueError("a live program is the live build (compile with replay=False)")
+        self.art = art
+        self.memory = memory.estimate(art.plan)
+        over = memory.check(self.memory, memory.Budget.of(memory_budget))
+        if over:
+            raise SpecError(over, art.sources)
+        self.loaded: Loaded = load(art.c, stages=art.manifest.get("stages"))
+        try:
+            super().__init__(manifest, ProgramMaps(self.loaded.bpf, manifest), queue_size=queue_size)
+        except BaseException:
+            self.loaded.close()
+            raise
+
+    @property
+    def fd(self) -> int:
+        """The entry point's program fd: what is attached."""
+        return self.loaded.fd
+
+    @staticmethod
+    def now() -> int:
+        return monotonic_ns()
+
+    def _run(self, ts_ns: int, data: bytes, wire_len: int) -> int | None:
+        raise TypeError("a live program takes its frames from the interfaces it is attached to")
+
+    def snapshot(self, now: int | None = None) -> dict:
+        self.maps.poll_events()
+        return build_snapshot(self.manifest, self.maps.raw_state(), self.now() if now is None else now,
+                              self.events.waiting())
+
+    def close(self) -> None:
+        self.loaded.close()

@@ -1,0 +1,263 @@
+"""A running instance, from load to detach.
+
+``Instance(art, opts)`` owns, in the order they start and the reverse order
+they stop:
+
+1. the live program (runtime/engines/live.py: loaded with BCC, maps costed
+   against the memory budget first), its params set from the deployment config;
+2. the Controller (runtime/control/controller.py), with the blocklist;
+3. the ASL host (runtime/asl/): one worker per app, fed from the ring buffer by
+   a consumer thread;
+4. the attachments (runtime/dataplane/attach.py): one program, every interface;
+5. the control socket (runtime/control/socket.py).
+
+``run(out)`` reads every ``interval``: a Reading (runtime/monitor/reading.py)
+handed to ``out`` (the live screen, a plain line, or JSON), a tick to the
+handlers, expired blocks swept; until ``duration`` passes or a signal stops it
+(runtime/monitor/signals.py). ``close()`` detaches FIRST (the kernel stops
+running the program on the interfaces), then stops the socket, drains the
+handlers, and unloads. It runs on every way out: normal end, --duration, a
+signal, an exception. SIGKILL and the OOM killer skip it, but the program is
+attached through BPF links, which the kernel removes with the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from runtime.engines.live import LiveEngine
+
+from .reading import Reader, Reading
+from .signals import Signals
+
+log = logging.getLogger("xdpmon.run")
+FAULT_ENV = "XDPMON_INJECT_FAULT"      # "tick": raise in the run loop (tests of the way down)
+
+
+@dataclass
+class Started:
+    """What the instance did on the way up (shown once by the CLI)."""
+    attached: list = field(default_factory=list)      # per interface: what attach says
+    notes: list[str] = field(default_factory=list)
+
+
+class Instance:
+    def __init__(self, art, opts, *, signals: Signals | None = None):
+        self.art = art
+        self.opts = opts
+        self.signals = signals or Signals(reload_on_hup=bool(getattr(opts, "config_path", None)))
+        self.engine: LiveEngine | None = None
+        self.controller = None
+        self.host = None
+        self.attachment = None
+        self.server = None
+        self.reader: Reader | None = None
+        self.started = Started()
+        self.t0 = time.monotonic()
+        self.last: Reading | None = None
+        self.hostname = socket.gethostname()
+        self.events_out = None
+
+    # ---- the way up ----------------------------------------------------------------------
+    def start(self) -> Started:
+        """Load, control, host, attach, serve; on any failure what was started is stopped."""
+        from runtime.control.controller import Controller
+
+        opts = self.opts
+        try:
+            self.engine = eng = LiveEngine(self.art, memory_budget=opts.memory_budget)
+            self.controller = Controller(eng.manifest, eng.maps, clock=eng.now,
+                                         blocklist=self._blocklist(eng))
+            for app, params in (opts.params or {}).items():
+                for name, value in params.items():
+                    self.controller.set_param(app, name, value, by="config")
+            self.host = self._asl_host(eng)
+            self.attachment = self._attach(eng)
+            self.reader = Reader(eng.manifest, eng.maps, eng.now, extra_counters=self._user_counters)
+            self.server = self._serve()
+            self.t0 = time.monotonic()
+            return self.started
+        except BaseException:
+            self.close()
+            raise
+
+    def _blocklist(self, eng):
+        try:
+            from runtime.control.blocklist import Blocklist
+        except ImportError:                                  # TEMP until the filters land
+            return None
+        return Blocklist.for_program(eng.manifest, eng.maps, eng.now, allow=self.opts.allow,
+                                     max_entries=self.opts.block_max, default_ttl=self.opts.block_ttl,
+                                     max_ttl=self.opts.block_max_ttl, enforce=self.opts.enforce)
+
+    def _asl_host(self, eng):
+        from runtime.asl.host import AslHost
+        try:
+            from runtime.export.events import EventWriter
+        except ImportError:                                  # TEMP until the live host lands
+            host = AslHost(self.art.manifest, self.art.stubs)
+            self.started.notes += host.notes
+            return _TempHost(host, eng)
+
+        self.events_out = EventWriter(self.opts.events_path, host=self.hostname,
+                                      interfaces=list(self.opts.interfaces), instance=self.opts.name)
+        host = AslHost(self.art.manifest, self.art.stubs, controller=self.controller,
+                       stats=self._app_stats, events=self.events_out, options=self.opts.asl or {})
+        self.started.notes += host.notes
+        host.start_live(eng.maps)
+        return host
+
+    def _attach(self, eng):
+        from runtime.dataplane.attach import attach_all
+
+        att = attach_all(eng.fd, list(self.opts.interfaces), mode=self.opts.xdp_mode, replace=self.opts.replace)
+        if hasattr(eng.maps, "set_interfaces"):             # TEMP until the filters land
+            eng.maps.set_interfaces([a.ifindex for a in att.results])
+        self.started.attached = list(att.results)
+        self.started.notes += [a.note for a in att.results if a.note]
+        return att
+
+    def _serve(self):
+        try:
+            from runtime.control.socket import ControlServer
+        except ImportError:                                  # TEMP until the control socket lands
+            return None
+
+        srv = ControlServer(self.opts.name, self.controller, status=self.status, stats=self.stats)
+        srv.start()
+        return srv
+
+    # ---- what it tells ---------------------------------------------------------------------
+    def _user_counters(self) -> dict:
+        out = {}
+        if self.host is not None:
+            for app, st in self.host.stats().items():
+                out[f"asl.{app}.queue_dropped"] = st["dropped"]
+                out[f"asl.{app}.errors"] = st["errors"]
+                out[f"asl.{app}.delivered"] = st["delivered"]
+        if self.controller is not None and getattr(self.controller.blocklist, "counters", None):
+            out.update(self.controller.blocklist.counters())
+        return out
+
+    def _app_stats(self, app: str) -> dict:
+        """The current values of one app's statistics (ctx.stats in a handler)."""
+        snap = self.engine.snapshot()
+        return snap["apps"][app]["stats"]
+
+    def status(self) -> dict:
+        eng = self.engine
+        info = eng.loaded.info if eng else None
+        return {
+            "name": self.opts.name, "pid": os.getpid(), "host": self.hostname,
+            "uptime_s": round(time.monotonic() - self.t0, 3),
+            "interfaces": [a.to_json() for a in self.started.attached],
+            "program": {"id": info.id if info else None, "stages": len(eng.loaded.stages) if eng else 0,
+                        "verified_insns": eng.loaded.verified_insns if eng else 0,
+                        "apps": [a.name for a in eng.manifest.apps] if eng else []},
+            "enabled": self.controller.enabled() if self.controller else {},
+            "params": self.controller.params() if self.controller else {},
+            "blocks": len(self.controller.blocks()) if self.controller and self.controller.blocklist else 0,
+            "enforce": bool(self.controller and self.controller.blocklist and self.controller.blocklist.enforce),
+            "interval_s": self.opts.interval_ns / 1e9,
+            "asl": self.host.stats() if self.host else {},
+        }
+
+    def stats(self, app: str | None = None) -> dict:
+        """The latest reading (of one app, when named), for ``ctl stats``."""
+        r = self.last or self.reader.read()
+        out = r.to_json()
+        if app is not None:
+            from runtime.control.controller import ControlError
+            if app not in out["apps"]:
+                raise ControlError(f"no app '{app}' in this program (apps: {', '.join(out['apps'])})")
+            return {"app": app, "now_ns": out["now_ns"], **out["apps"][app],
+                    "rates": out["rates"].get(app, {})}
+        return out
+
+    # ---- running ----------------------------------------------------------------------------
+    def run(self, out: Callable[[Reading, dict], object]) -> str:
+        """Read every interval until stopped; returns why it stopped."""
+        sig = self.signals
+        interval = self.opts.interval_ns / 1e9
+        deadline = time.monotonic() + self.opts.duration_ns / 1e9 if self.opts.duration_ns else None
+        self.last = self.reader.read()
+        out(self.last, self.status())
+        next_at = time.monotonic() + interval
+        while sig.stop_by is None:
+            wait = next_at - time.monotonic()
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+            if wait > 0:
+                sig.wait(wait)
+            if sig.reload:
+                sig.reload = False
+                self.reload()
+            if deadline is not None and time.monotonic() >= deadline:
+                sig.stop("--duration")
+            if sig.stop_by is not None:
+                break
+            if time.monotonic() >= next_at:
+                next_at += interval * max(1, int((time.monotonic() - next_at) // interval) + 1)
+                self.tick(out)
+        return sig.stop_by
+
+    def tick(self, out) -> None:
+        if os.environ.get(FAULT_ENV) == "tick":        # for the tests: an exception mid-run
+            raise RuntimeError(f"fault injected by {FAULT_ENV}=tick")
+        self.controller.sweep()
+        self.last = self.reader.read()
+        out(self.last, self.status())
+        self.host.tick()
+
+    def reload(self) -> None:
+        """SIGHUP with a deployment config: apply what can change live (hook set by the CLI)."""
+        fn = getattr(self.opts, "reload", None)
+        if fn is not None:
+            fn(self)
+
+    # ---- the way down -------------------------------------------------------------------------
+    def detach(self) -> None:
+        """Take the program off every interface (first thing on the way down)."""
+        att, self.attachment = self.attachment, None
+        if att is not None:
+            att.close()
+
+    def close(self) -> list[str]:
+        """Detach, stop serving, drain the handlers, unload; each step runs even if one
+        before it failed. Returns the problems met (for the CLI to print)."""
+        problems = []
+        steps = (("detach", self.attachment, "close"), ("control socket", self.server, "stop"),
+                 ("asl host", self.host, "stop"), ("events", getattr(self, "events_out", None), "close"),
+                 ("unload", self.engine, "close"))
+        for what, obj, method in steps:
+            if obj is None:
+                continue
+            try:
+                getattr(obj, method)()
+            except Exception as e:        # keep going: the rest must still be stopped
+                problems.append(f"{what}: {type(e).__name__}: {e}")
+                log.error("stopping %s: %s", what, e)
+        self.attachment = self.server = self.host = self.engine = None
+        self.events_out = None
+        return problems
+
+
+class _TempHost:                                             # TEMP until the live host lands
+    def __init__(self, host, eng):
+        self.host, self.eng = host, eng
+
+    def tick(self):
+        self.eng.poll_events()
+        self.host.deliver(self.eng.events.take())
+        self.host.tick()
+
+    def stats(self):
+        return {n: {"dropped": 0, "errors": h.errors, "delivered": h.calls} for n, h in self.host.apps.items()}
+
+    def stop(self):
+        self.tick()

@@ -1,0 +1,35 @@
+"""What a running instance is asked to do: the command line merged over the
+deployment config (runtime/control/config.py). Durations are in ns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+DEFAULT_INTERVAL_NS = 1_000_000_000
+DEFAULT_NAME = "default"
+
+
+@dataclass
+class RunOptions:
+    specs: list[str] = field(default_factory=list)
+    interfaces: list[str] = field(default_factory=list)
+    name: str = DEFAULT_NAME
+    xdp_mode: str = "auto"
+    interval_ns: int = DEFAULT_INTERVAL_NS
+    duration_ns: int | None = None
+    params: dict = field(default_factory=dict)          # {app: {param: value}}
+    asl: dict = field(default_factory=dict)             # {app: {"queue": N, "enabled": bool, "options": {}}}
+    allow: list[str] = field(default_factory=list)      # prefixes never blocked (with the interfaces' own)
+    block_max: int | None = None                        # None: the program's blocklist bound
+    block_ttl: int | None = None                        # None: the default TTL
+    block_max_ttl: int | None = None
+    enforce: bool = False
+    events_path: str | None = None                      # None: stdout
+    json: bool = False
+    view: str = "auto"                                  # auto, rich, plain, none
+    replace: bool = False
+    memory_budget: int | None = None
+    top: int = 5
+    config_path: str | None = None
+    reload: Callable | None = None                      # SIGHUP with a config: apply it (set by the CLI)
