@@ -105,12 +105,16 @@ TRACK_BUCKET = Struct("xm_bucket", (
     Member("count", 8, 8, "__s64", "count"),
 ), 16)
 
+# An unkeyed HyperLogLog's header: the window its registers are of (their tags),
+# the estimator state of that window and, for a windowed sketch, of the window
+# before it (kept when a packet of a new window resets the header; 0: none).
 HLL_HEADER = Struct("xm_hll_hdr", (
     Member("epoch", 0, 8, "__u64", "epoch"),
     Member("z", 8, 8, "__u64", "hll_z"),
     Member("zeros", 16, 8, "__u64", "hll_zeros"),
-    Member("_pad0", 24, 8, "__u64", "pad"),
-), 32)
+    Member("z_last", 24, 8, "__u64", "last_hll_z"),
+    Member("zeros_last", 32, 8, "__u64", "last_hll_zeros"),
+), 40)
 
 
 # The replay build's input under BPF_PROG_TEST_RUN: each frame is preceded by this header,

@@ -97,6 +97,11 @@ class CView:
         """The member holding the window a windowed slot's value is of."""
         return L.epoch_member(sp.name)
 
+    @staticmethod
+    def last(member: str) -> str:
+        """The member keeping a windowed slot's ``member`` of its last window."""
+        return L.last_member(member)
+
     def any_slot_cond(self, slots) -> str:
         return " || ".join(dict.fromkeys(self.slot_cond(sp) for sp in slots))
 

@@ -23,7 +23,8 @@ class Member:
     size: int          # bytes
     ctype: str         # "__u64", "__u16", "__u8[16]", ...
     role: str          # "field", "epoch", "count", "sum", "min", "max", "hist", "hll_regs", "hll_z",
-                       # "hll_zeros", "pad", "ts", ...
+                       # "hll_zeros", "last_count" ... "last_hll_zeros" (a windowed slot's last
+                       # window), "pad", "ts", ...
     field: str | None = None      # dsl field name, for keys and events
     kind: str | None = None       # dsl kind of a field ("int", "ip", "mac", ...)
     slot: str | None = None       # slot this member belongs to
@@ -114,11 +115,26 @@ def epoch_member(slot_name: str) -> str:
     return f"{slot_name}_e"
 
 
+def last_member(name: str) -> str:
+    """The member of a windowed slot that keeps ``name``'s final value of the
+    window before the slot's current one."""
+    return f"{name}_last"
+
+
+# The members of a windowed slot that are kept for the last window, by role:
+# the value itself (count, sum, min, max, hist buckets) or a sketch's estimator
+# state (z and zeros; its registers are not kept, the estimate needs only these).
+LAST_ROLES = {"count", "sum", "min", "max", "hist", "hll_z", "hll_zeros"}
+
+
 def value_struct(m: ir.StatMap) -> Struct:
     """The value of a fused map: its slots, unwindowed first, then by window;
     each windowed slot led by its own epoch (the window its value is of), so
     what one slot holds depends only on the packets that update it, never on
-    the other slots (of other apps) that share its map."""
+    the other slots (of other apps) that share its map. A windowed slot ends
+    with the last window's value (role ``last_`` + the value's role): the
+    final value of the window before its epoch's, copied when a packet of a
+    new window resets the slot (zero when that window had no packet)."""
     members: list[Member] = []
     off = 0
     windows = sorted({s.window_ns for s in m.slots}, key=lambda w: w or 0)
@@ -127,22 +143,30 @@ def value_struct(m: ir.StatMap) -> Struct:
             if w is not None:
                 members.append(Member(epoch_member(s.name), off, 8, "__u64", "epoch", slot=s.name))
                 off += 8
+            own: list[Member] = []
             if s.func in ("count", "sum", "min", "max"):
-                members.append(Member(s.name, off, 8, "__u64", s.func, slot=s.name))
+                own.append(Member(s.name, off, 8, "__u64", s.func, slot=s.name))
                 off += 8
             elif s.func == "hist":
                 n = hist_buckets(s.args[0])
-                members.append(Member(s.name, off, 8 * n, f"__u64[{n}]", "hist", slot=s.name, count=n))
+                own.append(Member(s.name, off, 8 * n, f"__u64[{n}]", "hist", slot=s.name, count=n))
                 off += 8 * n
             elif s.func == "distinct":
                 regs = dict(s.options)["registers"]
-                members.append(Member(f"{s.name}_z", off, 8, "__u64", "hll_z", slot=s.name))
-                members.append(Member(f"{s.name}_zeros", off + 8, 8, "__u64", "hll_zeros", slot=s.name))
-                members.append(Member(f"{s.name}_regs", off + 16, regs, f"__u8[{regs}]", "hll_regs",
-                                      slot=s.name, count=regs))
+                own.append(Member(f"{s.name}_z", off, 8, "__u64", "hll_z", slot=s.name))
+                own.append(Member(f"{s.name}_zeros", off + 8, 8, "__u64", "hll_zeros", slot=s.name))
+                own.append(Member(f"{s.name}_regs", off + 16, regs, f"__u8[{regs}]", "hll_regs",
+                                  slot=s.name, count=regs))
                 off += 16 + _align(regs, 8)
             else:
                 raise AssertionError(f"{s.func} in a fused map")
+            members += own
+            if w is not None:
+                for mb in own:
+                    if mb.role in LAST_ROLES:
+                        members.append(Member(last_member(mb.name), off, mb.size, mb.ctype, "last_" + mb.role,
+                                              slot=s.name, count=mb.count))
+                        off += mb.size
     if not members:
         members.append(Member("_unused", 0, 8, "__u64", "pad"))
         off = 8

@@ -212,9 +212,14 @@ def test_replay_of_linux_cooked_captures(engine):
 def test_one_nanosecond_before_a_window_boundary(engine):
     eng = engine("app w { t2 { c = count(), min(pkt.ts) as first by ip.src window 1s } }")
     replay_captures(eng, [cap("ns_boundary.pcapng")])
+    # two frames 2 and 1 ns before the boundary, two on it and 1 ns after
     assert stat(eng.snapshot(), "w", "c") == [
-        {"key": {"ip.src": "198.18.0.7"}, "value": {"count": 2, "first": T0 + S}}]
-    assert stat(eng.snapshot(now=T0 + 2 * S), "w", "c") == []
+        {"key": {"ip.src": "198.18.0.7"}, "value": {"count": 2, "first": T0 + S},
+         "last_window": {"count": 2, "first": T0 + S - 2}}]
+    assert stat(eng.snapshot(now=T0 + 2 * S), "w", "c") == [
+        {"key": {"ip.src": "198.18.0.7"}, "value": {"count": 0, "first": None},
+         "last_window": {"count": 2, "first": T0 + S}}]
+    assert stat(eng.snapshot(now=T0 + 3 * S), "w", "c") == []
 
 
 def test_cut_frames_count_at_their_wire_length(specs_engine):
@@ -232,8 +237,9 @@ def test_cut_frames_count_at_their_wire_length(specs_engine):
     assert replay_counters(snap) == nothing_refused(**{"replay.cut": 4})
 
 
-DNS_AMP = {"queries": [{"key": {"ip.src": mc.SCANNER}, "value": {"count": 2, "bytes": 138}}],
-           "responses": [{"key": {"ip.dst": mc.SCANNER}, "value": {"count": 1, "bytes": 94}}]}
+NO_LAST = {"count": 0, "bytes": 0}     # the window before had no DNS packet
+DNS_AMP = {"queries": [{"key": {"ip.src": mc.SCANNER}, "value": {"count": 2, "bytes": 138}, "last_window": NO_LAST}],
+           "responses": [{"key": {"ip.dst": mc.SCANNER}, "value": {"count": 1, "bytes": 94}, "last_window": NO_LAST}]}
 
 
 def test_backwards_time_changes_nothing_of_an_app_merged_with_others(specs_engine):

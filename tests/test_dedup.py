@@ -81,10 +81,11 @@ def test_two_apps_with_the_same_statistic_share_one_map_and_slot(dns):
 
 def test_same_key_other_aggregates_is_one_fused_map_and_one_lookup(dns):
     c = dns.c
-    # the value struct holds every slot, the windowed one after its own epoch
+    # the value struct holds every slot, the windowed one after its own epoch and
+    # before its last window's value
     value = re.search(r"struct xm_v_m0 \{\n(.*?)\n\}", c, re.S).group(1).split("\n")
     assert [line.strip() for line in value] == [
-        "__u64 s0;", "__u64 s1;", "__u64 s2_e;", "__u64 s2;"]
+        "__u64 s0;", "__u64 s1;", "__u64 s2_e;", "__u64 s2;", "__u64 s2_last;"]
     # one insert-or-lookup of the key per packet, then each slot under its own guard
     assert c.count("xm_upsert_m0(&k)") == 1
     t2 = c[c.index("/* ---- T2"):c.index("/* ---- T3")]

@@ -70,10 +70,11 @@ def test_where_guard_and_either_port(engine):
 
 def test_tumbling_window_resets(engine):
     eng = engine("app w { t2 { c = count() by ip.dst window 1s } }")
+    key = {"ip.dst": "198.19.0.1"}
     run(eng, [tcp()] * 3, t0=5 * S + 100)
-    assert stat(eng.snapshot(), "w", "c") == [{"key": {"ip.dst": "198.19.0.1"}, "value": {"count": 3}}]
+    assert stat(eng.snapshot(), "w", "c") == [{"key": key, "value": {"count": 3}, "last_window": {"count": 0}}]
     run(eng, [tcp()] * 2, t0=6 * S + 100)           # the next window
-    assert stat(eng.snapshot(), "w", "c") == [{"key": {"ip.dst": "198.19.0.1"}, "value": {"count": 2}}]
+    assert stat(eng.snapshot(), "w", "c") == [{"key": key, "value": {"count": 2}, "last_window": {"count": 3}}]
     assert stat(eng.snapshot(now=8 * S), "w", "c") == []   # that window has passed
 
 
@@ -82,10 +83,11 @@ def test_window_boundary_is_exact(engine):
     w = 100_000_000
     eng.run_frame(7 * w - 1, tcp())                  # last nanosecond of window 6
     eng.run_frame(7 * w - 1, tcp())
-    assert stat(eng.snapshot(now=7 * w - 1), "w", "c") == {"value": {"count": 2}}
+    assert stat(eng.snapshot(now=7 * w - 1), "w", "c") == {"value": {"count": 2}, "last_window": {"count": 0}}
     eng.run_frame(7 * w, tcp())                      # first nanosecond of window 7
-    assert stat(eng.snapshot(now=7 * w), "w", "c") == {"value": {"count": 1}}
-    assert stat(eng.snapshot(now=8 * w), "w", "c") == {"value": {"count": 0}}
+    assert stat(eng.snapshot(now=7 * w), "w", "c") == {"value": {"count": 1}, "last_window": {"count": 2}}
+    assert stat(eng.snapshot(now=8 * w), "w", "c") == {"value": {"count": 0}, "last_window": {"count": 1}}
+    assert stat(eng.snapshot(now=9 * w), "w", "c") == {"value": {"count": 0}, "last_window": {"count": 0}}
 
 
 def test_min_max_hist(engine):
@@ -125,7 +127,8 @@ def test_cms_and_unkeyed_values(engine):
     run(eng, frames + [udp(src="198.18.0.2")])
     snap = eng.snapshot()
     assert stat(snap, "c", "heavy") == {"value": {"cms_ip_src": {"total": 5, "width": 64, "depth": 3}}}
-    assert stat(snap, "c", "tot") == {"value": {"count": 5, "lo": 3, "hi": 64}}
+    assert stat(snap, "c", "tot") == {"value": {"count": 5, "lo": 3, "hi": 64},
+                                      "last_window": {"count": 0, "lo": None, "hi": 0}}
     assert rule_fired(snap["counters"]) == 2          # the 3rd and 4th frames of 198.18.0.1
 
 

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from engine_helpers import EngineMaker
+from engine_helpers import S, EngineMaker, tcp
 from runtime.ui.view import render
 
 
@@ -49,3 +49,24 @@ def test_brackets_are_text_not_styles(tmp_path):
                 t3 { when per[ip.src] > 1 { alert "[SYN] flood" } } }"""
     text = _tables(tmp_path, spec)
     assert "s.per[ip.src].count" in text and "-> alert '[SYN] flood' limit 1/s" in text
+
+
+def test_windowed_statistics_show_now_and_the_last_window(tmp_path):
+    maker = EngineMaker("reference", tmp_path)
+    try:
+        eng = maker("""app w { t2 { per = count() by ip.dst window 1s
+                                     tot = count(), cms(ip.src) as heavy window 100ms } }""")
+        for ts, dst in ((5 * S, "198.19.0.1"), (5 * S + 1, "198.19.0.2"), (6 * S, "198.19.0.1")):
+            eng.run_frame(ts, tcp(dst=dst))
+        out = io.StringIO()
+        render(eng.snapshot(), eng.manifest, console=Console(file=out, width=200, color_system=None))
+    finally:
+        maker.close()
+    # the text of each line, without the boxes (U+2500..U+257F) and without blank lines
+    rows = [" ".join("".join(" " if "\u2500" <= ch <= "\u257f" else ch for ch in line).split())
+            for line in out.getvalue().splitlines()]
+    rows = [r for r in rows if r]
+    at = rows.index("per, window 1s (2 keys)")
+    assert rows[at + 1:at + 4] == ["ip.dst count now count last 1s", "198.19.0.1 1 1", "198.19.0.2 0 1"]
+    at = rows.index("tot, window 100ms")
+    assert rows[at + 1:at + 4] == ["window count heavy", "now 1 total:1 width:2048 depth:4", "last 100ms 0 not kept"]

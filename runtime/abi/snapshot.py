@@ -8,18 +8,27 @@ of track bucket entries and window-tagged HyperLogLog registers):
 
     {"apps": {APP: {"enabled": bool, "params": {NAME: int},
                     "stats": {STAT: [{"key": {FIELD: v}, "value": {NAME: v}}, ...]
-                                    or {"value": {...}} when unkeyed}}},
+                                    or {"value": {...}} when unkeyed},
+                    "windows": {STAT: {"window_ns": W,
+                                       "current": {"start_ns": a, "end_ns": b},
+                                       "last": {"start_ns": .., "end_ns": ..} or None,
+                                       "not_kept": [NAME, ...]}}}},
      "counters": {NAME: int}, "events": [...]}
 
 ``events`` are what the caller hands over (an engine: the decoded events still
 waiting in its queue); the maps hold none.
 
 Addresses are text (IPv4 for v4-mapped addresses), numbers are integers.
-Windowed values are those of the window the clock ``now`` is in (0 when the
-stored window is older). A ``min`` with no value is None. A keyed statistic
-lists every key whose values are not all empty (zero, None, no buckets): keys
-of other statistics that share its map, and keys of an expired window, are
-left out.
+A windowed statistic's ``value`` is that of the window the clock ``now`` is in,
+and each of its keyed entries (or its unkeyed value) also has ``last_window``:
+``{NAME: v}``, the final values of the last completed window (the one before
+``now``'s). Each is empty (0, None, {}) when it had no packet. ``windows`` gives
+the bounds of both windows ([start, end) in ns; ``last`` is None in the clock's
+first window) and the values whose last window is not kept (count-min sketches:
+they are left out of ``last_window``). A ``min`` with no value is None. A keyed
+statistic lists every key whose values (current or last) are not all empty
+(zero, None, no buckets): keys of other statistics that share its map, and keys
+of older windows, are left out.
 """
 
 from __future__ import annotations
@@ -53,33 +62,72 @@ def epoch_of(now: int, window_ns: int | None) -> int | None:
     return None if window_ns is None else now // window_ns + 1
 
 
-def slot_value(slot: dict, value_struct: dict, data: bytes, now: int):
-    """The value of one slot of a fused map's value."""
-    members = {m["name"]: m for m in value_struct["members"]}
-    name = slot["name"]
-    w = slot["window_ns"]
-    if w is not None:
-        epoch = next(m for m in value_struct["members"] if m["role"] == "epoch" and m.get("slot") == name)
-        if u64(data, epoch["offset"]) != epoch_of(now, w):
-            return _empty(slot)
+def window_bounds(now: int, window_ns: int) -> dict:
+    """The current and the last completed window at ``now``, as [start, end) in ns
+    (``last`` None while the clock is in the first window)."""
+    k = now // window_ns
+    last = {"start_ns": (k - 1) * window_ns, "end_ns": k * window_ns} if k else None
+    return {"window_ns": window_ns, "current": {"start_ns": k * window_ns, "end_ns": (k + 1) * window_ns},
+            "last": last}
+
+
+def _by_role(value_struct: dict, slot_name: str) -> tuple[dict, dict, dict | None]:
+    """A slot's members by role: (its current value's, its last window's, its epoch)."""
+    cur, last, epoch = {}, {}, None
+    for m in value_struct["members"]:
+        if m.get("slot") != slot_name:
+            continue
+        if m["role"] == "epoch":
+            epoch = m
+        elif m["role"].startswith("last_"):
+            last[m["role"][5:]] = m
+        else:
+            cur[m["role"]] = m
+    return cur, last, epoch
+
+
+def _decode(slot: dict, members: dict, data: bytes):
+    """One value of a slot from its members (by role) in ``data``."""
     func = slot["func"]
     if func in ("count", "sum", "max"):
-        return u64(data, members[name]["offset"])
+        return u64(data, members[func]["offset"])
     if func == "min":
-        v = u64(data, members[name]["offset"])
+        v = u64(data, members["min"]["offset"])
         return None if v == 0 else (~v) & 0xFFFFFFFFFFFFFFFF
     if func == "hist":
-        m = members[name]
-        counts = struct.unpack_from(f"<{m['count']}Q", data, m["offset"])
-        return hist_dict(counts)
+        m = members["hist"]
+        return hist_dict(struct.unpack_from(f"<{m['count']}Q", data, m["offset"]))
     if func == "distinct":
-        hll = slot["hll"]
-        z = u64(data, members[f"{name}_z"]["offset"])
-        zeros = u64(data, members[f"{name}_zeros"]["offset"])
-        if z == 0:
-            return 0
-        return hll_estimate(z, zeros, hll["registers"], hll["am2"], hll["log2m_fp"])
+        return _estimate(slot, u64(data, members["hll_z"]["offset"]), u64(data, members["hll_zeros"]["offset"]))
     raise AssertionError(func)
+
+
+def _estimate(slot: dict, z: int, zeros: int) -> int:
+    hll = slot["hll"]
+    return 0 if z == 0 else hll_estimate(z, zeros, hll["registers"], hll["am2"], hll["log2m_fp"])
+
+
+def slot_reader(slot: dict, value_struct: dict, now: int):
+    """``read(data) -> (current, last)``: the values of one slot of a fused map's
+    value at ``now`` (its members looked up once, for every entry): an unwindowed
+    slot's value and None; a windowed slot's value in the window of ``now`` and in
+    the window before (the slot holds the window of its epoch E and keeps the
+    final value of E - 1; seen from the window E + 1 its value is the last one).
+    Each is empty when the slot holds no packet of that window."""
+    cur, last, epoch = _by_role(value_struct, slot["name"])
+    w = slot["window_ns"]
+    if w is None:
+        return lambda data: (_decode(slot, cur, data), None)
+    at, want, empty = epoch["offset"], epoch_of(now, w), _empty(slot)
+
+    def read(data: bytes):
+        stored = u64(data, at)
+        if stored == want:
+            return _decode(slot, cur, data), _decode(slot, last, data)
+        if stored == want - 1:
+            return empty, _decode(slot, cur, data)
+        return empty, empty
+    return read
 
 
 def _empty(slot):
@@ -118,7 +166,8 @@ def build_snapshot(manifest: Manifest | dict, raw: RawState, now: int, events=()
         stats = {}
         for st in layout["stats"]:
             stats[st["name"]] = _stat(st, maps, raw, now, man.constants)
-        apps_out[app.name] = {"enabled": enabled, "params": params, "stats": stats}
+        apps_out[app.name] = {"enabled": enabled, "params": params, "stats": stats,
+                              "windows": _windows(layout, maps, now)}
     counters = {name: raw.counters[i] if i < len(raw.counters) else 0 for i, name in enumerate(man.counter_names)}
     return {"apps": apps_out, "counters": counters, "events": list(events)}
 
@@ -128,7 +177,8 @@ def _stat(st: dict, maps: dict, raw: RawState, now: int, const: Constants):
         m = maps[st["map"]]
         return _track(m, raw, now, const.track_buckets)
     out_keyed = []
-    unkeyed = {}
+    unkeyed, unkeyed_last = {}, {}
+    windowed = _window_of(st, maps) is not None     # one window for all its members
     by_map: dict[str, list[tuple[str, dict]]] = {}
     for mem in st["members"]:
         by_map.setdefault(mem["map"], []).append((mem["name"], mem["slot"]))
@@ -137,44 +187,78 @@ def _stat(st: dict, maps: dict, raw: RawState, now: int, const: Constants):
         slots = {s["name"]: s for s in m["slots"]}
         if m["kind"] == "hll":
             for member, sname in members:
-                unkeyed[member] = _hll_value(m, slots[sname], raw, now)
+                unkeyed[member], last = _hll_values(m, slots[sname], raw, now)
+                if windowed:
+                    unkeyed_last[member] = last
             continue
         if m["kind"] == "cms":
             for member, sname in members:
-                unkeyed[member] = _cms_summary(m, slots[sname], raw, now, const)
+                unkeyed[member] = _cms_summary(m, slots[sname], raw, now, const)   # its last window is not kept
             continue
         entries = raw.maps.get(mname, [])
+        readers = [(member, slot_reader(slots[sname], m["value"], now)) for member, sname in members]
         if not m["key_fields"]:
             data = entries[0] if entries else bytes(m["value"]["size"])
-            for member, sname in members:
-                unkeyed[member] = slot_value(slots[sname], m["value"], data, now)
+            for member, read in readers:
+                unkeyed[member], last = read(data)
+                if windowed:
+                    unkeyed_last[member] = last
             continue
         keyed = {}
         for kb, vb in entries:
-            value = {member: slot_value(slots[sname], m["value"], vb, now) for member, sname in members}
-            if all(v in (0, None, {}) for v in value.values()):
-                continue        # a key of another stat sharing the map, or of an expired window
+            both = {member: read(vb) for member, read in readers}
+            value = {member: v for member, (v, _) in both.items()}
+            last = {member: v for member, (_, v) in both.items()}
+            if all(v in (0, None, {}) for v in (*value.values(), *(last.values() if windowed else ()))):
+                continue        # a key of another stat sharing the map, or of no recent window
             key = decode_fields(m["key"], kb)
-            keyed[kb] = {"key": {f: key[f] for f in st["key"]}, "value": value}
+            entry = {"key": {f: key[f] for f in st["key"]}, "value": value}
+            if windowed:
+                entry["last_window"] = last
+            keyed[kb] = entry
         out_keyed.extend(keyed[k] for k in sorted(keyed))
     if unkeyed and not out_keyed:
-        return {"value": unkeyed}
+        return {"value": unkeyed, "last_window": unkeyed_last} if windowed else {"value": unkeyed}
     return out_keyed
+
+
+def _window_of(st: dict, maps: dict) -> int | None:
+    """The window of an aggregate statistic (one for all its members), or None."""
+    for mem in st["members"]:
+        return next(s for s in maps[mem["map"]]["slots"] if s["name"] == mem["slot"])["window_ns"]
+    return None
+
+
+def _windows(layout: dict, maps: dict, now: int) -> dict:
+    """Per windowed statistic of an app: its window, the bounds of the current and
+    the last completed window at ``now``, and the members whose last window is
+    not kept (count-min sketches)."""
+    out = {}
+    for st in layout["stats"]:
+        w = _window_of(st, maps) if st["kind"] == "aggregate" else None
+        if w is not None:
+            out[st["name"]] = {**window_bounds(now, w),
+                               "not_kept": [mem["name"] for mem in st["members"] if maps[mem["map"]]["kind"] == "cms"]}
+    return out
 
 
 def _offsets(st: dict) -> dict[str, int]:
     return {m["name"]: m["offset"] for m in st["members"]}
 
 
-def _hll_value(m, slot, raw, now):
-    at = _offsets(m["header"])
+def _hll_values(m, slot, raw, now):
+    """(current, last) estimates of an unkeyed distinct (last None when unwindowed)."""
     hdr = raw.maps.get(m["header_map"], [bytes(m["header"]["size"])])[0]
+    at = {mb["role"]: u64(hdr, mb["offset"]) for mb in m["header"]["members"] if mb["role"] != "pad"}
     w = slot["window_ns"]
-    want = epoch_of(now, w) if w else 1
-    if u64(hdr, at["epoch"]) != want:
-        return 0
-    hll = slot["hll"]
-    return hll_estimate(u64(hdr, at["z"]), u64(hdr, at["zeros"]), hll["registers"], hll["am2"], hll["log2m_fp"])
+    if not w:
+        return (_estimate(slot, at["hll_z"], at["hll_zeros"]) if at["epoch"] == 1 else 0), None
+    want = epoch_of(now, w)
+    if at["epoch"] == want:
+        return _estimate(slot, at["hll_z"], at["hll_zeros"]), _estimate(slot, at["last_hll_z"], at["last_hll_zeros"])
+    if at["epoch"] == want - 1:
+        return 0, _estimate(slot, at["hll_z"], at["hll_zeros"])
+    return 0, 0
 
 
 def hll_registers(m: dict, slot: dict, raw: RawState, now: int) -> list[int]:

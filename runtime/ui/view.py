@@ -1,5 +1,6 @@
-"""Show a snapshot as rich tables: per app its statistics (top keys), the T3
-firings and events; then the global counters."""
+"""Show a snapshot as rich tables: per app its statistics (top keys; windowed
+ones now and in the last completed window), the T3 firings and events; then the
+global counters."""
 
 from __future__ import annotations
 
@@ -25,14 +26,29 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _rank(entry) -> int:
-    for v in entry["value"].values():
+def _first_int(values: dict) -> int:
+    for v in values.values():
         if isinstance(v, int) and not isinstance(v, bool):
             return v
     return 0
 
 
-def stat_table(name: str, stat, top: int) -> Table:
+def _rank(entry) -> tuple[int, int]:
+    """Keys by their first number now, then in the last window."""
+    return _first_int(entry["value"]), _first_int(entry.get("last_window", {}))
+
+
+def window_text(ns: int) -> str:
+    """A window's length as written in a spec (``1s``, ``100ms``)."""
+    for unit, mult in (("h", 3600 * 10**9), ("m", 60 * 10**9), ("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+        if ns % mult == 0:
+            return f"{ns // mult}{unit}"
+    return f"{ns}ns"
+
+
+def stat_table(name: str, stat, top: int, window: dict | None = None) -> Table:
+    """One statistic; a windowed one (``window``: its entry of the snapshot's
+    ``windows``) shows its values now and in the last completed window."""
     if isinstance(stat, dict) and "size" in stat:          # track table
         t = Table(title=f"{name}: {stat['size']:,} open", title_justify="left", expand=False)
         entries = stat["open"]
@@ -43,24 +59,41 @@ def stat_table(name: str, stat, top: int) -> Table:
             for e in entries[:top]:
                 t.add_row(*[_fmt(v) for v in e["key"].values()], _fmt(e["value"]["opened"]))
         return t
-    if isinstance(stat, dict):                              # unkeyed
-        t = Table(title=name, title_justify="left")
+    last = f"last {window_text(window['window_ns'])}" if window else None
+    title = f"{name}, window {window_text(window['window_ns'])}" if window else name
+    if isinstance(stat, dict):                              # unkeyed: a row now, a row for the last window
+        t = Table(title=title, title_justify="left")
+        if last:
+            t.add_column("window")
         for col in stat["value"]:
             t.add_column(col, justify="right")
-        t.add_row(*[_fmt(v) for v in stat["value"].values()])
+        if last:
+            t.add_row("now", *[_fmt(v) for v in stat["value"].values()])
+            t.add_row(last, *[_fmt(stat["last_window"].get(k, "not kept")) for k in stat["value"]])
+        else:
+            t.add_row(*[_fmt(v) for v in stat["value"].values()])
         return t
     entries = sorted(stat, key=_rank, reverse=True)
     more = f" (top {top} of {len(entries):,} keys)" if len(entries) > top else f" ({len(entries):,} keys)"
-    t = Table(title=name + more, title_justify="left")
+    t = Table(title=title + more, title_justify="left")
     if not entries:
         t.add_column("no keys yet")
         return t
     for col in entries[0]["key"]:
         t.add_column(col)
     for col in entries[0]["value"]:
-        t.add_column(col, justify="right")
+        if last:                                            # a column now, a column for the last window
+            t.add_column(f"{col} now", justify="right")
+            t.add_column(f"{col} {last}", justify="right")
+        else:
+            t.add_column(col, justify="right")
     for e in entries[:top]:
-        t.add_row(*[_fmt(v) for v in e["key"].values()], *[_fmt(v) for v in e["value"].values()])
+        values = []
+        for k, v in e["value"].items():
+            values.append(_fmt(v))
+            if last:
+                values.append(_fmt(e["last_window"][k]))
+        t.add_row(*[_fmt(v) for v in e["key"].values()], *values)
     return t
 
 
@@ -73,7 +106,8 @@ def render(snapshot: dict, manifest: Manifest | dict, top: int = 10, console: Co
     by_app = event_counts if event_counts is not None else Counter((e["app"], e["type"]) for e in snapshot["events"])
     for app in Manifest.of(manifest).apps:
         snap = snapshot["apps"][app.name]
-        parts = [stat_table(name, stat, top) for name, stat in snap["stats"].items()]
+        windows = snap.get("windows", {})
+        parts = [stat_table(name, stat, top, windows.get(name)) for name, stat in snap["stats"].items()]
         if app.rules:
             rt = Table(title="t3 rules", title_justify="left")
             rt.add_column("rule")

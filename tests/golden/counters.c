@@ -562,7 +562,8 @@ struct xm_hll_hdr {
     __u64 epoch;
     __u64 z;
     __u64 zeros;
-    __u64 _pad0;
+    __u64 z_last;
+    __u64 zeros_last;
 } __attribute__((aligned(8)));
 struct xm_params {
     __u64 v[1];
@@ -572,7 +573,7 @@ struct xm_ctl {
     __u64 next_change;
     __u64 until[1];
 } __attribute__((aligned(8)));
-struct xm_zero_t { __u8 b[32]; };
+struct xm_zero_t { __u8 b[40]; };
 /* Per-packet scratch: predicate results P[] and statistic values read by T3
  * (X[], present when H[]). Kept in a per-CPU map, not on the stack: the
  * verifier then does not track each predicate's value, so its states merge
@@ -608,6 +609,15 @@ static __always_inline void xm_zero_words(void *dst, __u32 n)
 {
     for (__u32 i = 0; i < n / 8; i++)
         ((volatile __u64 *)dst)[i] = 0;
+}
+
+/* A windowed slot's last window, on a window change: the n bytes its value ends
+ * with if they are of the window just before (keep), else zeros (that window had
+ * no packet). Word by word and volatile, as xm_zero_words. */
+static __always_inline void xm_keep_last(void *last, const void *value, __u32 n, int keep)
+{
+    for (__u32 i = 0; i < n / 8; i++)
+        ((volatile __u64 *)last)[i] = keep ? ((const volatile __u64 *)value)[i] : 0;
 }
 
 static __always_inline void xm_count(__u32 i)
@@ -782,6 +792,7 @@ struct xm_v_m_b91fab {
     __u64 s_48dca4;
     __u64 s_46eb41_e;
     __u64 s_46eb41;
+    __u64 s_46eb41_last;
 } __attribute__((aligned(8)));
 struct xm_v_m_340ff2 {
     __u64 s_370a2f;
@@ -859,7 +870,8 @@ int xdpmon_main(struct xdp_md *ctx)
                 __sync_fetch_and_add(&v->s_48dca4, (__u64)p->len);
             }
             if (P[4]) {   /* s_46eb41: count() window 1000000000 ns */
-                if (v->s_46eb41_e != ep_1000000000) {   /* another window (the slot's own marker): reset */
+                if (v->s_46eb41_e != ep_1000000000) {   /* another window (the slot's own marker): keep the last, reset */
+                    xm_keep_last(&v->s_46eb41_last, &v->s_46eb41, 8, v->s_46eb41_e == ep_1000000000 - 1);
                     v->s_46eb41_e = ep_1000000000;
                     xm_zero_words(&v->s_46eb41, 8);
                 }

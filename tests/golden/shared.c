@@ -553,7 +553,8 @@ struct xm_hll_hdr {
     __u64 epoch;
     __u64 z;
     __u64 zeros;
-    __u64 _pad0;
+    __u64 z_last;
+    __u64 zeros_last;
 } __attribute__((aligned(8)));
 struct xm_params {
     __u64 v[1];
@@ -563,7 +564,7 @@ struct xm_ctl {
     __u64 next_change;
     __u64 until[1];
 } __attribute__((aligned(8)));
-struct xm_zero_t { __u8 b[48]; };
+struct xm_zero_t { __u8 b[72]; };
 /* Per-packet scratch: predicate results P[] and statistic values read by T3
  * (X[], present when H[]). Kept in a per-CPU map, not on the stack: the
  * verifier then does not track each predicate's value, so its states merge
@@ -599,6 +600,15 @@ static __always_inline void xm_zero_words(void *dst, __u32 n)
 {
     for (__u32 i = 0; i < n / 8; i++)
         ((volatile __u64 *)dst)[i] = 0;
+}
+
+/* A windowed slot's last window, on a window change: the n bytes its value ends
+ * with if they are of the window just before (keep), else zeros (that window had
+ * no packet). Word by word and volatile, as xm_zero_words. */
+static __always_inline void xm_keep_last(void *last, const void *value, __u32 n, int keep)
+{
+    for (__u32 i = 0; i < n / 8; i++)
+        ((volatile __u64 *)last)[i] = keep ? ((const volatile __u64 *)value)[i] : 0;
 }
 
 static __always_inline void xm_count(__u32 i)
@@ -774,10 +784,13 @@ struct xm_k_m_f3a4a3 {
 struct xm_v_m_39a6d1 {
     __u64 s_bf1c10_e;
     __u64 s_bf1c10;
+    __u64 s_bf1c10_last;
     __u64 s_9fe898_e;
     __u64 s_9fe898;
+    __u64 s_9fe898_last;
     __u64 s_a20a55_e;
     __u64 s_a20a55;
+    __u64 s_a20a55_last;
 } __attribute__((aligned(8)));
 struct xm_v_m_f3a4a3 {
     __u64 s_20e66f;
@@ -862,21 +875,24 @@ int xdpmon_main(struct xdp_md *ctx)
         if (v) {
             XM_FRESH(P);
             if (P[2]) {   /* s_bf1c10: count() window 1000000000 ns */
-                if (v->s_bf1c10_e != ep_1000000000) {   /* another window (the slot's own marker): reset */
+                if (v->s_bf1c10_e != ep_1000000000) {   /* another window (the slot's own marker): keep the last, reset */
+                    xm_keep_last(&v->s_bf1c10_last, &v->s_bf1c10, 8, v->s_bf1c10_e == ep_1000000000 - 1);
                     v->s_bf1c10_e = ep_1000000000;
                     xm_zero_words(&v->s_bf1c10, 8);
                 }
                 __sync_fetch_and_add(&v->s_bf1c10, 1);
             }
             if (P[0]) {   /* s_9fe898: max(pkt.len) window 10000000000 ns */
-                if (v->s_9fe898_e != ep_10000000000) {   /* another window (the slot's own marker): reset */
+                if (v->s_9fe898_e != ep_10000000000) {   /* another window (the slot's own marker): keep the last, reset */
+                    xm_keep_last(&v->s_9fe898_last, &v->s_9fe898, 8, v->s_9fe898_e == ep_10000000000 - 1);
                     v->s_9fe898_e = ep_10000000000;
                     xm_zero_words(&v->s_9fe898, 8);
                 }
                 xm_max(&v->s_9fe898, (__u64)p->len);
             }
             if (P[0]) {   /* s_a20a55: count() window 10000000000 ns */
-                if (v->s_a20a55_e != ep_10000000000) {   /* another window (the slot's own marker): reset */
+                if (v->s_a20a55_e != ep_10000000000) {   /* another window (the slot's own marker): keep the last, reset */
+                    xm_keep_last(&v->s_a20a55_last, &v->s_a20a55, 8, v->s_a20a55_e == ep_10000000000 - 1);
                     v->s_a20a55_e = ep_10000000000;
                     xm_zero_words(&v->s_a20a55, 8);
                 }

@@ -577,7 +577,8 @@ struct xm_hll_hdr {
     __u64 epoch;
     __u64 z;
     __u64 zeros;
-    __u64 _pad0;
+    __u64 z_last;
+    __u64 zeros_last;
 } __attribute__((aligned(8)));
 struct xm_params {
     __u64 v[1];
@@ -623,6 +624,15 @@ static __always_inline void xm_zero_words(void *dst, __u32 n)
 {
     for (__u32 i = 0; i < n / 8; i++)
         ((volatile __u64 *)dst)[i] = 0;
+}
+
+/* A windowed slot's last window, on a window change: the n bytes its value ends
+ * with if they are of the window just before (keep), else zeros (that window had
+ * no packet). Word by word and volatile, as xm_zero_words. */
+static __always_inline void xm_keep_last(void *last, const void *value, __u32 n, int keep)
+{
+    for (__u32 i = 0; i < n / 8; i++)
+        ((volatile __u64 *)last)[i] = keep ? ((const volatile __u64 *)value)[i] : 0;
 }
 
 static __always_inline void xm_count(__u32 i)
@@ -801,6 +811,8 @@ struct xm_v_m_b91fab {
     __u64 s_ee5d43_z;
     __u64 s_ee5d43_zeros;
     __u8 s_ee5d43_regs[64];
+    __u64 s_ee5d43_z_last;
+    __u64 s_ee5d43_zeros_last;
 } __attribute__((aligned(8)));
 struct xm_v_m_8e9310 {
     __u64 s_42cd9a[33];
@@ -907,7 +919,8 @@ int xdpmon_main(struct xdp_md *ctx)
         if (v) {
             XM_FRESH(P);
             if (P[0]) {   /* s_ee5d43: distinct(l4.dport) window 10000000000 ns */
-                if (v->s_ee5d43_e != ep_10000000000) {   /* another window (the slot's own marker): reset */
+                if (v->s_ee5d43_e != ep_10000000000) {   /* another window (the slot's own marker): keep the last, reset */
+                    xm_keep_last(&v->s_ee5d43_z_last, &v->s_ee5d43_z, 16, v->s_ee5d43_e == ep_10000000000 - 1);   /* z, zeros */
                     v->s_ee5d43_e = ep_10000000000;
                     xm_zero_words(v->s_ee5d43_regs, sizeof(v->s_ee5d43_regs)); v->s_ee5d43_z = 0;   /* z re-initialised on first update */
                 }
@@ -945,6 +958,7 @@ int xdpmon_main(struct xdp_md *ctx)
         __u64 *reg = m_2347c5.lookup(&i);
         if (hd && reg) {
             if (hd->epoch != ep_1000000000) {   /* a new window: every register reads 0 */
+                xm_keep_last(&hd->z_last, &hd->z, 16, hd->epoch == ep_1000000000 - 1);   /* the last window's z, zeros */
                 hd->epoch = ep_1000000000;
                 hd->z = 1024ULL << XM_HLL_S;
                 hd->zeros = 1024;
@@ -991,7 +1005,7 @@ int xdpmon_main(struct xdp_md *ctx)
             if ((*c & ~XM_CMS_COUNT) == ((ep_10000000000 & XM_CMS_TAG) << XM_CMS_BITS))
                 __sync_fetch_and_add(c, 1);
             else
-                *c = ((ep_10000000000 & XM_CMS_TAG) << XM_CMS_BITS) | 1;   /* a new window */
+                *c = ((ep_10000000000 & XM_CMS_TAG) << XM_CMS_BITS) | 1;   /* a new window (a sketch's last window is not kept) */
         }
     }
 

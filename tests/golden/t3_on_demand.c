@@ -572,7 +572,8 @@ struct xm_hll_hdr {
     __u64 epoch;
     __u64 z;
     __u64 zeros;
-    __u64 _pad0;
+    __u64 z_last;
+    __u64 zeros_last;
 } __attribute__((aligned(8)));
 struct xm_params {
     __u64 v[1];
@@ -582,7 +583,7 @@ struct xm_ctl {
     __u64 next_change;
     __u64 until[1];
 } __attribute__((aligned(8)));
-struct xm_zero_t { __u8 b[48]; };
+struct xm_zero_t { __u8 b[72]; };
 /* Per-packet scratch: predicate results P[] and statistic values read by T3
  * (X[], present when H[]). Kept in a per-CPU map, not on the stack: the
  * verifier then does not track each predicate's value, so its states merge
@@ -618,6 +619,15 @@ static __always_inline void xm_zero_words(void *dst, __u32 n)
 {
     for (__u32 i = 0; i < n / 8; i++)
         ((volatile __u64 *)dst)[i] = 0;
+}
+
+/* A windowed slot's last window, on a window change: the n bytes its value ends
+ * with if they are of the window just before (keep), else zeros (that window had
+ * no packet). Word by word and volatile, as xm_zero_words. */
+static __always_inline void xm_keep_last(void *last, const void *value, __u32 n, int keep)
+{
+    for (__u32 i = 0; i < n / 8; i++)
+        ((volatile __u64 *)last)[i] = keep ? ((const volatile __u64 *)value)[i] : 0;
 }
 
 static __always_inline void xm_count(__u32 i)
@@ -799,10 +809,13 @@ struct xm_k_m_4fa344 {
 struct xm_v_m_b91fab {
     __u64 s_35190f_e;
     __u64 s_35190f;
+    __u64 s_35190f_last;
     __u64 s_773876_e;
     __u64 s_773876;
+    __u64 s_773876_last;
     __u64 s_ebdadb_e;
     __u64 s_ebdadb;
+    __u64 s_ebdadb_last;
 } __attribute__((aligned(8)));
 struct xm_v_m_4fa344 {
     __u64 s_2249e1;
@@ -930,21 +943,24 @@ int xdpmon_main(struct xdp_md *ctx)
         if (v) {
             XM_FRESH(P);
             if (P[2]) {   /* s_35190f: sum(pkt.len) window 1000000000 ns */
-                if (v->s_35190f_e != ep_1000000000) {   /* another window (the slot's own marker): reset */
+                if (v->s_35190f_e != ep_1000000000) {   /* another window (the slot's own marker): keep the last, reset */
+                    xm_keep_last(&v->s_35190f_last, &v->s_35190f, 8, v->s_35190f_e == ep_1000000000 - 1);
                     v->s_35190f_e = ep_1000000000;
                     xm_zero_words(&v->s_35190f, 8);
                 }
                 __sync_fetch_and_add(&v->s_35190f, (__u64)p->len);
             }
             if ((P[2] && (s->en & ((1ULL << 0))))) {   /* s_773876: count() window 1000000000 ns */
-                if (v->s_773876_e != ep_1000000000) {   /* another window (the slot's own marker): reset */
+                if (v->s_773876_e != ep_1000000000) {   /* another window (the slot's own marker): keep the last, reset */
+                    xm_keep_last(&v->s_773876_last, &v->s_773876, 8, v->s_773876_e == ep_1000000000 - 1);
                     v->s_773876_e = ep_1000000000;
                     xm_zero_words(&v->s_773876, 8);
                 }
                 __sync_fetch_and_add(&v->s_773876, 1);
             }
             if (P[2]) {   /* s_ebdadb: count() window 1000000000 ns */
-                if (v->s_ebdadb_e != ep_1000000000) {   /* another window (the slot's own marker): reset */
+                if (v->s_ebdadb_e != ep_1000000000) {   /* another window (the slot's own marker): keep the last, reset */
+                    xm_keep_last(&v->s_ebdadb_last, &v->s_ebdadb, 8, v->s_ebdadb_e == ep_1000000000 - 1);
                     v->s_ebdadb_e = ep_1000000000;
                     xm_zero_words(&v->s_ebdadb, 8);
                 }

@@ -562,7 +562,8 @@ struct xm_hll_hdr {
     __u64 epoch;
     __u64 z;
     __u64 zeros;
-    __u64 _pad0;
+    __u64 z_last;
+    __u64 zeros_last;
 } __attribute__((aligned(8)));
 struct xm_params {
     __u64 v[1];

@@ -29,10 +29,12 @@ statement-by-statement translation):
 * phase-1 predicates (absent fields make comparisons false; u64 arithmetic with
   saturating ``-`` and ``/0 = 0``), fused maps (insert failures of full ``count``
   maps are counted), window epochs (``now // window + 1``, one per windowed
-  slot, which resets the slot when it is updated in another window), count / sum (u64 wrap) / min
+  slot, which resets the slot when it is updated in another window, keeping the value of
+  the window before in its ``_last`` members), count / sum (u64 wrap) / min
   (stored as ~min) / max / hist (log2 buckets) / keyed distinct (registers, z,
   zeros, z == 0 initialisation), unkeyed HyperLogLog (registers tagged
-  ``epoch << 8 | rank``, header epoch/z/zeros), count-min (tag | count), track
+  ``epoch << 8 | rank``, header epoch/z/zeros and the last window's z/zeros), count-min
+  (tag | count; no last window), track
   tables (buckets of expire/8, open/close/expire), T3 statistic reads (missing
   entry reads 0, absent key fields make the comparison false), ``size()``,
   estimates (runtime/abi/hll.py), rate limiters (GCRA as xm_rate_ok), event records
@@ -64,7 +66,7 @@ from collections import OrderedDict
 
 from compiler import ir
 from compiler import plan as plan_mod
-from compiler.abi import REPLAY_HEADER
+from compiler.abi import HLL_HEADER, REPLAY_HEADER
 from runtime.abi import hll
 from runtime.abi.manifest import Manifest
 from runtime.abi.records import decode_control, decode_u64s, encode_control, encode_u64s
@@ -73,7 +75,7 @@ from runtime.dataplane.maps import MapAccess
 from runtime.engines.base import QUEUE_SIZE, Engine
 
 from . import pyparse
-from .pycompile import M64, TRACK_NB, PyProgram
+from .pycompile import M64, TRACK_NB, PyProgram, struct_format
 
 XDP_PASS = 2
 REPLAY_PREFIX = REPLAY_HEADER.size     # the capture time and wire length before each frame (replay build)
@@ -85,7 +87,7 @@ CACHE_MAX = 1 << 18                    # entries of each hash / estimate cache
 _Q = struct.Struct("<Q")
 _QQ = struct.Struct("<QQ")
 _Qq = struct.Struct("<Qq")
-_HDR = struct.Struct("<QQQQ")
+_HDR = struct.Struct(struct_format(HLL_HEADER)[0])   # epoch, z, zeros, z_last, zeros_last
 
 
 def _s64(x: int) -> int:
@@ -262,7 +264,7 @@ class ReferenceEngine(Engine):
             elif m.kind == "hll":
                 regs = dict(m.slots[0].options)["registers"]
                 self.store[f"R_{m.name}"] = [0] * regs
-                self.store[f"HD_{m.name}"] = [0, 0, 0, 0]
+                self.store[f"HD_{m.name}"] = [0] * len(struct_format(HLL_HEADER)[1])
             elif m.kind == "cms":
                 o = dict(m.slots[0].options)
                 self.store[f"CM_{m.name}"] = [0] * (o["width"] * o["depth"])

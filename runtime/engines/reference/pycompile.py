@@ -60,7 +60,7 @@ def struct_format(st: L.Struct) -> tuple[str, list[L.Member]]:
         if m.role == "pad":
             fmt.append(f"{m.size}x")
         elif "[" in m.ctype:
-            if m.role == "hist":
+            if m.role in ("hist", "last_hist"):
                 fmt.append(f"{m.count}Q")
             else:
                 fmt.append(f"{m.size}s")
@@ -94,7 +94,7 @@ def value_plan(vs: L.Struct, sname: str) -> ValuePlan:
     for m in vals:
         i = len(init)
         idx[m.name] = i
-        if m.role == "hist":
+        if m.role in ("hist", "last_hist"):
             init.append(f"[0] * {m.count}")
             args.append(f"*v[{i}]")
         elif m.role == "hll_regs":
@@ -485,15 +485,21 @@ class PyProgram:
             i = ind + 1
             if w is not None:
                 e = idx[L.epoch_member(s.name)]
-                c(i, f"if v[{e}] != ep_{w}:   # another window (the slot's own marker): reset")
-                c(i + 1, f"v[{e}] = ep_{w}")
+                c(i, f"if v[{e}] != ep_{w}:   # another window (the slot's own marker): keep the last, reset")
+                c(i + 1, f"_keep = v[{e}] == ep_{w} - 1")
                 if s.func == "hist":
-                    c(i + 1, f"v[{idx[s.name]}] = [0] * {sp.hist_buckets}")
+                    cur, last = idx[s.name], idx[L.last_member(s.name)]
+                    c(i + 1, f"v[{last}] = v[{cur}] if _keep else [0] * {sp.hist_buckets}")
+                    c(i + 1, f"v[{cur}] = [0] * {sp.hist_buckets}")
                 elif s.func == "distinct":
+                    for mb in (s.name + "_z", s.name + "_zeros"):
+                        c(i + 1, f"v[{idx[L.last_member(mb)]}] = v[{idx[mb]}] if _keep else 0")
                     c(i + 1, f"v[{idx[s.name + '_regs']}] = bytearray({sp.hll.registers})")
                     c(i + 1, f"v[{idx[s.name + '_z']}] = 0   # z re-initialised on first update")
                 else:
+                    c(i + 1, f"v[{idx[L.last_member(s.name)]}] = v[{idx[s.name]}] if _keep else 0")
                     c(i + 1, f"v[{idx[s.name]}] = 0")
+                c(i + 1, f"v[{e}] = ep_{w}")
             self._update(sp, idx, c, i)
 
     def _update(self, sp: P.SlotPlan, idx: dict, c: _Code, ind: int) -> None:
@@ -592,6 +598,8 @@ class PyProgram:
         c(2, f"_i, _r = HX_{s.name}({pk}({self.key_args(sp.hash_key)}))")
         c(2, f"_hd = HD_{m.name}")
         c(2, f"if _hd[0] != {ep}:   # a new window: every register reads 0")
+        if s.window_ns:
+            c(3, f"_hd[3], _hd[4] = (_hd[1], _hd[2]) if _hd[0] == {ep} - 1 else (0, 0)   # the last window's z, zeros")
         c(3, f"_hd[0] = {ep}")
         c(3, f"_hd[1] = {regs << abi.HLL_SCALE_BITS}")
         c(3, f"_hd[2] = {regs}")
@@ -627,7 +635,7 @@ class PyProgram:
         c(3, f"if (_c & {M64 ^ CMS_COUNT:#x}) == _tag:")
         c(4, f"CM_{m.name}[_i] = (_c + 1) & M64")
         c(3, "else:")
-        c(4, f"CM_{m.name}[_i] = _tag | 1   # a new window")
+        c(4, f"CM_{m.name}[_i] = _tag | 1   # a new window (a sketch's last window is not kept)")
 
     # ---- T3 ----------------------------------------------------------------------------------
     def _t3_app(self, t: P.T3Plan, c: _Code) -> None:
