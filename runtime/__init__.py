@@ -3,18 +3,22 @@
     abi        the manifest view, event records, snapshot decoding (what the
                compiler's artifacts mean); imports nothing from runtime
     capture    reading pcap/pcapng captures; imports nothing from runtime
-    dataplane  loading programs with BCC, maps, BPF_PROG_TEST_RUN; imports abi
+    dataplane  loading programs with BCC, attaching them to interfaces, maps,
+               BPF_PROG_TEST_RUN; imports abi
     engines    the engine protocol and its implementations (kernel replay,
-               reference interpreter), feeding them frames; imports abi,
+               reference interpreter, live), feeding them frames; imports abi,
                capture, dataplane
     asl        the host of the apps' Python handlers; imports abi
-    control    (to come) the one writer of params, enable bits, blocklist; imports
-               abi, dataplane
+    control    the one writer of params, enable bits, blocklist; the control
+               socket; the deployment config; imports abi, dataplane
     export     (to come) Prometheus metrics; imports abi
-    ui         rendering snapshots; imports abi
+    ui         rendering snapshots and readings; imports abi
+    monitor    a running instance: load, attach, read every interval, serve,
+               detach; imports abi, dataplane, engines, asl, control, export, ui
     cli        the ``xdpmon`` command: thin commands over the packages above;
                imports any of them
 
-Only ``engines`` (the reference interpreter is built from the IR) and ``cli``
-may import ``compiler`` or ``dsl``. tests/test_layout.py enforces these rules.
+Only ``engines`` (the reference interpreter is built from the IR), ``control``
+(operators' values take the language's units, dsl/units.py) and ``cli`` may
+import ``compiler`` or ``dsl``. tests/test_layout.py enforces these rules.
 """

@@ -2,7 +2,7 @@
 
 Every runtime module lives in a subpackage (runtime/__init__.py lists them);
 each imports only the subpackages its package docstring allows, and only
-``engines`` and ``cli`` may import the compiler side (``compiler``, ``dsl``,
+``engines``, ``control`` and ``cli`` may import the compiler side (``compiler``, ``dsl``,
 ``codegen_templates``). The imports of every module are read with ``ast``
 (also those inside functions), relative ones resolved.
 """
@@ -27,9 +27,10 @@ MAY_IMPORT = {
     "control": {"abi", "dataplane"},
     "export": {"abi"},
     "ui": {"abi"},
-    "cli": {"abi", "capture", "dataplane", "engines", "asl", "control", "export", "ui"},
+    "monitor": {"abi", "dataplane", "engines", "asl", "control", "export", "ui"},
+    "cli": {"abi", "capture", "dataplane", "engines", "asl", "control", "export", "ui", "monitor"},
 }
-MAY_IMPORT_COMPILER = {"engines", "cli"}
+MAY_IMPORT_COMPILER = {"engines", "control", "cli"}
 
 
 RUNTIME_PACKAGES = set(MAY_IMPORT)

@@ -138,6 +138,11 @@ def _empty(slot):
     return 0
 
 
+def key_text(key: dict) -> str:
+    """A keyed entry's key as one text, e.g. ``ip.dst=198.18.0.7`` (rates are keyed by it)."""
+    return ",".join(f"{k}={v}" for k, v in key.items())
+
+
 def hist_dict(counts) -> dict:
     """log2 buckets as {"lo-hi": count} for the non-empty ones."""
     out = {}

@@ -4,5 +4,5 @@ and blocklist entries (``controller``), operators' values with units
 (``blocklist``), the root-only control socket (``socket``) and the deployment
 config (``config``).
 
-May import: abi, dataplane.
+May import: abi, dataplane (and ``dsl``: operators' values take the language's units).
 """

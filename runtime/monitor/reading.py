@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from runtime.abi.manifest import Manifest
-from runtime.abi.snapshot import build_snapshot
+from runtime.abi.snapshot import build_snapshot, key_text
 
 FILL_WARN = 0.8
 
@@ -47,11 +47,6 @@ class Reading:
         return {"seq": self.seq, "now_ns": self.now_ns, "interval_s": round(self.interval_s, 6),
                 **self.snapshot, "rates": self.rates, "counters_delta": self.counters_delta,
                 "counter_rates": self.counter_rates, "fill": self.fill, "warnings": self.warnings}
-
-
-def key_text(key: dict) -> str:
-    """A keyed entry's key as one text, e.g. ``ip.dst=198.18.0.7``."""
-    return ",".join(f"{k}={v}" for k, v in key.items())
 
 
 def growing_members(manifest: Manifest) -> dict[tuple[str, str], set[str]]:

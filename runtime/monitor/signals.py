@@ -6,7 +6,7 @@ only set flags and wake the run loop (``wait(timeout)``): the loop then stops
 SIGHUP is a hangup (the terminal went away: stop) unless the instance runs from
 a deployment config (``reload_on_hup``, as a service: systemd's ExecReload sends
 it), where it reloads the config. A second SIGINT or SIGTERM while stopping
-raises ``Interrupted`` at once (the ``finally`` blocks still detach).
+raises KeyboardInterrupt at once (the ``finally`` blocks still detach).
 ``restore()`` puts the previous handlers back.
 """
 
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import signal
 import threading
-
-from runtime.cli.interrupt import Interrupted
 
 NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 
@@ -37,7 +35,7 @@ class Signals:
         if signum == signal.SIGHUP and self.reload_on_hup:
             self.reload = True
         elif self.stop_by is not None and signum != signal.SIGHUP:
-            raise Interrupted()                 # asked twice: stop now
+            raise KeyboardInterrupt()           # asked twice: stop now
         else:
             self.stop_by = NAMES[signum]
         self.wake.set()

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runtime.abi.manifest import Manifest
+from runtime.abi.snapshot import key_text
 
 from .view import _fmt, _rank, stat_table
 
@@ -34,8 +35,6 @@ def _rate(v) -> str:
 
 def keyed_table(name: str, entries: list, rates: dict, top: int) -> Table:
     """A keyed statistic's top keys (by its first value), with per-second rates."""
-    from runtime.monitor.reading import key_text
-
     entries = sorted(entries, key=_rank, reverse=True)
     more = f" (top {top} of {len(entries):,} keys)" if len(entries) > top else f" ({len(entries):,} keys)"
     t = Table(title=name + more, title_justify="left")
