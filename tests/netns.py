@@ -6,13 +6,16 @@ links up, no default route, and IPv6 off (no router solicitations or MLD
 reports: every frame the monitor sees is one the test sent). ``send(frames)``
 sends raw Ethernet frames from the peer (an AF_PACKET socket in a child process
 inside the peer namespace), at most ``MAX_FRAMES`` per call. ``run_in_monitor``
-starts a command in the monitor namespace. ``close()`` removes the namespaces
+starts a command in the monitor namespace;
+``with pair.monitor():`` runs a block there (this thread). ``close()`` removes the namespaces
 (the veth goes with them, and every XDP program attached there); it runs on
 teardown, also when the test failed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import itertools
 import os
 import struct
@@ -37,6 +40,28 @@ while off < len(data):
         time.sleep(gap)
 print(n)
 """
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def in_netns(name: str):
+    """Run the block in network namespace ``name`` (this thread only), then come back."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    there = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(there, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+        try:
+            yield
+        finally:
+            if libc.setns(back, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(there)
+        os.close(back)
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -81,6 +106,25 @@ class VethPair:
         r = subprocess.run(["ip", "netns", "exec", self.peer_ns, sys.executable, "-c", _SENDER, self.PEER_IF,
                             str(gap_s)], input=data, capture_output=True, timeout=timeout, check=True)
         return int(r.stdout)
+
+    def monitor(self):
+        """``with pair.monitor():`` this thread in the monitor namespace."""
+        return in_netns(self.mon_ns)
+
+    def send_async(self, frames: list[bytes], gap_s: float = 0.0) -> subprocess.Popen:
+        """Start sending ``frames`` from the peer; ``sent(p)`` waits and gives the count sent."""
+        data = b"".join(struct.pack("<I", len(f)) + f for f in frames)
+        p = subprocess.Popen(["ip", "netns", "exec", self.peer_ns, sys.executable, "-c", _SENDER, self.PEER_IF,
+                              str(gap_s)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        p.stdin.write(data)
+        p.stdin.close()
+        return p
+
+    @staticmethod
+    def sent(p: subprocess.Popen, timeout: float = 120) -> int:
+        out = p.stdout.read()
+        p.wait(timeout=timeout)
+        return int(out)
 
     def run_in_monitor(self, args: list[str], **kw) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.mon_ns, *args], **kw)

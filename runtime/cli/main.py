@@ -401,9 +401,11 @@ def replay(files, captures, engine, as_json, asl, top, memory_budget):
     sys.exit(EXIT_INTERRUPTED if rep.stopping else 1 if rep.problems else 0)
 
 
-from .run_cmd import run as _run_cmd  # noqa: E402  (commands in modules of their own)
+from .attach_cmds import detach as _detach_cmd, status as _status_cmd  # noqa: E402  (commands in modules
+from .run_cmd import run as _run_cmd  # noqa: E402                                        of their own)
 
-cli.add_command(_run_cmd)
+for _cmd in (_run_cmd, _status_cmd, _detach_cmd):
+    cli.add_command(_cmd)
 
 
 def main(argv=None) -> None:
