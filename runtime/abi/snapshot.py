@@ -156,8 +156,15 @@ def hist_dict(counts) -> dict:
 
 # ---- the snapshot -------------------------------------------------------------------
 
-def build_snapshot(manifest: Manifest | dict, raw: RawState, now: int, events=()) -> dict:
-    """The snapshot of ``raw`` on the clock ``now``; ``events`` are listed as given."""
+def build_snapshot(manifest: Manifest | dict, raw: RawState, now: int, events=(), keys_limit: int | None = None
+                   ) -> dict:
+    """The snapshot of ``raw`` on the clock ``now``; ``events`` are listed as given.
+
+    ``keys_limit``: a keyed statistic whose map holds more entries lists only its
+    ``keys_limit`` largest keys (by its first member, in the current window), and
+    the app's ``keys_listed`` says so: {STAT: {"listed", "keys" (the statistic's
+    keys in all), "by"}}. A live reading of a million-entry map decodes those
+    only (``Entries`` columns pick them); None lists every key (replay)."""
     man = Manifest.of(manifest)
     maps = {m["name"]: m for m in man.raw["maps"]}
     apps_out = {}
@@ -168,16 +175,25 @@ def build_snapshot(manifest: Manifest | dict, raw: RawState, now: int, events=()
             enabled = until > now
         else:
             enabled = True
-        stats = {}
+        stats, limited = {}, {}
         for st in layout["stats"]:
-            stats[st["name"]] = _stat(st, maps, raw, now, man.constants)
+            listed: list = []
+            stats[st["name"]] = _stat(st, maps, raw, now, man.constants, keys_limit, listed)
+            if listed:
+                shown, counted, by = listed[0]
+                limited[st["name"]] = {"listed": len(stats[st["name"]]), "keys": counted, "by": by}
         apps_out[app.name] = {"enabled": enabled, "params": params, "stats": stats,
                               "windows": _windows(layout, maps, now)}
+        if limited:
+            apps_out[app.name]["keys_listed"] = limited
     counters = {name: raw.counters[i] if i < len(raw.counters) else 0 for i, name in enumerate(man.counter_names)}
     return {"apps": apps_out, "counters": counters, "events": list(events)}
 
 
-def _stat(st: dict, maps: dict, raw: RawState, now: int, const: Constants):
+def _stat(st: dict, maps: dict, raw: RawState, now: int, const: Constants, keys_limit: int | None = None,
+          listed: list | None = None):
+    if listed is None:
+        listed = []
     if st["kind"] == "track":
         m = maps[st["map"]]
         return _track(m, raw, now, const.track_buckets)
@@ -210,6 +226,9 @@ def _stat(st: dict, maps: dict, raw: RawState, now: int, const: Constants):
                     unkeyed_last[member] = last
             continue
         keyed = {}
+        if keys_limit is not None and len(entries) > keys_limit:
+            entries, counted = _top_entries(entries, m, members, slots, now, keys_limit)
+            listed.append((len(entries), counted, members[0][0]))
         for kb, vb in entries:
             both = {member: read(vb) for member, read in readers}
             value = {member: v for member, (v, _) in both.items()}
@@ -225,6 +244,49 @@ def _stat(st: dict, maps: dict, raw: RawState, now: int, const: Constants):
     if unkeyed and not out_keyed:
         return {"value": unkeyed, "last_window": unkeyed_last} if windowed else {"value": unkeyed}
     return out_keyed
+
+
+def _top_entries(entries, m: dict, members: list, slots: dict, now: int, limit: int):
+    """The ``limit`` entries of largest first member (now), and the number of keys
+    the statistic has (entries with any of its members not empty, now or in the
+    last window). Fast for u64 members (count, sum, max) of ``Entries``."""
+    import heapq
+
+    def column(sname, role_prefix=""):
+        cur, last, epoch = _by_role(m["value"], sname)
+        func = slots[sname]["func"]
+        mem = (last if role_prefix else cur).get(func)
+        if func not in ("count", "sum", "max") or mem is None or not hasattr(entries, "u64_column"):
+            return None
+        col = entries.u64_column(mem["offset"])
+        w = slots[sname]["window_ns"]
+        if w is None:
+            return col
+        want = epoch_of(now, w) - (1 if role_prefix else 0)
+        ep = entries.u64_column(epoch["offset"])
+        if role_prefix:      # the last window: kept in _last while the slot is in E, or the value when in E - 1
+            cur_col = entries.u64_column(cur[func]["offset"])
+            return [lv if e == want + 1 else (cv if e == want else 0) for lv, cv, e in zip(col, cur_col, ep)]
+        return [v if e == want else 0 for v, e in zip(col, ep)]
+
+    cols = [column(sname) for _, sname in members]
+    windowed = any(slots[sname]["window_ns"] is not None for _, sname in members)
+    if windowed:
+        cols += [column(sname, "last") for _, sname in members]
+    if any(c is None for c in cols):                  # another kind of slot: decode each entry to rank it
+        readers = [slot_reader(slots[sname], m["value"], now) for _, sname in members]
+        ranked = []
+        for i, (kb, vb) in enumerate(entries):
+            vals = [r(vb) for r in readers]
+            if any(v not in (0, None, {}) for pair in vals for v in pair):
+                first = vals[0][0]
+                ranked.append((first if isinstance(first, int) else 0, i))
+        top = heapq.nlargest(limit, ranked)
+        return [entries[i] for _, i in sorted(top, key=lambda t: t[1])], len(ranked)
+    rank = cols[0]
+    counted = len(rank) - rank.count(0) if len(cols) == 1 else sum(map(any, zip(*cols)))
+    best = heapq.nlargest(limit, range(len(rank)), key=rank.__getitem__)
+    return [entries[i] for i in sorted(best)], counted
 
 
 def _window_of(st: dict, maps: dict) -> int | None:

@@ -98,9 +98,11 @@ def start_or_exit(inst):
 @click.option("--view", type=click.Choice(["auto", "rich", "plain", "none"]), default=None,
               help="rich: a live screen; plain: one line per interval; auto: rich on a terminal [auto].")
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Keys shown per statistic [5].")
+@click.option("--keys", "keys_limit", default=None, metavar="N|all",
+              help="Keys listed per keyed statistic each interval: its N largest [1000], or all.")
 @click.option("--memory-budget", "memory_budget", default=None, help="Kernel memory the maps may take (e.g. 2Gi).")
 def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, events_path, enforce, allow,
-        replace, name, view, top, memory_budget):
+        replace, name, view, top, keys_limit, memory_budget):
     """Monitor interfaces with the apps of spec FILES: attach one merged XDP program to every
     -i IFACE, show its statistics every interval, host the apps' ASL, take commands
     (xdpmon ctl), and detach on exit, however it ends."""
@@ -108,7 +110,7 @@ def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, e
     cli = {"specs": list(files), "interfaces": list(interfaces), "xdp_mode": xdp_mode, "interval_ns": interval,
            "duration_ns": duration, "json": as_json, "events_path": events_path, "enforce": enforce,
            "allow": list(allow), "replace": replace, "name": name, "view": view, "top": top,
-           "memory_budget": _size(memory_budget)}
+           "memory_budget": _size(memory_budget), "keys_limit": _keys(keys_limit)}
     opts = _options(config_path, cli)
     if not opts.specs:
         raise click.UsageError("name the spec files (xdpmon run SPECS... -i IFACE) or give them in --config")
@@ -116,6 +118,16 @@ def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, e
         raise click.UsageError("name an interface to monitor: -i IFACE (repeat for several)")
     _need_root()
     sys.exit(run_instance(opts))
+
+
+def _keys(text):
+    if text is None:
+        return None
+    if text == "all":
+        return 0                      # RunOptions: 0 is "every key"
+    if not text.isdigit() or int(text) < 1:
+        raise click.BadParameter(f"'{text}' is not a number of keys or 'all'", param_hint="--keys")
+    return int(text)
 
 
 def _size(text):
@@ -137,6 +149,8 @@ def _options(config_path, cli: dict):
         if v is not None and v != []:
             setattr(opts, k, v)
     opts.config_path = config_path
+    if opts.keys_limit == 0:
+        opts.keys_limit = None
     return opts
 
 

@@ -26,6 +26,8 @@ import errno
 import os
 from typing import Iterator
 
+from runtime.abi.entries import Entries
+
 CHUNK_BYTES = 1 << 20            # keys and values asked for per call, at most (about)
 MIN_CHUNK = 64                   # entries per call, at least
 MAX_CHUNK = 1 << 16
@@ -60,6 +62,13 @@ def lookup_batches(fd: int, key_size: int, value_size: int, chunk: int | None = 
     """The map's entries, one list per BPF_MAP_LOOKUP_BATCH call. Raises
     BatchUnsupported before yielding anything when the map type has no batch
     lookup; OSError on any other failure."""
+    for kb, vb in _batches(fd, key_size, value_size, chunk):
+        yield [(kb[i * key_size:(i + 1) * key_size], vb[i * value_size:(i + 1) * value_size])
+               for i in range(len(vb) // value_size)]
+
+
+def _batches(fd: int, key_size: int, value_size: int, chunk: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """(keys, values) byte strings, one pair per BPF_MAP_LOOKUP_BATCH call."""
     lib = _lib()
     n = chunk or chunk_entries(key_size, value_size)
     keys = (ctypes.c_ubyte * (n * key_size))()
@@ -84,9 +93,7 @@ def lookup_batches(fd: int, key_size: int, value_size: int, chunk: int | None = 
             raise OSError(err, f"BPF_MAP_LOOKUP_BATCH: {_strerror(err)}")
         got = count.value
         if got:
-            kb, vb = bytes(keys[: got * key_size]), bytes(values[: got * value_size])
-            yield [(kb[i * key_size:(i + 1) * key_size], vb[i * value_size:(i + 1) * value_size])
-                   for i in range(got)]
+            yield ctypes.string_at(keys, got * key_size), ctypes.string_at(values, got * value_size)
         if err == errno.ENOENT or got == 0:      # the end (or nothing more to be had)
             return
         ctypes.memmove(token_in, token_out, ctypes.sizeof(token_in))
@@ -105,6 +112,19 @@ def walk_keys(fd: int, key_size: int, value_size: int) -> Iterator[tuple[bytes, 
         if lib.bpf_lookup_elem(fd, key, value) == 0:
             yield bytes(key), bytes(value)
         rc = lib.bpf_get_next_key(fd, key, nxt)
+
+
+def read_columns(fd: int, key_size: int, value_size: int) -> Entries:
+    """Every entry of the map as an ``Entries`` (keys and values end to end): no
+    Python object per entry; for maps of a million entries."""
+    keys, values = [], []
+    try:
+        for kb, vb in _batches(fd, key_size, value_size):
+            keys.append(kb)
+            values.append(vb)
+    except BatchUnsupported:
+        return Entries.of(walk_keys(fd, key_size, value_size), key_size, value_size)
+    return Entries(b"".join(keys), b"".join(values), key_size, value_size)
 
 
 def read_entries(fd: int, key_size: int, value_size: int) -> list[tuple[bytes, bytes]]:

@@ -23,7 +23,9 @@ from runtime.dataplane import sets
 from runtime.abi.records import decode_control, decode_event, decode_u64s, encode_control, encode_u64s
 from runtime.abi.snapshot import RawState
 
-from .batch import read_entries
+from runtime.abi.entries import Entries
+
+from .batch import read_columns
 
 U64_MAX = (1 << 64) - 1
 
@@ -157,17 +159,18 @@ class ProgramMaps(MapAccess):
         t = self.bpf[name]
         return [sum(int(v.value if hasattr(v, "value") else v) for v in t.getvalue(t.Key(i))) for i in range(n)]
 
-    def _entries(self, name: str) -> list[tuple[bytes, bytes]]:
+    def _entries(self, name: str) -> Entries:
         """In bounded chunks (runtime/dataplane/batch.py): memory for the entries
-        present, not for the map's declared size."""
+        present, not for the map's declared size; keys and values end to end."""
         t = self.bpf[name]
-        return read_entries(t.map_fd, ctypes.sizeof(t.Key), ctypes.sizeof(t.Leaf))
+        return read_columns(t.map_fd, ctypes.sizeof(t.Key), ctypes.sizeof(t.Leaf))
 
-    def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
+    def _hash_items(self, name: str) -> Entries:
         return self._entries(name)
 
     def _array_values(self, name: str) -> list[bytes]:
-        return [v for _, v in self._entries(name)]          # an array's entries come in index order
+        e = self._entries(name)                             # an array's entries come in index order
+        return [e.value(i) for i in range(len(e))]
 
     def _open_rings(self) -> None:
         def cb(ctx, data, n):

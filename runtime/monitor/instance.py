@@ -78,7 +78,8 @@ class Instance:
                     self.controller.set_param(app, name, value, by="config")
             self.host = self._asl_host(eng)
             self.attachment = self._attach(eng)
-            self.reader = Reader(eng.manifest, eng.maps, eng.now, extra_counters=self._user_counters)
+            self.reader = Reader(eng.manifest, eng.maps, eng.now, extra_counters=self._user_counters,
+                                 keys_limit=self.opts.keys_limit)
             self.server = self._serve()
             self.t0 = time.monotonic()
             return self.started

@@ -31,5 +31,6 @@ class RunOptions:
     replace: bool = False
     memory_budget: int | None = None
     top: int = 5
+    keys_limit: int | None = 1000                       # keys listed per keyed statistic (None: all)
     config_path: str | None = None
     reload: Callable | None = None                      # SIGHUP with a config: apply it (set by the CLI)

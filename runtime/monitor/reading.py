@@ -5,9 +5,13 @@ per-CPU values summed), decodes the snapshot through the same decoder as
 ``replay`` (runtime/abi/snapshot.py) and adds what only two reads in a row can
 say:
 
+- the snapshot lists, per keyed statistic, its ``keys_limit`` largest keys
+  (default ``KEYS_LIMIT``; the app's ``keys_listed`` gives how many it has):
+  reading a million-entry map then decodes a thousand (runtime/abi/entries.py);
 - ``rates``: per keyed statistic, per key, the per-second rate of every member
   that only grows (a ``count`` or a ``sum`` without a window): packets/s,
-  bytes/s, ... over the interval (keys new this interval: from zero);
+  bytes/s, ... over the interval (keys new this interval: from zero; where only
+  the largest keys are listed, keys new to the list have none yet);
 - ``counters_delta`` / ``counter_rates``: every global counter's increase over
   the interval, and per second (frames/s, parse outcomes, drops);
 - ``fill``: entries of every hash map against its size, a warning at
@@ -29,6 +33,7 @@ from runtime.abi.manifest import Manifest
 from runtime.abi.snapshot import build_snapshot, key_text
 
 FILL_WARN = 0.8
+KEYS_LIMIT = 1000          # keys listed per keyed statistic (its largest), above: counted, not listed
 
 
 @dataclass
@@ -80,12 +85,14 @@ class Reader:
     """Reads a program's maps (``maps``: a MapAccess) on ``clock`` every call."""
 
     def __init__(self, manifest: Manifest | dict, maps, clock: Callable[[], int],
-                 extra_counters: Callable[[], dict] | None = None):
+                 extra_counters: Callable[[], dict] | None = None, keys_limit: int | None = KEYS_LIMIT):
         self.manifest = Manifest.of(manifest)
         self.maps = maps
         self.clock = clock
         self.extra_counters = extra_counters      # user-space counters shown with the kernel's
+        self.keys_limit = keys_limit
         self.growing = growing_members(self.manifest)
+        self._prev_listed: set = set()           # (app, stat) whose keys were cut to the largest
         self.prev: Reading | None = None
         self._prev_values: dict = {}
         self.seq = 0
@@ -93,12 +100,14 @@ class Reader:
     def read(self, events=()) -> Reading:
         raw = self.maps.raw_state()
         now = self.clock()
-        snap = build_snapshot(self.manifest, raw, now, events)
+        snap = build_snapshot(self.manifest, raw, now, events, keys_limit=self.keys_limit)
         if self.extra_counters is not None:
             snap["counters"].update(self.extra_counters())
         dt = (now - self.prev.now_ns) / 1e9 if self.prev else 0.0
         values = self._growing_values(snap)
-        rates = self._rates(values, dt)
+        listed = {(a, st) for a, app in snap["apps"].items() for st in app.get("keys_listed", ())}
+        rates = self._rates(values, dt, listed | self._prev_listed)
+        self._prev_listed = listed
         prev_c = self.prev.snapshot["counters"] if self.prev else {}
         delta = {k: v - prev_c.get(k, 0) for k, v in snap["counters"].items()}
         crates = {k: round(d / dt, 3) for k, d in delta.items()} if dt > 0 else {}
@@ -122,13 +131,18 @@ class Reader:
                         out[(app, stat, k, mem)] = v
         return out
 
-    def _rates(self, values: dict, dt: float) -> dict:
+    def _rates(self, values: dict, dt: float, cut: set) -> dict:
+        """Rates of the listed keys; where only the largest keys are listed, a key
+        not listed last time has no rate yet (its earlier value was not read)."""
         out: dict = {}
         if dt <= 0:
             return out
         prev = self._prev_values
         for (app, stat, k, mem), v in values.items():
-            d = v - prev.get((app, stat, k, mem), 0)
+            before = prev.get((app, stat, k, mem))
+            if before is None and (app, stat) in cut:
+                continue
+            d = v - (before or 0)
             if d < 0:          # a key that was evicted and came back: count from zero
                 d = v
             out.setdefault(app, {}).setdefault(stat, {}).setdefault(k, {})[mem] = round(d / dt, 3)
