@@ -13,10 +13,10 @@ from __future__ import annotations
 
 
 class Entries:
-    __slots__ = ("keys", "values", "key_size", "value_size", "n")
+    __slots__ = ("key_bytes", "value_bytes", "key_size", "value_size", "n")
 
     def __init__(self, keys: bytes, values: bytes, key_size: int, value_size: int):
-        self.keys, self.values = keys, values
+        self.key_bytes, self.value_bytes = keys, values   # not .keys: dict() would take it for a mapping
         self.key_size, self.value_size = key_size, value_size
         self.n = len(values) // value_size if value_size else 0
 
@@ -29,10 +29,10 @@ class Entries:
         return self.n
 
     def key(self, i: int) -> bytes:
-        return self.keys[i * self.key_size:(i + 1) * self.key_size]
+        return self.key_bytes[i * self.key_size:(i + 1) * self.key_size]
 
     def value(self, i: int) -> bytes:
-        return self.values[i * self.value_size:(i + 1) * self.value_size]
+        return self.value_bytes[i * self.value_size:(i + 1) * self.value_size]
 
     def __getitem__(self, i: int) -> tuple[bytes, bytes]:
         if i < 0:
@@ -42,7 +42,7 @@ class Entries:
         return self.key(i), self.value(i)
 
     def __iter__(self):
-        ks, vs, K, V = self.key_size, self.value_size, self.keys, self.values
+        ks, vs, K, V = self.key_size, self.value_size, self.key_bytes, self.value_bytes
         for i in range(self.n):
             yield K[i * ks:(i + 1) * ks], V[i * vs:(i + 1) * vs]
 
@@ -50,8 +50,8 @@ class Entries:
         """The little-endian u64 at ``offset`` (a multiple of 8) of every value."""
         if self.value_size % 8 or offset % 8:
             import struct
-            return [struct.unpack_from("<Q", self.values, i * self.value_size + offset)[0] for i in range(self.n)]
-        mv = memoryview(self.values).cast("Q")
+            return [struct.unpack_from("<Q", self.value_bytes, i * self.value_size + offset)[0] for i in range(self.n)]
+        mv = memoryview(self.value_bytes).cast("Q")
         step = self.value_size // 8
         return mv[offset // 8::step].tolist()
 
