@@ -228,6 +228,10 @@ def _shapes(plan: Plan):
             yield m.name, "array", m.entries, 4, 8, m.kind, m
     if plan.staged:
         yield abi.STAGES_MAP, "prog_array", len(plan.stages), 4, 4, "fixed", None
+    # the filters: the blocklist at its bound (a trie grows as user space fills it)
+    yield abi.BLOCKLIST_MAP, "lpm_trie", abi.BLOCKLIST_MAX, abi.BLOCK_KEY.size, abi.BLOCK_VALUE.size, "fixed", None
+    yield abi.FILTER_MAP, "array", 1, 4, abi.FILTER_STATE.size, "fixed", None
+    yield abi.IFACES_MAP, "percpu_hash", abi.IFACES_MAX, 4, abi.IFACE_VALUE.size, "fixed", None
     for s in plan.sets:
         typ = {"lpm": "lpm_trie", "array": "array", "hash": "hash"}[s.kind]
         yield s.name, typ, s.entries, s.key_size, 1, "set", s
