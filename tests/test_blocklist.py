@@ -272,3 +272,21 @@ def test_the_engines_agree(kernel, tmp_path):
 ])
 def test_keys_are_the_programs_form(text, plen, addr):
     assert key_of(parse_prefix(text)) == (plen, ipaddress.IPv6Address(addr).packed)
+
+
+def test_the_trie_is_charged_as_estimated(kernel, tmp_path):
+    """compiler/memory.py costs the trie full; the kernel charges it per entry present."""
+    from compiler import memory
+
+    m = EngineMaker("kernel", tmp_path)
+    try:
+        eng, ctl, clock = setup(m)
+        for i in range(1000):
+            ctl.block(f"198.18.{i // 256}.{i % 256}", ttl="1m")
+        fd = eng.loaded.bpf["xm_blocklist"].map_fd
+        charged = next(int(line.split()[1]) for line in open(f"/proc/self/fdinfo/{fd}") if line.startswith("memlock"))
+        assert charged == memory.map_bytes("lpm_trie", 1000, 20, 24, 1) == 64_000
+        assert memory.estimate(m.arts[0].plan).map("xm_blocklist").bytes == 640_000
+        assert eng.maps.filter_state() == (1000, 0)
+    finally:
+        m.close()

@@ -762,10 +762,10 @@ static __always_inline void xm_count_iface(struct xdp_md *ctx, struct xm_pkt *p)
 {
     __u32 ifindex = ctx->ingress_ifindex;
     struct xm_iface_v *v = xm_ifaces.lookup(&ifindex);
-    if (v) {            /* per-CPU: plain adds */
-        v->frames += 1;
-        v->bytes += p->len;
-    }
+    if (!v)
+        return;
+    v->frames += 1;     /* per-CPU: plain adds */
+    v->bytes += p->len;
 }
 
 /* The blocklist's verdict on the frame's source: 1 to drop it. The longest prefix
