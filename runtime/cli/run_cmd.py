@@ -58,6 +58,7 @@ def _output(opts, manifest):
 def start_or_exit(inst):
     """Start the instance; every way it can fail is a short paragraph and exit 2."""
     from dsl.errors import SpecError
+    from runtime.control.controller import ControlError
     from runtime.dataplane.attach import AttachError
     from runtime.dataplane.libbpf import LibbpfMissing
     from runtime.dataplane.loader import LoadError
@@ -77,6 +78,8 @@ def start_or_exit(inst):
         click.echo(f"xdpmon run: {e}; run 'make setup'", err=True)
     except PermissionError as e:
         click.echo(f"xdpmon run: not permitted: {e} (run as root)", err=True)
+    except ControlError as e:                 # e.g. an --allow prefix that is not one
+        click.echo(f"xdpmon run: {e}", err=True)
     sys.exit(EXIT_USAGE)
 
 

@@ -79,7 +79,8 @@ class Instance:
             self.host = self._asl_host(eng)
             self.attachment = self._attach(eng)
             self.reader = Reader(eng.manifest, eng.maps, eng.now, extra_counters=self._user_counters,
-                                 keys_limit=self.opts.keys_limit)
+                                 keys_limit=self.opts.keys_limit,
+                                 interfaces={a.ifindex: a.name for a in self.started.attached})
             self.server = self._serve()
             self.t0 = time.monotonic()
             return self.started
@@ -88,11 +89,14 @@ class Instance:
             raise
 
     def _blocklist(self, eng):
-        try:
-            from runtime.control.blocklist import Blocklist
-        except ImportError:                                  # TEMP until the filters land
-            return None
-        return Blocklist.for_program(eng.manifest, eng.maps, eng.now, allow=self.opts.allow,
+        """The blocklist; never blocked: --allow and the monitored interfaces' own addresses."""
+        from runtime.control.blocklist import Blocklist
+        from runtime.dataplane.ifaddrs import addresses
+
+        allow = [(a, "--allow") for a in self.opts.allow]
+        for ifname in self.opts.interfaces:
+            allow += [(a, f"an address of {ifname}") for a in addresses(ifname)]
+        return Blocklist.for_program(eng.manifest, eng.maps, eng.now, allow=allow,
                                      max_entries=self.opts.block_max, default_ttl=self.opts.block_ttl,
                                      max_ttl=self.opts.block_max_ttl, enforce=self.opts.enforce)
 
@@ -117,8 +121,7 @@ class Instance:
         from runtime.dataplane.attach import attach_all
 
         att = attach_all(eng.fd, list(self.opts.interfaces), mode=self.opts.xdp_mode, replace=self.opts.replace)
-        if hasattr(eng.maps, "set_interfaces"):             # TEMP until the filters land
-            eng.maps.set_interfaces([a.ifindex for a in att.results])
+        eng.maps.set_interfaces([a.ifindex for a in att.results])    # frames per interface
         self.started.attached = list(att.results)
         self.started.notes += [a.note for a in att.results if a.note]
         return att
