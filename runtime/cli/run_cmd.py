@@ -59,6 +59,7 @@ def start_or_exit(inst):
     """Start the instance; every way it can fail is a short paragraph and exit 2."""
     from dsl.errors import SpecError
     from runtime.control.controller import ControlError
+    from runtime.control.socket import InstanceRunning
     from runtime.dataplane.attach import AttachError
     from runtime.dataplane.libbpf import LibbpfMissing
     from runtime.dataplane.loader import LoadError
@@ -72,7 +73,7 @@ def start_or_exit(inst):
         report_spec_error(e)
     except LoadError as e:
         load_failures.report(e, inst.art.manifest, "xdpmon run: cannot load the program")
-    except AttachError as e:
+    except (AttachError, InstanceRunning) as e:
         click.echo(f"xdpmon run: {e}", err=True)
     except LibbpfMissing as e:
         click.echo(f"xdpmon run: {e}; run 'make setup'", err=True)
@@ -115,6 +116,11 @@ def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, e
            "allow": list(allow), "replace": replace, "name": name, "view": view, "top": top,
            "memory_budget": _size(memory_budget), "keys_limit": _keys(keys_limit)}
     opts = _options(config_path, cli)
+    from runtime.control.socket import check_name
+    try:
+        check_name(opts.name)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--name") from None
     if not opts.specs:
         raise click.UsageError("name the spec files (xdpmon run SPECS... -i IFACE) or give them in --config")
     if not opts.interfaces:

@@ -116,7 +116,9 @@ class ControlServer:
         self.thread: threading.Thread | None = None
         self.stopping = False
 
-    def start(self) -> None:
+    def claim(self) -> None:
+        """Refuse (InstanceRunning) when a live instance has this name; remove a stale
+        socket. ``start`` does it too; an instance calls it before it loads anything."""
         d = self.path.parent
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)
@@ -128,6 +130,9 @@ class ControlServer:
             else:
                 raise InstanceRunning(f"an xdpmon instance named '{self.name}' is already running ({self.path}): "
                                       f"give this one another --name")
+
+    def start(self) -> None:
+        self.claim()
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:

@@ -68,7 +68,10 @@ class Instance:
         """Load, control, host, attach, serve; on any failure what was started is stopped."""
         from runtime.control.controller import Controller
 
+        from runtime.control.socket import ControlServer
+
         opts = self.opts
+        ControlServer(opts.name, None, None, None).claim()      # the name first: before anything loads
         try:
             self.engine = eng = LiveEngine(self.art, memory_budget=opts.memory_budget)
             self.controller = Controller(eng.manifest, eng.maps, clock=eng.now,
@@ -127,10 +130,7 @@ class Instance:
         return att
 
     def _serve(self):
-        try:
-            from runtime.control.socket import ControlServer
-        except ImportError:                                  # TEMP until the control socket lands
-            return None
+        from runtime.control.socket import ControlServer
 
         srv = ControlServer(self.opts.name, self.controller, status=self.status, stats=self.stats)
         srv.start()
@@ -172,16 +172,20 @@ class Instance:
         }
 
     def stats(self, app: str | None = None) -> dict:
-        """The latest reading (of one app, when named), for ``ctl stats``."""
-        r = self.last or self.reader.read()
-        out = r.to_json()
-        if app is not None:
-            from runtime.control.controller import ControlError
-            if app not in out["apps"]:
-                raise ControlError(f"no app '{app}' in this program (apps: {', '.join(out['apps'])})")
-            return {"app": app, "now_ns": out["now_ns"], **out["apps"][app],
-                    "rates": out["rates"].get(app, {})}
-        return out
+        """The statistics now (a fresh read of the maps), with the latest interval's
+        rates; of one app when named (``ctl stats``)."""
+        from runtime.abi.snapshot import build_snapshot
+        from runtime.control.controller import ControlError
+
+        eng = self.engine
+        snap = build_snapshot(eng.manifest, eng.maps.raw_state(), eng.now(), keys_limit=self.opts.keys_limit)
+        snap.pop("events", None)
+        rates = self.last.rates if self.last else {}
+        if app is None:
+            return {"now_ns": eng.now(), **snap, "rates": rates}
+        if app not in snap["apps"]:
+            raise ControlError(f"no app '{app}' in this program (apps: {', '.join(snap['apps'])})")
+        return {"app": app, "now_ns": eng.now(), **snap["apps"][app], "rates": rates.get(app, {})}
 
     # ---- running ----------------------------------------------------------------------------
     def run(self, out: Callable[[Reading, dict], object]) -> str:
