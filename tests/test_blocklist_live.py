@@ -26,7 +26,7 @@ import json, sys
 from compiler.driver import compile_files
 from runtime.control.controller import ControlError
 from runtime.monitor.instance import Instance
-from runtime.monitor.options import RunOptions
+from runtime.control.options import RunOptions
 
 spec, enforce = sys.argv[1], sys.argv[2] == "1"
 inst = Instance(compile_files([spec]), RunOptions(specs=[spec], interfaces=["mon"], enforce=enforce, view="none"))

@@ -191,11 +191,10 @@ class Instance:
     def run(self, out: Callable[[Reading, dict], object]) -> str:
         """Read every interval until stopped; returns why it stopped."""
         sig = self.signals
-        interval = self.opts.interval_ns / 1e9
         deadline = time.monotonic() + self.opts.duration_ns / 1e9 if self.opts.duration_ns else None
         self.last = self.reader.read()
         out(self.last, self.status())
-        next_at = time.monotonic() + interval
+        next_at = time.monotonic() + self.opts.interval_ns / 1e9
         while sig.stop_by is None:
             wait = next_at - time.monotonic()
             if deadline is not None:
@@ -209,6 +208,7 @@ class Instance:
                 sig.stop("--duration")
             if sig.stop_by is not None:
                 break
+            interval = self.opts.interval_ns / 1e9          # a reload may change it
             if time.monotonic() >= next_at:
                 next_at += interval * max(1, int((time.monotonic() - next_at) // interval) + 1)
                 self.tick(out)
@@ -221,6 +221,28 @@ class Instance:
         self.last = self.reader.read()
         out(self.last, self.status())
         self.host.tick()
+
+    def apply_config(self, cfg, what: list[str]) -> None:
+        """Apply a reloaded config's ``what`` (runtime/control/config.py LIVE) while running."""
+        c = self.controller
+        if "params" in what:
+            for app, params in cfg.params.items():
+                for name, value in params.items():
+                    c.set_param(app, name, value, by="reload")
+        bl = c.blocklist
+        if bl is not None:
+            if "enforce" in what and cfg.enforce is not None:
+                bl.set_enforce(cfg.enforce)
+            if "allow" in what:
+                from runtime.control.blocklist import parse_prefix
+                keep = [(n, why) for n, why in bl.allow if why != "--allow"]
+                bl.allow = keep + [(parse_prefix(a), "--allow") for a in cfg.allow]
+            if "block_ttl" in what and cfg.block_ttl:
+                bl.default_ttl = cfg.block_ttl
+            if "block_max_ttl" in what and cfg.block_max_ttl:
+                bl.max_ttl = cfg.block_max_ttl
+        if "interval_ns" in what and cfg.interval_ns:
+            self.opts.interval_ns = cfg.interval_ns
 
     def reload(self) -> None:
         """SIGHUP with a deployment config: apply what can change live (hook set by the CLI)."""
