@@ -126,3 +126,45 @@ def test_every_way_out_leaves_no_program(veth_pair, how):
         time.sleep(0.1)
     assert veth_pair.xdp() is None
     assert not prog_exists(r.prog_id)
+
+
+def _eth():
+    from scapy.all import Ether
+    return Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+
+
+def test_dns_flows_distinct_and_track_sizes_exact(veth_pair):
+    from scapy.all import DNS, DNSQR, IP, TCP, UDP
+    q = [bytes(_eth() / IP(src="198.18.200.2", dst="198.18.7.53") / UDP(sport=5353, dport=53)
+               / DNS(id=i, rd=1, qd=DNSQR(qname="a.example."))) for i in range(3)]
+    resp = [bytes(_eth() / IP(src="198.18.7.53", dst="198.18.200.2") / UDP(sport=53, dport=5353)
+                  / DNS(id=i, qr=1, rcode=rc, qd=DNSQR(qname="a.example."))) for i, rc in ((0, 0), (1, 3))]
+    syns = [bytes(_eth() / IP(src="198.18.200.3", dst="198.18.7.80") / TCP(sport=40000 + i, dport=80, flags="S"))
+            for i in range(5)]
+    acks = [bytes(_eth() / IP(src="198.18.200.3", dst="198.18.7.80") / TCP(sport=40000 + i, dport=80, flags="A"))
+            for i in range(2)]
+    scan = [bytes(_eth() / IP(src="198.18.201.1", dst="198.18.7.9") / TCP(sport=999, dport=1000 + p, flags="S"))
+            for p in range(40)]
+    r = Running(veth_pair, ["specs/dns_flows.mon", "specs/half_open_tcp.mon", "specs/port_scan.mon", "-i", "mon",
+                            "--json", "--view", "none", "--interval", "500ms", "--duration", "5s"])
+    frames = q + resp + syns + acks + scan
+    assert veth_pair.send(frames) == len(frames)
+    code, out, err = r.finish()
+    assert code == 0, err
+    fin = final_of(out)
+    apps = fin["apps"]
+    flows = {(e["key"]["ip.src"], e["key"]["udp.sport"]): e["value"] for e in apps["dns_flows"]["stats"]["flows"]}
+    assert set(flows) == {("198.18.200.2", 5353), ("198.18.7.53", 53)}
+    assert (flows[("198.18.200.2", 5353)]["count"], flows[("198.18.200.2", 5353)]["sum_pkt_len"]) == (3, 3 * len(q[0]))
+    assert (flows[("198.18.7.53", 53)]["count"], flows[("198.18.7.53", 53)]["sum_pkt_len"]) == (2, 2 * len(resp[0]))
+    for v in flows.values():
+        assert 0 < v["first"] <= v["last"]                 # kernel times (CLOCK_MONOTONIC ns)
+    assert {e["key"]["dns.rcode"]: e["value"]["count"] for e in apps["dns_flows"]["stats"]["rcodes"]} == {0: 1, 3: 1}
+    pending = apps["half_open_tcp"]["stats"]["pending"]
+    assert pending["size"] == 3 + 40                    # the scan's SYNs are half-open handshakes too
+    assert sorted(e["key"]["tcp.sport"] for e in pending["open"] if e["key"]["ip.src"] == "198.18.200.3") == \
+        [40002, 40003, 40004]
+    (entry,) = [e for e in apps["port_scan"]["stats"]["ports"] if e["key"]["ip.src"] == "198.18.201.1"]
+    seen = max(entry["value"]["distinct"], entry["last_window"]["distinct"])   # a 10 s window
+    assert 38 <= seen <= 42                               # HyperLogLog, linear counting at this size
+    assert fin["counters"]["frames"] == len(frames)
