@@ -5,8 +5,11 @@
 - ``init()``: params to their defaults (the kernel's maps start zeroed),
 - ``set_param`` / ``params()``, ``set_enabled`` / ``ctl()``: run-time control,
 - ``counters()``, ``raw_state()``: every map's bytes as a runtime.abi.snapshot.RawState,
-- ``open_events(sink)`` / ``poll_events()``: the program's ring buffer, each record
-  decoded (runtime.abi.records.decode_event) and handed to ``sink``.
+  ``app_snapshot(app, now, stats)``: one app's part of a snapshot, reading only its maps,
+- ``open_events(sink)`` / ``poll_events(timeout_ms=None)``: the program's ring buffer,
+  each record decoded (runtime.abi.records.EventDecoder) and handed to ``sink``;
+  without a timeout, what is waiting now; with one, waiting up to ``timeout_ms`` for
+  records (the live ASL host's consumer thread: runtime/asl/consumer.py).
 
 A backend says only how bytes are read and written: ``ProgramMaps`` for a
 program loaded with BCC, ``ReferenceMaps`` (runtime/engines/reference/engine.py)
@@ -16,12 +19,13 @@ for the reference interpreter's emulated maps.
 from __future__ import annotations
 
 import ctypes
+import time
 from typing import Callable
 
 from runtime.abi.manifest import Manifest
 from runtime.dataplane import sets
-from runtime.abi.records import decode_control, decode_event, decode_u64s, encode_control, encode_u64s
-from runtime.abi.snapshot import RawState
+from runtime.abi.records import EventDecoder, decode_control, decode_u64s, encode_control, encode_u64s
+from runtime.abi.snapshot import RawState, app_maps, build_app_snapshot
 
 from runtime.abi.entries import Entries
 
@@ -66,6 +70,13 @@ class MapAccess:
         in manifest order, each in its order."""
         raise NotImplementedError
 
+    def _poll_rings(self, timeout_ms: int) -> None:
+        """As ``_consume_rings``, first waiting up to ``timeout_ms`` for a record
+        when none waits. A backend whose records do not arrive by themselves (the
+        reference interpreter's) consumes, then sleeps: a poll loop never spins."""
+        self._consume_rings()
+        time.sleep(timeout_ms / 1000)
+
     # ---- params and control --------------------------------------------------------------
     def init(self) -> None:
         defaults = {p.index: p.default for p in self.manifest.params}
@@ -108,28 +119,47 @@ class MapAccess:
     def counters(self) -> list[int]:
         return self._percpu_sums(self.manifest.counters_map, len(self.manifest.counter_names))
 
-    def raw_state(self) -> RawState:
+    def raw_state(self, maps: list[str] | None = None, counters: bool = True) -> RawState:
+        """The bytes of every state map (or of those named in ``maps``), the
+        counters (unless ``counters`` is false), params and control block."""
         raw = RawState()
         for m in self.manifest.state_maps:
-            raw.maps[m.name] = self._hash_items(m.name) if m.hashed else self._array_values(m.name)
-        raw.counters = self.counters()
+            if maps is None or m.name in maps:
+                raw.maps[m.name] = self._hash_items(m.name) if m.hashed else self._array_values(m.name)
+        raw.counters = self.counters() if counters else []
         raw.params = self.params()
         raw.ctl_mask, raw.ctl_until = self.ctl()
         return raw
 
+    def app_snapshot(self, app: str, now: int, stats: list[str] | None = None) -> dict:
+        """App ``app``'s part of the snapshot on the clock ``now`` (runtime.abi.snapshot
+        build_app_snapshot), with the statistics named in ``stats`` (default: all);
+        only their maps are read."""
+        raw = self.raw_state(app_maps(self.manifest, app, stats), counters=False)
+        return build_app_snapshot(self.manifest, raw, app, now, stats)
+
     # ---- events ----------------------------------------------------------------------------
     def open_events(self, sink: Callable[[dict], object]) -> None:
         """Call ``sink(event dict)`` for every record of every app's ring buffer,
-        from ``poll_events()`` on."""
+        from ``poll_events()`` on; called again, the records go to the new ``sink``
+        (the rings stay open: a live engine's queue gives them to the ASL host)."""
+        opened = self._sink is not None
         self._sink = sink
-        self._open_rings()
+        if not opened:
+            self._decode = EventDecoder(self.manifest)
+            self._open_rings()
 
     def _deliver(self, record: bytes) -> None:
-        self._sink(decode_event(self.manifest, record))
+        self._sink(self._decode(record))
 
-    def poll_events(self) -> None:
+    def poll_events(self, timeout_ms: int | None = None) -> None:
+        """Hand on the records waiting; with ``timeout_ms``, wait that long for one
+        when none waits."""
         if self._sink is not None:
-            self._consume_rings()
+            if timeout_ms is None:
+                self._consume_rings()
+            else:
+                self._poll_rings(timeout_ms)
 
 
 def _bytes(obj) -> bytes:
@@ -173,8 +203,13 @@ class ProgramMaps(MapAccess):
         return [e.value(i) for i in range(len(e))]
 
     def _open_rings(self) -> None:
+        failed = self._failed = []
+
         def cb(ctx, data, n):
-            self._deliver(ctypes.string_at(data, n))
+            try:
+                self._deliver(ctypes.string_at(data, n))
+            except Exception as e:     # raised again once the poll returns: ctypes would swallow it
+                failed.append(e)
             return 0
         for ring in dict.fromkeys(app.ringbuf for app in self.manifest.apps if app.ringbuf):
             self.bpf[ring].open_ring_buffer(cb)
@@ -182,3 +217,20 @@ class ProgramMaps(MapAccess):
     def _consume_rings(self) -> None:
         if getattr(self.bpf, "_ringbuf_manager", None):
             self.bpf.ring_buffer_consume()
+            self._raise_failed()
+
+    def _poll_rings(self, timeout_ms: int) -> None:
+        """BCC's ring_buffer_poll: epoll on every ring, the GIL released while it waits."""
+        if getattr(self.bpf, "_ringbuf_manager", None):
+            self.bpf.ring_buffer_poll(timeout_ms)
+            self._raise_failed()
+
+    def _raise_failed(self) -> None:
+        """The first exception a record's delivery raised during the last poll (the
+        other records were delivered), with how many failed."""
+        if self._failed:
+            first, n = self._failed[0], len(self._failed)
+            self._failed.clear()
+            if n > 1:
+                first.add_note(f"({n} records of this poll failed; this is the first)")
+            raise first
