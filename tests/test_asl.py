@@ -402,6 +402,7 @@ class Slow:
     def on_packet(self, event):
         self.seen.append(event.udp_sport)
         if len(self.seen) == 1:
+            self.first = event
             Slow.entered.set()
             Slow.release.wait(60)
         if event.udp_sport % 4 == 3:
@@ -416,17 +417,28 @@ class Slow:
 HANDLER = Slow
 """
 
-FAST = """
+FAST_HANDLER = """
 class Fast:
     def __init__(self, ctx):
         self.ctx = ctx
         self.seen = []
+        self.first = None
 
     def on_packet(self, event):
         self.seen.append(event.udp_sport)
+        self.first = self.first or event
 
 HANDLER = Fast
 """
+FAST = """
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PacketEventR0A0:            # the operator's own event class: made with keywords
+    ts: int
+    udp_sport: int
+""" + FAST_HANDLER
 
 
 class Live:
@@ -486,6 +498,10 @@ def test_live_slow_handler_drops_exactly_and_others_go_on(tmp_path, caplog):
             type(slow).release.set()
             assert lv.host.stop(10.0) == {"slow": True, "fast": True}
         assert slow.thread == "asl-slow"
+        # the stub's NamedTuple, made straight from the record; the kernel's clock
+        assert (type(slow.first).__name__, slow.first._fields) == ("PacketEventR0A0", ("ts", "ip_src", "udp_sport"))
+        assert slow.first[1:] == ("198.18.0.1", 1000) and 0 < slow.first.ts <= lv.eng.now()
+        assert (type(fast.first).__module__, fast.first.udp_sport) == ("xdpmon_asl_fast", 1000)
         assert slow.seen == [1000, 1001, 1002, 1003, 1004, 1005]
         assert slow.stopped_after == slow.seen            # on_stop after the queue was delivered
         st = lv.host.stats()["slow"]
@@ -503,7 +519,7 @@ def test_live_slow_handler_drops_exactly_and_others_go_on(tmp_path, caplog):
         lv.close()
 
 
-RAISER = FAST.replace("Fast", "Raiser").replace(
+RAISER = FAST_HANDLER.replace("Fast", "Raiser").replace(
     "self.seen.append(event.udp_sport)\n",
     "self.seen.append(event.udp_sport)\n        if event.udp_sport % 2:\n"
     "            raise ValueError(f'odd port {event.udp_sport}')\n")

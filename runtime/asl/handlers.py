@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import struct
 import sys
 import time
 import traceback
@@ -32,12 +33,14 @@ from pathlib import Path
 from typing import Callable
 
 from runtime.abi.manifest import App, Manifest
+from runtime.abi.records import EventDecoder, compile_reader
 
 log = logging.getLogger("xdpmon.asl")
 
 ERROR_BURST = 10
 ERROR_EVERY_S = 10.0
 _METHODS = {"packet": "on_packet", "summary": "on_summary", "alert": "on_alert", "enable": "on_enable"}
+_ACTION = struct.Struct("<I").unpack_from        # a record's action, at offset 8
 
 
 class AslLoadError(Exception):
@@ -109,12 +112,17 @@ class Handler:
         def cls_of(name):
             return getattr(module, name, None) or getattr(stub, name, None) or types.SimpleNamespace
         self._event_cls = cls_of("Event")
-        # per packet action: its class, and the attribute of each field (member names)
+        # per packet action: its class and the attribute of each field (events as
+        # dicts), and a function making the typed event straight from the record
         self._packet: dict[int, tuple[type, dict[str, str]]] = {}
+        self._from_record: dict[int, Callable[[bytes], object]] = {}
         for ev in manifest.events.values():
             if ev.app == app.name and ev.type == "packet":
                 attrs = {m["field"]: m["name"] for m in ev.record["members"] if m["role"] == "field"}
-                self._packet[ev.action] = (cls_of(ev.class_name), attrs)
+                cls = cls_of(ev.class_name)
+                self._packet[ev.action] = (cls, attrs)
+                self._from_record[ev.action] = _record_maker(cls, ev.record, ["ts", *attrs.values()])
+        self._decode = EventDecoder(manifest)
         self._logged_at = 0.0
         self._not_logged = 0
 
@@ -145,6 +153,25 @@ class Handler:
             self._failed(_METHODS[t], e)
         st.handler_ns += time.perf_counter_ns() - t0
 
+    def record(self, data: bytes) -> None:
+        """Hand one ring buffer record (bytes, undecoded) to the handler: a packet
+        record is made into its typed event at once, any other decoded and handed
+        to ``event``."""
+        make = self._from_record.get(_ACTION(data, 8)[0])
+        if make is None:
+            return self.event(self._decode(data))
+        st = self.stats
+        st.delivered += 1
+        fn = self._method["packet"]
+        if fn is None:
+            return
+        t0 = time.perf_counter_ns()
+        try:
+            fn(make(data))
+        except Exception as e:
+            self._failed("on_packet", e)
+        st.handler_ns += time.perf_counter_ns() - t0
+
     def call(self, method: str) -> None:
         """Call ``on_start``, ``on_tick`` or ``on_stop`` when the handler has it."""
         fn = getattr(self.obj, method, None)
@@ -170,3 +197,15 @@ class Handler:
         self._logged_at, self._not_logged = now, 0
         log.error("asl %s.%s raised %s: %s%s", self.name, method, type(e).__name__, e, more,
                   exc_info=(type(e), e, e.__traceback__))
+
+
+def _record_maker(cls: type, layout: dict, members: list[str]) -> Callable[[bytes], object]:
+    """``cls`` made from a record: a NamedTuple (the stubs' event classes) straight
+    from the tuple its fields are read into, in its own order; any other class
+    with the members as keywords."""
+    fields = getattr(cls, "_fields", None)
+    if isinstance(cls, type) and issubclass(cls, tuple) and fields is not None and set(fields) == set(members) \
+            and len(fields) == len(members):
+        return compile_reader(layout, list(fields), into=cls)
+    read = compile_reader(layout, members)
+    return lambda data: cls(**dict(zip(members, read(data))))

@@ -7,9 +7,11 @@ Each app with rules (or naming an ``asl "file"``) gets its handler
 (workers.py). Two ways to run them, the same queues and workers:
 
 - live: ``start_live(maps)`` starts one worker thread per app and the ring
-  buffer's consumer thread (consumer.py), which hands every record, decoded, to
-  ``submit``: into the app's queue, or dropped and counted when it is full. A
-  slow or failing handler holds up only its own queue. ``tick()`` queues one
+  buffer's consumer thread (consumer.py), which hands every record to its app's
+  queue, or drops and counts it when the queue is full. A
+  slow or failing handler holds up only its own queue. The consumer only reads
+  each record's action and queues its bytes: the app's worker decodes it,
+  straight into its typed event (``submit_record``). ``tick()`` queues one
   ``on_tick()`` per app (the run loop never waits for it); ``stop(timeout)``
   stops the consumer, delivers what is queued (within the timeout), calls every
   ``on_stop()`` and joins the workers.
@@ -31,6 +33,7 @@ kernel's (``app.APP.asl_dropped`` beside ``app.APP.ringbuf_full``).
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from typing import Callable
 
@@ -45,6 +48,7 @@ from .workers import Worker
 log = logging.getLogger("xdpmon.asl")
 
 STOP_TIMEOUT_S = 5.0
+_ACTION = struct.Struct("<I").unpack_from        # a record's action, at offset 8
 
 __all__ = ["AslHost", "AslLoadError", "resolve_asl", "QUEUE_SIZE"]
 
@@ -89,6 +93,9 @@ class AslHost:
             handler = Handler(self.manifest, app, mod, obj, source, ctx, snapshot, stub)
             self.workers[app.name] = Worker(handler, AppQueue(opts.get("queue", queue_size)))
         self._put = {name: w.queue.put for name, w in self.workers.items()}
+        self._put_record = {ev.action: self._put[ev.app] for ev in self.manifest.events.values()
+                            if ev.app in self._put}
+        self.unhosted = 0                 # records of apps whose handler is not run (options: enabled false)
 
     # ---- running ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -105,7 +112,7 @@ class AslHost:
         self.live = self.started = True
         for w in self.workers.values():
             w.start(threaded=True)
-        maps.open_events(self.submit)
+        maps.open_events(self.submit_record, raw=True)
         self.consumer = RingConsumer(maps.poll_events, poll_timeout_ms).start()
 
     def submit(self, event: dict) -> None:
@@ -116,6 +123,15 @@ class AslHost:
         put(event)
         if not self.live and self.started:
             self.workers[event["app"]].run_pending()
+
+    def submit_record(self, data: bytes) -> None:
+        """One ring buffer record, undecoded, for its app's queue (live: the consumer
+        thread's only work per record; the app's worker decodes it)."""
+        put = self._put_record.get(_ACTION(data, 8)[0])
+        if put is None:
+            self.unhosted += 1
+        else:
+            put(data)
 
     def deliver(self, events: list[dict]) -> None:
         for ev in events:

@@ -1,7 +1,8 @@
 """The worker of one app: takes its queue's items and calls its handler.
 
 ``run_pending()`` does the work: control items first (start, tick, stop), then
-events, until both queues are empty. Live, a thread of the app's own runs it
+events (decoded event dicts, or live the ring buffer's records as bytes,
+decoded here, in the app's thread), until both queues are empty. Live, a thread of the app's own runs it
 whenever the queue's ``ready`` is set, so a slow handler holds up only its own
 queue. In replay the host calls ``run_pending()`` inline after queueing each
 event, so handlers see events in capture order, between the frames, every time
@@ -68,7 +69,7 @@ class Worker:
         if self.stopped:
             return False
         q, h = self.queue, self.handler
-        events, control, event = q.events, q.control, h.event
+        events, control, event, record = q.events, q.control, h.event, h.record
         while True:
             if control:
                 item = control.popleft()
@@ -87,16 +88,20 @@ class Worker:
                 ev = events.popleft()
             except IndexError:
                 return True
-            event(ev)
+            if type(ev) is bytes:          # live: a ring buffer record, decoded here
+                record(ev)
+            else:
+                event(ev)
 
     def _drain(self, deadline: float) -> None:
-        events, event, now = self.queue.events, self.handler.event, time.monotonic
+        events, h, now = self.queue.events, self.handler, time.monotonic
         while events:
             if now() > deadline:
                 self.discarded += len(events)
                 events.clear()
                 return
-            event(events.popleft())
+            ev = events.popleft()
+            h.record(ev) if type(ev) is bytes else h.event(ev)
 
     def _run(self) -> None:
         q = self.queue
