@@ -87,6 +87,43 @@ def ringbuf_pages(n_apps_with_rules: int) -> int:
     want = RINGBUF_PAGES_PER_APP * max(1, n_apps_with_rules)
     return min(RINGBUF_PAGES_MAX, 1 << (want - 1).bit_length())
 
+# ---- filters: the blocklist and the per-interface frame counters ----------------------------
+# Every program (live and replay builds) has them; user space (runtime/control/blocklist.py)
+# is their one writer. The blocklist is an LPM trie keyed by the source address as the
+# program holds addresses (16 bytes, IPv4 v4-mapped ::ffff:a.b.c.d, so an IPv4 /24 is
+# prefix length 96 + 24). It is consulted right after parsing, before any app, and
+# only while the filter state's ``entries`` (kept exact by user space) is non-zero.
+BLOCKLIST_MAP = "xm_blocklist"
+BLOCKLIST_MAX = 10_000                  # entries at most (the trie's max_entries)
+BLOCK_V4_PREFIX = 96                    # prefix length of ::ffff:0:0/96 (an IPv4 /n is 96 + n)
+FILTER_MAP = "xm_filter"                # one entry: struct xm_filter
+FILTER_ENFORCE = 1                      # xm_filter.flags: drop live matches (else count them only)
+IFACES_MAP = "xm_ifaces"                # per-CPU hash ifindex -> frames, bytes (user space inserts)
+IFACES_MAX = 64
+
+# The trie's key: 20 bytes, not padded to 8 (the template declares it packed as the
+# kernel's struct bpf_lpm_trie_key wants: prefix length in host order, then the address).
+BLOCK_KEY = Struct("xm_block_key", (
+    Member("prefixlen", 0, 4, "__u32", "prefixlen"),
+    Member("addr", 4, 16, "__u8[16]", "addr"),
+), 20)
+
+BLOCK_VALUE = Struct("xm_block_v", (
+    Member("expires", 0, 8, "__u64", "ts"),          # the program's clock: ignored from then on
+    Member("hits", 8, 8, "__u64", "count"),          # live matches (atomic add)
+    Member("flags", 16, 8, "__u64", "flags"),        # reserved: 0
+), 24)
+
+FILTER_STATE = Struct("xm_filter", (
+    Member("entries", 0, 8, "__u64", "count"),       # entries in the blocklist: 0 skips the lookup
+    Member("flags", 8, 8, "__u64", "flags"),         # FILTER_ENFORCE
+), 16)
+
+IFACE_VALUE = Struct("xm_iface_v", (
+    Member("frames", 0, 8, "__u64", "count"),
+    Member("bytes", 8, 8, "__u64", "sum"),
+), 16)
+
 # ---- bounds of one program (enforced by compiler/limits.py) ---------------------------------
 
 ENABLE_BITS = 64            # the enable mask is one __u64: one bit per on-demand app
@@ -148,7 +185,7 @@ def ctl_struct(n_bits: int) -> Struct:
 
 
 def fixed_structs() -> list[Struct]:
-    return [TRACK_BUCKET, TRACK_VALUE, HLL_HEADER]
+    return [TRACK_BUCKET, TRACK_VALUE, HLL_HEADER, BLOCK_VALUE, FILTER_STATE, IFACE_VALUE]
 
 
 def parser_defines() -> list[tuple[str, int]]:
@@ -189,5 +226,5 @@ def manifest_section() -> dict:
         "enable_bits": ENABLE_BITS,
         "layer_bits": dict(LAYER_BITS),
         "parse_outcomes": [{"index": o.index, "name": o.name, "error": o.error, "doc": o.doc} for o in OUTCOMES],
-        "structs": {s.name: s.to_json() for s in fixed_structs() + [REPLAY_HEADER]},
+        "structs": {s.name: s.to_json() for s in fixed_structs() + [BLOCK_KEY, REPLAY_HEADER]},
     }

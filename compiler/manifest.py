@@ -140,5 +140,14 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
         "stages": {"map": abi.STAGES_MAP if plan.staged else None,
                    "functions": [st.function for st in plan.stages],
                    "maps": [list(st.maps) for st in plan.stages], "t3": [list(st.t3) for st in plan.stages]},
+        # The filters (runtime/control/blocklist.py writes them, runtime/dataplane/maps.py reads them).
+        "filters": {
+            "blocklist": {"map": abi.BLOCKLIST_MAP, "max_entries": abi.BLOCKLIST_MAX,
+                          "key": abi.BLOCK_KEY.to_json(), "value": abi.BLOCK_VALUE.to_json(),
+                          "v4_prefix": abi.BLOCK_V4_PREFIX, "families": list(plan.block_families)},
+            "state": {"map": abi.FILTER_MAP, "value": abi.FILTER_STATE.to_json(), "enforce": abi.FILTER_ENFORCE},
+            "interfaces": {"map": abi.IFACES_MAP, "max_entries": abi.IFACES_MAX,
+                           "value": abi.IFACE_VALUE.to_json()},
+        },
         "abi": abi.manifest_section(),
     }

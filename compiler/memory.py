@@ -15,6 +15,9 @@ two for every kind of map, in the kernel):
   possible CPU;
 * array: a struct and the values (rounded up to 8); per-CPU: a pointer and one
   value per possible CPU per entry;
+* LPM trie (large sets, the blocklist): not preallocated; the kernel charges a node,
+  the address and the value per entry present (not its inner nodes). The estimate is
+  the trie full (``max_entries``): what it may grow to while the program runs;
 * ring buffer: its data pages, three pages of positions and header, and the page
   pointers of the (double) mapping.
 
@@ -45,8 +48,7 @@ HTAB_ELEM = 48              # sizeof(struct htab_elem): list node, LRU node, has
 HTAB_BUCKET = 16            # sizeof(struct bucket): list head and lock
 ARRAY = 312                 # sizeof(struct bpf_array)
 RINGBUF = 304               # sizeof(struct bpf_ringbuf_map)
-LPM_TRIE = 1024            # struct lpm_trie, about (an LPM trie is estimated, not exact: it grows)
-LPM_NODE = 40              # struct lpm_trie_node before its data
+LPM_NODE = 24              # struct lpm_trie_node before its data (an LPM trie is charged per entry)
 RINGBUF_META_PAGES = 3      # the header page and the two position pages of a ring buffer
 POINTER = 8
 
@@ -87,8 +89,8 @@ def map_bytes(bpf_type: str, entries: int, key_size: int, value_size: int, cpus:
         return ARRAY + entries * (POINTER + _r8(value_size) * cpus)
     if bpf_type == "prog_array":           # stages: a pointer per entry
         return ARRAY + entries * POINTER
-    if bpf_type == "lpm_trie":             # not preallocated: grows to a node per entry, and
-        return LPM_TRIE + 2 * entries * _r8(LPM_NODE + key_size - 4 + value_size)   # as many inner ones at most
+    if bpf_type == "lpm_trie":             # not preallocated: charged per entry present (a node, the
+        return entries * (LPM_NODE + key_size - 4 + value_size)   # address, the value), here when full
     if bpf_type == "ringbuf":
         data_pages = entries // abi.PAGE_SIZE
         return (RINGBUF + (RINGBUF_META_PAGES + data_pages) * abi.PAGE_SIZE
@@ -212,6 +214,12 @@ def _shapes(plan: Plan):
     yield "xm_zero", "array", 1, 4, plan.zero_size, "fixed", None
     yield "xm_scratch", "percpu_array", 1, 4, plan.scratch_size, "fixed", None
     yield "xm_rl", "array", max(1, plan.n_limiters), 4, 8, "fixed", None
+    if plan.staged:
+        yield abi.STAGES_MAP, "prog_array", len(plan.stages), 4, 4, "fixed", None
+    # the filters: the blocklist at its bound (a trie grows as user space fills it)
+    yield abi.BLOCKLIST_MAP, "lpm_trie", abi.BLOCKLIST_MAX, abi.BLOCK_KEY.size, abi.BLOCK_VALUE.size, "fixed", None
+    yield abi.FILTER_MAP, "array", 1, 4, abi.FILTER_STATE.size, "fixed", None
+    yield abi.IFACES_MAP, "percpu_hash", abi.IFACES_MAX, 4, abi.IFACE_VALUE.size, "fixed", None
     for m in plan.maps:
         if m.kind == "fused":
             if m.key:
@@ -226,8 +234,6 @@ def _shapes(plan: Plan):
             yield f"{m.name}_hdr", "array", 1, 4, abi.HLL_HEADER.size, m.kind, m
         else:
             yield m.name, "array", m.entries, 4, 8, m.kind, m
-    if plan.staged:
-        yield abi.STAGES_MAP, "prog_array", len(plan.stages), 4, 4, "fixed", None
     for s in plan.sets:
         typ = {"lpm": "lpm_trie", "array": "array", "hash": "hash"}[s.kind]
         yield s.name, typ, s.entries, s.key_size, 1, "set", s

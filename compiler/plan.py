@@ -260,6 +260,9 @@ class Plan:
     params_struct: L.Struct
     stages: tuple[StagePlan, ...] = ()
     sets: tuple[SetPlan, ...] = ()
+    # The blocklist lookup is printed (False only for the benchmark's baseline program,
+    # benchmarks/bench_blocklist.py: the same program without it).
+    blocklist_lookup: bool = True
     # lookups
     _maps: dict = field(default_factory=dict, repr=False)
     _apps: dict = field(default_factory=dict, repr=False)
@@ -333,6 +336,22 @@ class Plan:
         return next(s.index for s in self.stages if name in (s.maps if kind == "map" else s.t3))
 
     @property
+    def block_families(self) -> tuple[str, ...]:
+        """The address families the blocklist can match: those the parser decodes
+        (a program whose apps read no IPv6 field parses no IPv6 header)."""
+        return tuple(f for f in ("ipv4", "ipv6") if f in self.decoders)
+
+    @property
+    def blocklist_code(self) -> bool:
+        """Whether the program's code consults the blocklist (the trie is declared always)."""
+        return self.blocklist_lookup and bool(self.block_families)
+
+    def filter_maps(self) -> list[str]:
+        """The maps of the filters that stage 0's code uses: the per-interface
+        counters and, when some address is parsed, the filter state and the blocklist."""
+        return [abi.IFACES_MAP] + ([abi.FILTER_MAP, abi.BLOCKLIST_MAP] if self.blocklist_code else [])
+
+    @property
     def has_reads(self) -> bool:
         """Whether any rule reads a statistic value (X[] and H[] are used)."""
         return any(t.reads for t in self.t3)
@@ -350,7 +369,7 @@ class Plan:
             out.append("xm_rl")
         if self.staged:
             out.append(abi.STAGES_MAP)
-        return out + [s.name for s in self.sets]
+        return out + self.filter_maps() + [s.name for s in self.sets]
 
     def kernel_maps(self) -> list["KernelMap"]:
         """Every map the program uses, in declaration order, with the spec text that
@@ -380,6 +399,7 @@ class Plan:
             return [sets[n.pred.key()].name for n in preds
                     if isinstance(n.pred, ir.PIn) and n.pred.key() in sets]
         if st.index == 0:
+            used += self.filter_maps()
             used += set_maps(n for n in self.prog.preds if n.phase == 1)
         for m in self.maps:
             if m.name not in st.maps:
@@ -812,6 +832,9 @@ def dump(plan: Plan) -> str:
     out.append(f"scratch: {plan.n_preds} predicates, {plan.n_reads} statistic reads "
                f"({plan.scratch_size} of {abi.PERCPU_VALUE_MAX} bytes); "
                f"{plan.n_limiters} rate limiters; {plan.n_enable_bits} enable bits")
+    fam = ", ".join(plan.block_families) or "none parsed: never consulted"
+    out.append(f"filters: blocklist {abi.BLOCKLIST_MAP} (at most {abi.BLOCKLIST_MAX:,} prefixes; {fam}), "
+               f"frames per interface {abi.IFACES_MAP} (at most {abi.IFACES_MAX})")
     kmaps = plan.kernel_maps()
     out.append(f"kernel maps: {len(kmaps)} of {abi.MAX_MAPS}: " + ", ".join(m.name for m in kmaps))
     return "\n".join(out) + "\n"

@@ -97,6 +97,27 @@ class Constants:
     cms_tag_bits: int               # bits of the window tag above them
 
 
+@dataclass(frozen=True)
+class Filters:
+    """The filters' maps: the blocklist trie, the filter state, the interface counters."""
+    blocklist_map: str
+    max_entries: int                # the trie's bound
+    v4_prefix: int                  # prefix length of ::ffff:0:0/96 (IPv4 is held v4-mapped)
+    families: tuple[str, ...]       # the address families the program parses ("ipv4", "ipv6")
+    state_map: str
+    enforce_flag: int               # the state's flags bit that makes matches drop
+    interfaces_map: str
+    max_interfaces: int
+
+
+def _filters(f: dict | None) -> Filters | None:
+    if f is None:
+        return None
+    b, st, ifc = f["blocklist"], f["state"], f["interfaces"]
+    return Filters(b["map"], b["max_entries"], b["v4_prefix"], tuple(b["families"]), st["map"], st["enforce"],
+                   ifc["map"], ifc["max_entries"])
+
+
 class Manifest:
     def __init__(self, data: dict):
         self.raw = data
@@ -112,6 +133,7 @@ class Manifest:
         self.counter_names: tuple[str, ...] = tuple(data["counters"]["names"])
         self.events: dict[int, Event] = {e["action"]: self._event(e) for e in data["events"]}
         self.state_maps: tuple[StateMap, ...] = tuple(_state_maps(data["maps"]))
+        self.filters: Filters | None = _filters(data.get("filters"))
         c = data["abi"]
         self.constants = Constants(c["track_buckets"], c["hll_scale_bits"], c["cms_count_bits"], c["cms_tag_bits"])
         self.parse_outcomes: tuple[str, ...] = tuple(o["name"] for o in c["parse_outcomes"])

@@ -414,9 +414,10 @@ def replay(files, captures, engine, as_json, asl, top, memory_budget):
 
 
 from .attach_cmds import detach as _detach_cmd, status as _status_cmd  # noqa: E402  (commands in modules
-from .run_cmd import run as _run_cmd  # noqa: E402                                        of their own)
+from .ctl_cmd import ctl as _ctl_cmd  # noqa: E402                                        of their own)
+from .run_cmd import run as _run_cmd  # noqa: E402
 
-for _cmd in (_run_cmd, _status_cmd, _detach_cmd):
+for _cmd in (_run_cmd, _status_cmd, _detach_cmd, _ctl_cmd):
     cli.add_command(_cmd)
 
 

@@ -58,6 +58,8 @@ def _output(opts, manifest):
 def start_or_exit(inst):
     """Start the instance; every way it can fail is a short paragraph and exit 2."""
     from dsl.errors import SpecError
+    from runtime.control.controller import ControlError
+    from runtime.control.socket import InstanceRunning
     from runtime.dataplane.attach import AttachError
     from runtime.dataplane.libbpf import LibbpfMissing
     from runtime.dataplane.loader import LoadError
@@ -71,12 +73,14 @@ def start_or_exit(inst):
         report_spec_error(e)
     except LoadError as e:
         load_failures.report(e, inst.art.manifest, "xdpmon run: cannot load the program")
-    except AttachError as e:
+    except (AttachError, InstanceRunning) as e:
         click.echo(f"xdpmon run: {e}", err=True)
     except LibbpfMissing as e:
         click.echo(f"xdpmon run: {e}; run 'make setup'", err=True)
     except PermissionError as e:
         click.echo(f"xdpmon run: not permitted: {e} (run as root)", err=True)
+    except ControlError as e:                 # e.g. an --allow prefix that is not one
+        click.echo(f"xdpmon run: {e}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -112,6 +116,11 @@ def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, e
            "allow": list(allow), "replace": replace, "name": name, "view": view, "top": top,
            "memory_budget": _size(memory_budget), "keys_limit": _keys(keys_limit)}
     opts = _options(config_path, cli)
+    from runtime.control.socket import check_name
+    try:
+        check_name(opts.name)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--name") from None
     if not opts.specs:
         raise click.UsageError("name the spec files (xdpmon run SPECS... -i IFACE) or give them in --config")
     if not opts.interfaces:
@@ -142,16 +151,51 @@ def _size(text):
 
 
 def _options(config_path, cli: dict):
-    from runtime.monitor.options import RunOptions
+    """The config's options with the command line's over them; a bad config is
+    reported like a spec error (file:line:col, caret) and exit 2."""
+    from runtime.control.config import load_config, merge
 
-    opts = RunOptions()
-    for k, v in cli.items():
-        if v is not None and v != []:
-            setattr(opts, k, v)
-    opts.config_path = config_path
+    from .main import report_spec_error
+
+    cfg = None
+    if config_path:
+        from dsl.errors import SpecError
+        try:
+            cfg = load_config(config_path)
+        except SpecError as e:
+            report_spec_error(e)
+            sys.exit(EXIT_USAGE)
+    opts = merge(cfg, cli)
+    opts.config = cfg
     if opts.keys_limit == 0:
         opts.keys_limit = None
+    if cfg is not None:
+        opts.reload = _reloader(config_path)
     return opts
+
+
+def _reloader(config_path: str):
+    """SIGHUP with a config: read it again and apply what can change while running."""
+    def reload(inst) -> None:
+        from dsl.errors import SpecError, render_plain
+        from runtime.control.config import check_against, live_changes, load_config
+
+        try:
+            new = load_config(config_path)
+            bad = check_against(new, inst.art.manifest)
+            if bad:
+                raise SpecError(bad, {config_path: open(config_path).read()})
+        except SpecError as e:
+            for d in e.diagnostics:
+                click.echo(render_plain(d, e.sources), err=True)
+            click.echo("xdpmon: reload refused: the config has errors; nothing changed", err=True)
+            return
+        live, restart = live_changes(inst.opts.config, new)
+        inst.apply_config(new, live)
+        click.echo(f"xdpmon: reloaded {config_path}: applied {', '.join(live) or 'nothing new'}"
+                   + (f"; needs a restart to change: {', '.join(restart)}" if restart else ""), err=True)
+        inst.opts.config = new
+    return reload
 
 
 def run_instance(opts) -> int:
@@ -165,6 +209,15 @@ def run_instance(opts) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     program, sources = load_or_exit(opts.specs)
     art = compile_or_exit(program, sources)
+    if getattr(opts, "config", None) is not None:
+        from dsl.errors import SpecError
+        from runtime.control.config import check_against
+
+        bad = check_against(opts.config, art.manifest)
+        if bad:
+            from .main import report_spec_error
+            report_spec_error(SpecError(bad, {opts.config.path: open(opts.config.path).read()}))
+            sys.exit(EXIT_USAGE)
     from . import load_failures
     load_failures.survive_fatal_exits(art.manifest, "xdpmon run: cannot load the program")
     inst = Instance(art, opts)

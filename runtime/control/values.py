@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from dsl.ast import Number, Span
-from dsl.units import COUNT_MULT, UnitError, count, duration_ns
+from dsl.units import COUNT_MULT, COUNT_UNITS, DURATION_UNITS, NS_PER, UnitError, count, duration_ns
 
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)([A-Za-z]*)")
 _SPAN = Span("<value>", 1, 1, 1, 1)
@@ -37,6 +37,9 @@ def parse_value(text: str | int, what: str = "value") -> int:
             raise ValueError(f"{what} must not be negative")
         return text
     num = _number(str(text))
+    if num.unit and num.unit not in COUNT_MULT and num.unit not in NS_PER:
+        raise ValueError(f"unknown unit '{num.unit}' in {what} (a count takes {COUNT_UNITS}; "
+                         f"a duration {DURATION_UNITS})")
     try:
         if num.unit and num.unit not in COUNT_MULT:
             return duration_ns(num, what)

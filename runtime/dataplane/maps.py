@@ -9,7 +9,10 @@
 - ``open_events(sink)`` / ``poll_events(timeout_ms=None)``: the program's ring buffer,
   each record decoded (runtime.abi.records.EventDecoder) and handed to ``sink``;
   without a timeout, what is waiting now; with one, waiting up to ``timeout_ms`` for
-  records (the live ASL host's consumer thread: runtime/asl/consumer.py).
+  records (the live ASL host's consumer thread: runtime/asl/consumer.py),
+- the filters: ``filter_state`` / ``set_filter_state``, ``block_put`` / ``block_delete``
+  / ``block_items`` (the blocklist trie, in the program's 16-byte address form),
+  ``set_interfaces`` / ``interface_counters`` (frames and bytes per ifindex).
 
 A backend says only how bytes are read and written: ``ProgramMaps`` for a
 program loaded with BCC, ``ReferenceMaps`` (runtime/engines/reference/engine.py)
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import select
+import struct
 import time
 from typing import Callable
 
@@ -38,7 +42,8 @@ U64_MAX = (1 << 64) - 1
 class MapAccess:
     """The maps of one program, by the manifest; subclasses implement the byte
     primitives ``_read``, ``_write``, ``_percpu_sums``, ``_hash_items``,
-    ``_array_values``, ``_open_rings`` and ``_consume_rings``."""
+    ``_array_values``, ``_put``, ``_delete``, ``_percpu_items``, ``_open_rings`` and
+    ``_consume_rings``."""
 
     def __init__(self, manifest: Manifest | dict):
         self.manifest = Manifest.of(manifest)
@@ -60,6 +65,18 @@ class MapAccess:
         raise NotImplementedError
 
     def _array_values(self, name: str) -> list[bytes]:
+        raise NotImplementedError
+
+    def _put(self, name: str, key: bytes, value: bytes) -> None:
+        """Create or replace the entry ``key`` of hash-like map ``name`` (the blocklist trie)."""
+        raise NotImplementedError
+
+    def _delete(self, name: str, key: bytes) -> bool:
+        """Delete the entry ``key``; False when there was none."""
+        raise NotImplementedError
+
+    def _percpu_items(self, name: str) -> list[tuple[bytes, list[int]]]:
+        """(key, its u64 words summed over the CPUs) of every entry of a per-CPU hash."""
         raise NotImplementedError
 
     def _open_rings(self) -> None:
@@ -116,6 +133,52 @@ class MapAccess:
         # next_change 0: the program recomputes its enable mask on the next packet
         self._write(self.manifest.control_map, 0, encode_control(mask, 0, until, len(data)))
 
+    # ---- the filters (runtime/control/blocklist.py is their one writer) -------------------------
+    def filter_state(self) -> tuple[int, int]:
+        """(entries the blocklist holds, flags) as the program reads them."""
+        f = self.manifest.filters
+        return _QQ.unpack(self._read(f.state_map, 0)[:16])
+
+    def set_filter_state(self, entries: int, flags: int) -> None:
+        self._write(self.manifest.filters.state_map, 0, _QQ.pack(entries, flags))
+
+    def block_put(self, prefixlen: int, addr16: bytes, expires: int, hits: int = 0, flags: int = 0) -> None:
+        """The blocklist entry of ``addr16``/``prefixlen`` (the program's 16-byte form)."""
+        self._put(self.manifest.filters.blocklist_map, _block_key(prefixlen, addr16),
+                  _BLOCK_V.pack(expires, hits, flags))
+
+    def block_delete(self, prefixlen: int, addr16: bytes) -> bool:
+        return self._delete(self.manifest.filters.blocklist_map, _block_key(prefixlen, addr16))
+
+    def block_items(self) -> dict[tuple[int, bytes], tuple[int, int, int]]:
+        """(prefixlen, addr16) -> (expires, hits, flags) of every blocklist entry."""
+        out = {}
+        for k, v in self._hash_items(self.manifest.filters.blocklist_map):
+            plen, = _U32.unpack_from(k)
+            out[(plen, bytes(k[4:20]))] = _BLOCK_V.unpack(v[:_BLOCK_V.size])
+        return out
+
+    def set_interfaces(self, ifindexes) -> None:
+        """Count frames and bytes of these interfaces from now on (the program never
+        inserts an interface: it counts only those inserted here)."""
+        f = self.manifest.filters
+        ifindexes = list(dict.fromkeys(ifindexes))
+        if len(ifindexes) > f.max_interfaces:
+            raise ValueError(f"{len(ifindexes)} interfaces: the program counts frames of at most "
+                             f"{f.max_interfaces}")
+        have = {k for k, _ in self._percpu_items(f.interfaces_map)}
+        for i in ifindexes:
+            k = _U32.pack(i)
+            if k not in have:
+                self._put(f.interfaces_map, k, bytes(16))
+
+    def interface_counters(self) -> dict[int, dict[str, int]]:
+        """{ifindex: {"frames", "bytes"}} of the interfaces counted (set_interfaces)."""
+        out = {}
+        for k, words in self._percpu_items(self.manifest.filters.interfaces_map):
+            out[_U32.unpack_from(k)[0]] = {"frames": words[0], "bytes": words[1]}
+        return dict(sorted(out.items()))
+
     # ---- reading ---------------------------------------------------------------------------
     def counters(self) -> list[int]:
         return self._percpu_sums(self.manifest.counters_map, len(self.manifest.counter_names))
@@ -169,6 +232,19 @@ class MapAccess:
                 self._poll_rings(timeout_ms)
 
 
+_QQ = struct.Struct("=QQ")                   # struct xm_filter, struct xm_iface_v
+_U32 = struct.Struct("=I")
+_BLOCK_V = struct.Struct("=QQQ")             # struct xm_block_v: expires, hits, flags
+
+
+def _block_key(prefixlen: int, addr16: bytes) -> bytes:
+    """struct xm_block_key: the prefix length (host order), the 16 address bytes."""
+    if len(addr16) != 16 or not 0 <= prefixlen <= 128:
+        raise ValueError(f"a blocklist key is a prefix length 0..128 and 16 address bytes, "
+                         f"not {prefixlen} and {len(addr16)} bytes")
+    return _U32.pack(prefixlen) + addr16
+
+
 def _bytes(obj) -> bytes:
     return ctypes.string_at(ctypes.addressof(obj), ctypes.sizeof(obj))
 
@@ -209,6 +285,32 @@ class ProgramMaps(MapAccess):
     def _array_values(self, name: str) -> list[bytes]:
         e = self._entries(name)                             # an array's entries come in index order
         return [e.value(i) for i in range(len(e))]
+
+    def _put(self, name: str, key: bytes, value: bytes) -> None:
+        t = self.bpf[name]
+        if hasattr(t, "sLeaf"):            # a per-CPU map: every CPU's value is ``value``
+            value = value * (ctypes.sizeof(t.Leaf) // ctypes.sizeof(t.sLeaf))
+        t[t.Key.from_buffer_copy(key)] = t.Leaf.from_buffer_copy(value)
+
+    def _delete(self, name: str, key: bytes) -> bool:
+        t = self.bpf[name]
+        try:
+            del t[t.Key.from_buffer_copy(key)]
+        except KeyError:
+            return False
+        return True
+
+    def _percpu_items(self, name: str) -> list[tuple[bytes, list[int]]]:
+        t = self.bpf[name]
+        n = ctypes.sizeof(t.sLeaf) // 8
+        out = []
+        for k in t.keys():
+            sums = [0] * n
+            for v in t.getvalue(k):
+                words = struct.unpack(f"={n}Q", _bytes(v))
+                sums = [a + b for a, b in zip(sums, words)]
+            out.append((_bytes(k), sums))
+        return out
 
     def _open_rings(self) -> None:
         """One callback for every ring: the record copied out (the kernel reuses its

@@ -68,7 +68,10 @@ class Instance:
         """Load, control, host, attach, serve; on any failure what was started is stopped."""
         from runtime.control.controller import Controller
 
+        from runtime.control.socket import ControlServer
+
         opts = self.opts
+        ControlServer(opts.name, None, None, None).claim()      # the name first: before anything loads
         try:
             self.engine = eng = LiveEngine(self.art, memory_budget=opts.memory_budget)
             self.controller = Controller(eng.manifest, eng.maps, clock=eng.now,
@@ -79,7 +82,8 @@ class Instance:
             self.host = self._asl_host(eng)
             self.attachment = self._attach(eng)
             self.reader = Reader(eng.manifest, eng.maps, eng.now, extra_counters=self._user_counters,
-                                 keys_limit=self.opts.keys_limit)
+                                 keys_limit=self.opts.keys_limit,
+                                 interfaces={a.ifindex: a.name for a in self.started.attached})
             self.server = self._serve()
             self.t0 = time.monotonic()
             return self.started
@@ -88,11 +92,14 @@ class Instance:
             raise
 
     def _blocklist(self, eng):
-        try:
-            from runtime.control.blocklist import Blocklist
-        except ImportError:                                  # TEMP until the filters land
-            return None
-        return Blocklist.for_program(eng.manifest, eng.maps, eng.now, allow=self.opts.allow,
+        """The blocklist; never blocked: --allow and the monitored interfaces' own addresses."""
+        from runtime.control.blocklist import Blocklist
+        from runtime.dataplane.ifaddrs import addresses
+
+        allow = [(a, "--allow") for a in self.opts.allow]
+        for ifname in self.opts.interfaces:
+            allow += [(a, f"an address of {ifname}") for a in addresses(ifname)]
+        return Blocklist.for_program(eng.manifest, eng.maps, eng.now, allow=allow,
                                      max_entries=self.opts.block_max, default_ttl=self.opts.block_ttl,
                                      max_ttl=self.opts.block_max_ttl, enforce=self.opts.enforce)
 
@@ -117,17 +124,13 @@ class Instance:
         from runtime.dataplane.attach import attach_all
 
         att = attach_all(eng.fd, list(self.opts.interfaces), mode=self.opts.xdp_mode, replace=self.opts.replace)
-        if hasattr(eng.maps, "set_interfaces"):             # TEMP until the filters land
-            eng.maps.set_interfaces([a.ifindex for a in att.results])
+        eng.maps.set_interfaces([a.ifindex for a in att.results])    # frames per interface
         self.started.attached = list(att.results)
         self.started.notes += [a.note for a in att.results if a.note]
         return att
 
     def _serve(self):
-        try:
-            from runtime.control.socket import ControlServer
-        except ImportError:                                  # TEMP until the control socket lands
-            return None
+        from runtime.control.socket import ControlServer
 
         srv = ControlServer(self.opts.name, self.controller, status=self.status, stats=self.stats)
         srv.start()
@@ -164,26 +167,29 @@ class Instance:
         }
 
     def stats(self, app: str | None = None) -> dict:
-        """The latest reading (of one app, when named), for ``ctl stats``."""
-        r = self.last or self.reader.read()
-        out = r.to_json()
-        if app is not None:
-            from runtime.control.controller import ControlError
-            if app not in out["apps"]:
-                raise ControlError(f"no app '{app}' in this program (apps: {', '.join(out['apps'])})")
-            return {"app": app, "now_ns": out["now_ns"], **out["apps"][app],
-                    "rates": out["rates"].get(app, {})}
-        return out
+        """The statistics now (a fresh read of the maps), with the latest interval's
+        rates; of one app when named (``ctl stats``)."""
+        from runtime.abi.snapshot import build_snapshot
+        from runtime.control.controller import ControlError
+
+        eng = self.engine
+        snap = build_snapshot(eng.manifest, eng.maps.raw_state(), eng.now(), keys_limit=self.opts.keys_limit)
+        snap.pop("events", None)
+        rates = self.last.rates if self.last else {}
+        if app is None:
+            return {"now_ns": eng.now(), **snap, "rates": rates}
+        if app not in snap["apps"]:
+            raise ControlError(f"no app '{app}' in this program (apps: {', '.join(snap['apps'])})")
+        return {"app": app, "now_ns": eng.now(), **snap["apps"][app], "rates": rates.get(app, {})}
 
     # ---- running ----------------------------------------------------------------------------
     def run(self, out: Callable[[Reading, dict], object]) -> str:
         """Read every interval until stopped; returns why it stopped."""
         sig = self.signals
-        interval = self.opts.interval_ns / 1e9
         deadline = time.monotonic() + self.opts.duration_ns / 1e9 if self.opts.duration_ns else None
         self.last = self.reader.read()
         out(self.last, self.status())
-        next_at = time.monotonic() + interval
+        next_at = time.monotonic() + self.opts.interval_ns / 1e9
         while sig.stop_by is None:
             wait = next_at - time.monotonic()
             if deadline is not None:
@@ -197,6 +203,7 @@ class Instance:
                 sig.stop("--duration")
             if sig.stop_by is not None:
                 break
+            interval = self.opts.interval_ns / 1e9          # a reload may change it
             if time.monotonic() >= next_at:
                 next_at += interval * max(1, int((time.monotonic() - next_at) // interval) + 1)
                 self.tick(out)
@@ -209,6 +216,28 @@ class Instance:
         self.last = self.reader.read()
         out(self.last, self.status())
         self.host.tick()
+
+    def apply_config(self, cfg, what: list[str]) -> None:
+        """Apply a reloaded config's ``what`` (runtime/control/config.py LIVE) while running."""
+        c = self.controller
+        if "params" in what:
+            for app, params in cfg.params.items():
+                for name, value in params.items():
+                    c.set_param(app, name, value, by="reload")
+        bl = c.blocklist
+        if bl is not None:
+            if "enforce" in what and cfg.enforce is not None:
+                bl.set_enforce(cfg.enforce)
+            if "allow" in what:
+                from runtime.control.blocklist import parse_prefix
+                keep = [(n, why) for n, why in bl.allow if why != "--allow"]
+                bl.allow = keep + [(parse_prefix(a), "--allow") for a in cfg.allow]
+            if "block_ttl" in what and cfg.block_ttl:
+                bl.default_ttl = cfg.block_ttl
+            if "block_max_ttl" in what and cfg.block_max_ttl:
+                bl.max_ttl = cfg.block_max_ttl
+        if "interval_ns" in what and cfg.interval_ns:
+            self.opts.interval_ns = cfg.interval_ns
 
     def reload(self) -> None:
         """SIGHUP with a deployment config: apply what can change live (hook set by the CLI)."""

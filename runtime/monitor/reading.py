@@ -16,6 +16,8 @@ say:
   the interval, and per second (frames/s, parse outcomes, drops);
 - ``fill``: entries of every hash map against its size, a warning at
   ``FILL_WARN`` (80 %);
+- ``interfaces``: per monitored interface (by name), its frames and bytes as the
+  program counted them on receive (before any filter or app) and their rates;
 - ``warnings``: what the interval saw go wrong where it happened: maps at 80 %
   or more, insert failures (a full map: new keys not counted), ring-buffer drops,
   rate-limited sends, failed tail calls.
@@ -47,11 +49,13 @@ class Reading:
     fill: dict                            # {map: {"entries", "size", "fill", "stats"}}
     warnings: list[str] = field(default_factory=list)
     seq: int = 0
+    interfaces: dict = field(default_factory=dict)   # {name: {"ifindex", "frames", "bytes", "frames_per_s", "bytes_per_s"}}
 
     def to_json(self) -> dict:
         return {"seq": self.seq, "now_ns": self.now_ns, "interval_s": round(self.interval_s, 6),
-                **self.snapshot, "rates": self.rates, "counters_delta": self.counters_delta,
-                "counter_rates": self.counter_rates, "fill": self.fill, "warnings": self.warnings}
+                **self.snapshot, "interfaces": self.interfaces, "rates": self.rates,
+                "counters_delta": self.counters_delta, "counter_rates": self.counter_rates, "fill": self.fill,
+                "warnings": self.warnings}
 
 
 def growing_members(manifest: Manifest) -> dict[tuple[str, str], set[str]]:
@@ -85,8 +89,10 @@ class Reader:
     """Reads a program's maps (``maps``: a MapAccess) on ``clock`` every call."""
 
     def __init__(self, manifest: Manifest | dict, maps, clock: Callable[[], int],
-                 extra_counters: Callable[[], dict] | None = None, keys_limit: int | None = KEYS_LIMIT):
+                 extra_counters: Callable[[], dict] | None = None, keys_limit: int | None = KEYS_LIMIT,
+                 interfaces: dict[int, str] | None = None):
         self.manifest = Manifest.of(manifest)
+        self.interface_names = dict(interfaces or {})     # ifindex -> name (the interfaces counted)
         self.maps = maps
         self.clock = clock
         self.extra_counters = extra_counters      # user-space counters shown with the kernel's
@@ -113,9 +119,24 @@ class Reader:
         crates = {k: round(d / dt, 3) for k, d in delta.items()} if dt > 0 else {}
         fill = fill_levels(self.manifest, raw)
         self.seq += 1
-        r = Reading(now, dt, snap, rates, delta, crates, fill, self._warnings(delta, fill), self.seq)
+        r = Reading(now, dt, snap, rates, delta, crates, fill, self._warnings(delta, fill), self.seq,
+                    self._interfaces(dt))
         self.prev, self._prev_values = r, values
         return r
+
+    def _interfaces(self, dt: float) -> dict:
+        if not self.interface_names or self.manifest.filters is None:
+            return {}
+        prev = self.prev.interfaces if self.prev else {}
+        out = {}
+        for ifindex, c in self.maps.interface_counters().items():
+            name = self.interface_names.get(ifindex, str(ifindex))
+            before = prev.get(name, {"frames": 0, "bytes": 0})
+            out[name] = {"ifindex": ifindex, **c}
+            if dt > 0:
+                out[name]["frames_per_s"] = round((c["frames"] - before["frames"]) / dt, 3)
+                out[name]["bytes_per_s"] = round((c["bytes"] - before["bytes"]) / dt, 3)
+        return out
 
     def _growing_values(self, snap: dict) -> dict:
         out = {}

@@ -8,7 +8,9 @@
  *
  * Per packet: parse the headers any app needs (once), evaluate each distinct
  * predicate (once), update each map (one lookup per key), then run the T3 rules
- * of the apps whose packets these are. Every frame gets XDP_PASS.
+ * of the apps whose packets these are. Every frame gets XDP_PASS, except the
+ * frames of a blocked source while the blocklist is enforced (XDP_DROP, before
+ * any app sees them).
  */
 #include <uapi/linux/bpf.h>
 #include <linux/types.h>
@@ -565,6 +567,19 @@ struct xm_hll_hdr {
     __u64 z_last;
     __u64 zeros_last;
 } __attribute__((aligned(8)));
+struct xm_block_v {
+    __u64 expires;
+    __u64 hits;
+    __u64 flags;
+} __attribute__((aligned(8)));
+struct xm_filter {
+    __u64 entries;
+    __u64 flags;
+} __attribute__((aligned(8)));
+struct xm_iface_v {
+    __u64 frames;
+    __u64 bytes;
+} __attribute__((aligned(8)));
 struct xm_params {
     __u64 v[1];
 } __attribute__((aligned(8)));
@@ -601,6 +616,23 @@ BPF_ARRAY(xm_ctl, struct xm_ctl, 1);
 BPF_ARRAY(xm_zero, struct xm_zero_t, 1);             /* an all-zero value for inserts (read only) */
 BPF_PERCPU_ARRAY(xm_scratch, struct xm_scratch, 1);
 BPF_ARRAY(xm_rl, __u64, 1);   /* rate limiters: next allowed time */
+
+/* Filters, before any app (user space, runtime/control/blocklist.py, is their one writer).
+ * The blocklist: source prefixes, keyed as the program holds addresses (16 bytes, IPv4
+ * v4-mapped: an IPv4 /24 is prefix length 96 + 24). A prefix's entry runs until
+ * `expires` (the program's clock); `hits` counts the frames it matched. */
+struct xm_block_key {
+    __u32 prefixlen;    /* host order, as struct bpf_lpm_trie_key */
+    __u8 addr[16];
+};
+_Static_assert(sizeof(struct xm_block_key) == 20, "compiler/abi.py: BLOCK_KEY");
+BPF_LPM_TRIE(xm_blocklist, struct xm_block_key, struct xm_block_v, 10000);
+/* entries: how many prefixes the blocklist holds (0: not consulted); flags: XM_FILTER_ENFORCE */
+BPF_ARRAY(xm_filter, struct xm_filter, 1);
+#define XM_FILTER_ENFORCE 1ULL   /* drop live matches; else count them only */
+/* Frames and bytes per receiving interface: only the ifindexes user space inserted
+ * (the interfaces it attached to) are counted; the program never inserts. */
+BPF_PERCPU_HASH(xm_ifaces, __u32, struct xm_iface_v, 64);
 
 /* Zero n bytes (a multiple of 8) word by word. Volatile, so that clang neither
  * merges the zeroing of neighbouring slots into one memset nor turns the loop
@@ -734,6 +766,38 @@ static __always_inline void xm_v4mapped(__u8 *dst, __be32 a)
     __builtin_memcpy(dst + 12, &a, 4);
 }
 
+/* The frame's receiving interface: its frames and bytes, when user space counts it. */
+static __always_inline void xm_count_iface(struct xdp_md *ctx, struct xm_pkt *p)
+{
+    __u32 ifindex = ctx->ingress_ifindex;
+    struct xm_iface_v *v = xm_ifaces.lookup(&ifindex);
+    if (!v)
+        return;
+    v->frames += 1;     /* per-CPU: plain adds */
+    v->bytes += p->len;
+}
+
+/* The blocklist's verdict on the frame's source: 1 to drop it. The longest prefix
+ * holding the source decides; an entry whose time ran out is ignored (user space
+ * sweeps it). A live match is counted in the entry and, as dropped or only logged,
+ * in the counters: without XM_FILTER_ENFORCE the frame goes on to the apps. */
+static __always_inline int xm_blocked(struct xm_pkt *p, __u64 now, __u64 flags)
+{
+    struct xm_block_key k = {.prefixlen = 128};
+    __builtin_memcpy(k.addr, p->src.b, 16);
+    struct xm_block_v *b = xm_blocklist.lookup(&k);
+    if (!b || b->expires <= now)
+        return 0;
+    __sync_fetch_and_add(&b->hits, 1);
+    if (flags & XM_FILTER_ENFORCE) {
+        xm_count(23);        /* blocklist.dropped */
+        xm_count(21);        /* verdict.drop */
+        return 1;
+    }
+    xm_count(22);            /* blocklist.logged */
+    return 0;
+}
+
 /* Token bucket as GCRA: at most per/interval events in any period "per". */
 static __always_inline int xm_rate_ok(__u32 i, __u64 now, __u64 interval, __u64 per)
 {
@@ -830,6 +894,12 @@ int xdpmon_main(struct xdp_md *ctx)
 
     xm_count(0);                                /* frames */
     xm_count(1 + (outcome & 31)); /* parse outcome */
+    xm_count_iface(ctx, p);                     /* frames per interface */
+
+    /* ---- filters: the blocklist, before any app (not consulted while it is empty) ---- */
+    struct xm_filter *flt = xm_filter.lookup(XM_ZERO_KEY);
+    if (flt && flt->entries && (p->layers & XM_L_IP) && xm_blocked(p, now, flt->flags))
+        return XDP_DROP;
 
     struct xm_params *par = xm_params.lookup(XM_ZERO_KEY);
     if (!par)

@@ -23,6 +23,10 @@ statement-by-statement translation):
   are frames the kernel cannot hold (``len + 16 > 3520 + 17 * 4096``: ENOMEM, i.e.
   longer than 73136 bytes); both are counted in ``stats.refused`` (by reason) as by
   the kernel engine;
+* the filters before any app: frames and bytes of the interfaces user space counts
+  (the test run's ingress_ifindex is the loopback's, 1), the blocklist (longest
+  prefix of the source, expired entries ignored, hits, log-only or XDP_DROP with
+  blocklist.dropped and verdict.drop);
 * counters (frames, parse outcome, verdict.pass, per-map insert failures, per-app
   events / ringbuf_full / rate_limited, per-rule fired), params, the enable mask
   (xm_enabled / xm_enable, events only when the target app was off);
@@ -151,6 +155,47 @@ def _div(a: int, b: int) -> int:
     return a // b if b else 0
 
 
+TEST_RUN_IFINDEX = 1                   # ingress_ifindex under BPF_PROG_TEST_RUN: the loopback's
+
+
+class PrefixTrie:
+    """The blocklist's LPM trie: (prefixlen, 16 address bytes) -> [expires, hits,
+    flags]; ``lookup(addr16)`` is the entry of the longest prefix holding it, as
+    the kernel's trie answers (expired or not: the program tests the time)."""
+
+    def __init__(self):
+        self.entries: dict[tuple[int, bytes], list[int]] = {}
+        self._by_len: dict[int, dict[int, list[int]]] = {}     # prefixlen -> top bits -> entry
+        self._lens: list[int] = []                              # longest first
+
+    @staticmethod
+    def _top(addr16: bytes, plen: int) -> int:
+        return int.from_bytes(addr16, "big") >> (128 - plen)
+
+    def put(self, plen: int, addr16: bytes, value: list[int]) -> None:
+        self.entries[(plen, addr16)] = value
+        self._by_len.setdefault(plen, {})[self._top(addr16, plen)] = value
+        self._lens = sorted(self._by_len, reverse=True)
+
+    def delete(self, plen: int, addr16: bytes) -> bool:
+        if self.entries.pop((plen, addr16), None) is None:
+            return False
+        tops = self._by_len[plen]
+        del tops[self._top(addr16, plen)]
+        if not tops:
+            del self._by_len[plen]
+            self._lens = sorted(self._by_len, reverse=True)
+        return True
+
+    def lookup(self, addr16: bytes):
+        a = int.from_bytes(addr16, "big")
+        for plen in self._lens:
+            v = self._by_len[plen].get(a >> (128 - plen))
+            if v is not None:
+                return v
+        return None
+
+
 def build_program(program, manifest: dict | None = None):
     """What the engine emulates, from the compiler: (IR, program plan,
     manifest, the plan printed as Python). ``program`` is compiler.driver.Artifacts
@@ -184,6 +229,8 @@ class ReferenceMaps(MapAccess):
             return encode_u64s(e.PAR)
         if name == self.manifest.control_map:
             return encode_control(e.CTL[0], e.CTL[1], e.UNTIL)
+        if name == self.manifest.filters.state_map:
+            return _QQ.pack(*e.FLT)
         raise KeyError(name)
 
     def _write(self, name: str, index: int, data: bytes) -> None:
@@ -192,13 +239,41 @@ class ReferenceMaps(MapAccess):
             e.PAR[:] = decode_u64s(data, len(e.PAR))
         elif name == self.manifest.control_map:
             e.CTL[0], e.CTL[1], e.UNTIL[:] = decode_control(data, len(e.UNTIL))
+        elif name == self.manifest.filters.state_map:
+            e.FLT[:] = _QQ.unpack(data[:16])
         else:
             raise KeyError(name)
+
+    def _put(self, name: str, key: bytes, value: bytes) -> None:
+        e, f = self._e, self.manifest.filters
+        if name == f.blocklist_map:
+            plen, = struct.unpack_from("=I", key)
+            e.BLK.put(plen, bytes(key[4:20]), list(struct.unpack("=QQQ", value[:24])))
+        elif name == f.interfaces_map:
+            e.IFC[struct.unpack_from("=I", key)[0]] = list(_QQ.unpack(value[:16]))
+        else:
+            raise KeyError(name)
+
+    def _delete(self, name: str, key: bytes) -> bool:
+        e, f = self._e, self.manifest.filters
+        if name == f.blocklist_map:
+            return e.BLK.delete(struct.unpack_from("=I", key)[0], bytes(key[4:20]))
+        if name == f.interfaces_map:
+            return e.IFC.pop(struct.unpack_from("=I", key)[0], None) is not None
+        raise KeyError(name)
+
+    def _percpu_items(self, name: str) -> list[tuple[bytes, list[int]]]:
+        if name != self.manifest.filters.interfaces_map:
+            raise KeyError(name)
+        return [(struct.pack("=I", i), list(v)) for i, v in self._e.IFC.items()]
 
     def _percpu_sums(self, name: str, n: int) -> list[int]:
         return list(self._e.C)
 
     def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
+        if name == self.manifest.filters.blocklist_map:
+            return [(struct.pack("=I", plen) + addr, struct.pack("=QQQ", *v))
+                    for (plen, addr), v in self._e.BLK.entries.items()]
         return self._e.map_contents(name)
 
     def _array_values(self, name: str) -> list[bytes]:
@@ -249,6 +324,9 @@ class ReferenceEngine(Engine):
         self.RL = [0] * plan.n_limiters
         self.RBU = [0]                          # bytes in the ring buffer (one, shared)
         self.RBQ = [[]]                         # its records, not yet consumed
+        self.FLT = [0, 0]                       # the filter state: blocklist entries, flags
+        self.BLK = PrefixTrie()                 # the blocklist
+        self.IFC: dict = {}                     # ifindex -> [frames, bytes] (the interfaces counted)
         self.on_demand = [a.enable_bit for a in plan.apps if a.enable_bit >= 0]
         self.store: dict = {}                   # namespace name -> map state
         for m in prog.maps:
@@ -275,7 +353,9 @@ class ReferenceEngine(Engine):
         # DEC: the ring buffers keep the record bytes, decoded when polled (ReferenceMaps)
         ns: dict = {"M64": M64, "POW": [hll.hll_pow(r, scale) for r in range(256)], "SUB": _sub, "DIV": _div,
                     "C": self.C, "PAR": self.PAR, "CTL": self.CTL, "RL": self.RL, "RBU": self.RBU,
-                    "RBQ": self.RBQ, "DEC": bytes, "REFRESH": self._refresh, "ENABLE": self._enable}
+                    "RBQ": self.RBQ, "DEC": bytes, "REFRESH": self._refresh, "ENABLE": self._enable,
+                    "FLT": self.FLT, "BLOCKED": self.BLK.lookup, "IFC": self.IFC,
+                    "TEST_RUN_IFINDEX": TEST_RUN_IFINDEX}
         ns.update(pyparse.namespace(6))
         for m in self.prog.maps:
             if m.kind == "fused" and not m.key:

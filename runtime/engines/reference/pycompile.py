@@ -402,6 +402,8 @@ class PyProgram:
 
         keep = pyparse.storage_of(self.used_fields)
         keep.add("ip_proto")
+        if self.plan.blocklist_code:
+            keep.add("src")                            # the blocklist's key
         lines = ["def run(ts, data, plen):"]          # plen: the length on the wire (pkt.len)
         lines.append("    end = len(data)")
         lines.append(f"    if end > {self.linear}:")
@@ -414,6 +416,7 @@ class PyProgram:
         lines += pyparse.render(prog.layers, abi.IPV6_EXT_MAX, keep, 1)
         lines.append(f"    C[{self.plan.counter('frames')}] += 1")
         lines.append("    C[1 + (outcome & 31)] += 1")
+        lines += self._filters()
         lines.append("    if ts >= CTL[1]:")
         lines.append("        REFRESH(ts)")
         lines.append("    en = CTL[0]")
@@ -427,6 +430,29 @@ class PyProgram:
         lines.append(f"    C[{self.plan.counter('verdict.pass')}] += 1")
         lines.append("    return 2")
         return "\n".join(lines) + "\n"
+
+    def _filters(self) -> list[str]:
+        """xm_count_iface() and the blocklist (xm_blocked()), before any app. IFC: the
+        interfaces user space counts (ifindex -> [frames, bytes]); the program runs on
+        TEST_RUN_IFINDEX. FLT: the filter state [entries, flags]; BLOCKED(addr16): the
+        longest live-or-not blocklist entry holding the address ([expires, hits, flags])."""
+        plan = self.plan
+        out = ["    ifc = IFC.get(TEST_RUN_IFINDEX)",
+               "    if ifc is not None:",
+               "        ifc[0] += 1",
+               "        ifc[1] += plen"]
+        if not plan.blocklist_code:
+            return out
+        out += [f"    if FLT[0] and (L & {BIT['ip']}):",
+                "        b = BLOCKED(src)",
+                "        if b is not None and b[0] > ts:",
+                "            b[1] += 1",
+                f"            if FLT[1] & {abi.FILTER_ENFORCE}:",
+                f"                C[{plan.counter('blocklist.dropped')}] += 1",
+                f"                C[{plan.counter('verdict.drop')}] += 1",
+                "                return 1",
+                f"            C[{plan.counter('blocklist.logged')}] += 1"]
+        return out
 
     def _collect_fields_pred(self, p) -> None:
         for v in P.pred_values(p):

@@ -33,4 +33,5 @@ class RunOptions:
     top: int = 5
     keys_limit: int | None = 1000                       # keys listed per keyed statistic (None: all)
     config_path: str | None = None
+    config: object = None                               # the DeployConfig read (runtime/control/config.py)
     reload: Callable | None = None                      # SIGHUP with a config: apply it (set by the CLI)
