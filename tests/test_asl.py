@@ -162,16 +162,21 @@ STATS_SPEC = """app a {
 """
 
 
-def _host_for(tmp_path, spec, handler_text, engine="reference", **kw):
+def _host_for(tmp_path, spec, handler_text, engine="reference", blocklist=False, **kw):
+    from runtime.control.blocklist import Blocklist
     from runtime.control.controller import Controller
     from runtime.engines import open_engine
 
     hf = handler_file(tmp_path, "h", handler_text)
     art = compile_spec(tmp_path, spec.replace("HANDLER_FILE", hf))
     eng = open_engine(engine, art)
-    ctl = Controller(art.manifest, eng.maps, lambda: eng.stats.last_ts)
+    clock = lambda: eng.stats.last_ts       # noqa: E731
+    ctl = Controller(art.manifest, eng.maps, clock,
+                     blocklist=Blocklist.for_program(art.manifest, eng.maps, clock, allow=["198.18.0.128/25"])
+                     if blocklist else None)
     out = io.StringIO()
     writer = EventWriter(stream=out, host="h", clock=lambda: eng.stats.last_ts)
+    eng.test_controller = ctl
     host = AslHost(art.manifest, art.stubs, controller=ctl, events=writer, snapshot=eng.app_snapshot, **kw)
     return eng, host, out
 
@@ -365,6 +370,63 @@ def test_set_param_and_enable_change_the_kernel_maps(tmp_path, caplog):
             f"set_param('limit', 'lots') refused: {h.obj.refusals[1]}",
             "enable('a', None) refused: app 'a' is always on (mode always): there is nothing to enable",
             "block('198.18.0.9/32') refused: this program has no blocklist"]
+    finally:
+        eng.close()
+
+
+BLOCKER = """
+class Blocker:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.entries = []
+        self.refusals = []
+
+    def on_packet(self, event):
+        if len(self.entries) == 0:
+            self.entries.append(self.ctx.block(event.ip_src, "10s", "too many"))
+            for bad in ("198.18.0.200", "198.18.0.0/16", "not an address"):
+                try:
+                    self.ctx.block(bad)
+                except self.ctx.ControlError as e:
+                    self.refusals.append(str(e))
+
+HANDLER = Blocker
+"""
+
+
+@pytest.mark.kernel
+def test_block_acts_on_the_replayed_program(tmp_path):
+    """ctx.block through the Controller's blocklist: the entry is in the kernel's
+    trie (log-only: later frames of the source count as would-drop hits, and pass);
+    an allowlisted or overlapping prefix is refused, the handler goes on."""
+    spec = """app a {
+  t1 { select tcp }
+  t3 { when tcp.dport == 80 { send packet(ip.src) to asl } }
+  asl "HANDLER_FILE"
+}
+"""
+    eng, host, _ = _host_for(tmp_path, spec, BLOCKER, engine="kernel", blocklist=True)
+    try:
+        host.start()
+        eng.maps.open_events(host.submit)
+        verdicts = [eng.run_frame(S + i * 1000, tcp(src="198.18.0.5", dport=80)) for i in range(4)]
+        host.stop()
+        h = host.workers["a"].handler.obj
+        (entry,) = h.entries
+        assert (entry["prefix"], entry["expires_ns"], entry["reason"], entry["by"], entry["action"]) == \
+            ("198.18.0.5/32", S + 10 * S, "too many", "asl:a", "would drop")
+        assert h.refusals == [
+            "cannot block 198.18.0.200/32: it is inside the allowed prefix 198.18.0.128/25 (--allow); "
+            "allowed prefixes are never blocked",
+            "cannot block 198.18.0.0/16: it contains the allowed prefix 198.18.0.128/25 (--allow); "
+            "allowed prefixes are never blocked",
+            "'not an address' is not an address or prefix ('not an address' does not appear to be an IPv4 or IPv6 "
+            "network); write e.g. 198.18.0.7, 198.18.0.0/24 or 2001:2::/64"]
+        assert host.stats()["a"]["errors"] == 0
+        (now,) = eng.test_controller.blocks()
+        assert (now["prefix"], now["hits"]) == ("198.18.0.5/32", 3)          # the 3 frames after the block
+        assert verdicts == [2, 2, 2, 2]                                       # log-only: they pass
+        assert eng.snapshot()["counters"]["blocklist.logged"] == 3
     finally:
         eng.close()
 

@@ -332,12 +332,14 @@ def _asl_host(art, eng, as_json: bool):
     import logging
 
     from runtime.asl.host import AslHost, AslLoadError
+    from runtime.control.blocklist import Blocklist
     from runtime.control.controller import Controller
     from runtime.export.events import EventWriter
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     clock = lambda: eng.stats.last_ts       # noqa: E731
-    controller = Controller(art.manifest, eng.maps, clock, blocklist=getattr(eng, "blocklist", None))
+    blocklist = Blocklist.for_program(art.manifest, eng.maps, clock)      # log-only: blocks count would-drops
+    controller = Controller(art.manifest, eng.maps, clock, blocklist=blocklist)
     writer = EventWriter(stream=io.StringIO() if as_json else sys.stdout, interfaces=(), clock=clock, keep=as_json)
     try:
         host = AslHost(art.manifest, art.stubs, controller=controller, events=writer, snapshot=eng.app_snapshot)
