@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import select
 import struct
+import threading
 import time
 from typing import Callable
 
@@ -256,6 +257,7 @@ class ProgramMaps(MapAccess):
         super().__init__(manifest)
         self.bpf = bpf
         self._waiter = None             # select.poll on the rings' epoll fd (poll_events with a timeout)
+        self._ring_lock = threading.Lock()   # libbpf's ring_buffer takes one consumer at a time
 
     def init(self) -> None:
         super().init()
@@ -339,11 +341,13 @@ class ProgramMaps(MapAccess):
 
     def _consume_rings(self) -> None:
         """libbpf's ring_buffer__consume on BCC's ring buffer, the GIL held across
-        the records (runtime/dataplane/libbpf.py)."""
+        the records (runtime/dataplane/libbpf.py); one thread at a time (a live
+        engine's snapshot may poll while the ASL host's consumer thread does)."""
         rb = getattr(self.bpf, "_ringbuf_manager", None)
         if rb:
-            libbpf.ring_buffer_consume(rb)
-            self._raise_failed()
+            with self._ring_lock:
+                libbpf.ring_buffer_consume(rb)
+                self._raise_failed()
 
     def _poll_rings(self, timeout_ms: int) -> None:
         """Wait up to ``timeout_ms`` on the rings' epoll fd (the GIL released, as
@@ -357,8 +361,9 @@ class ProgramMaps(MapAccess):
             self._waiter = select.poll()
             self._waiter.register(libbpf.ring_buffer_epoll_fd(rb), select.POLLIN)
         if self._waiter.poll(timeout_ms):
-            libbpf.ring_buffer_consume(rb)
-        self._raise_failed()
+            with self._ring_lock:
+                libbpf.ring_buffer_consume(rb)
+                self._raise_failed()
 
     def _raise_failed(self) -> None:
         """The first exception a record's delivery raised during the last poll (the
