@@ -32,7 +32,8 @@ def render_stub(plan: Plan, app_name: str) -> str:
         packet_events.append({"class_name": ev.class_name, "rule": ev.rule, "line": rule.span.line,
                               "text": f"send packet({', '.join(f['name'] for f in fields)})", "fields": fields})
     return env().get_template("asl_stub.py.j2").render(
-        app={"name": app.name, "file": app.file, "line": app.span.line},
+        app={"name": app.name, "file": app.file, "line": app.span.line,
+             "stats": list(app.stats), "params": [p.param.name for p in plan.params if p.param.app == app.name]},
         class_name=class_name(app.name), packet_events=packet_events)
 
 

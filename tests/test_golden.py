@@ -1,8 +1,8 @@
 """Golden files: the generated C, manifest and IR of small specs, compared exactly.
 
 Each ``tests/golden/NAME.mon`` is compiled alone, from the repository root with
-a relative path, and must give exactly ``NAME.c``, ``NAME.manifest.json`` and
-``NAME.ir.txt``. After an intended compiler change, refresh them with
+a relative path, and must give exactly ``NAME.c``, ``NAME.manifest.json``,
+``NAME.ir.txt`` and ``NAME.asl.txt`` (its ASL stubs). After an intended compiler change, refresh them with
 
     make golden        (or: .venv/bin/python tools/update_golden.py)
 

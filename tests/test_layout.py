@@ -23,7 +23,7 @@ MAY_IMPORT = {
     "capture": set(),
     "dataplane": {"abi"},
     "engines": {"abi", "capture", "dataplane"},
-    "asl": {"abi"},
+    "asl": {"abi", "control"},
     "control": {"abi", "dataplane"},
     "export": {"abi"},
     "ui": {"abi"},

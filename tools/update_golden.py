@@ -8,6 +8,7 @@ and writes next to it:
     NAME.c              the generated XDP C program
     NAME.manifest.json  the manifest
     NAME.ir.txt         the merged IR (``compiler.ir.dump``, as ``xdpmon compile --dump ir``)
+    NAME.asl.txt        the ASL stub of every app, as ``xdpmon compile --dry-run`` prints them
 
 Usage (from anywhere):
 
@@ -28,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
-SUFFIXES = (".c", ".manifest.json", ".ir.txt")
+SUFFIXES = (".c", ".manifest.json", ".ir.txt", ".asl.txt")
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -50,7 +51,8 @@ def expected_outputs(spec: Path) -> dict[str, str]:
         art = compile_files([rel])
     finally:
         os.chdir(old)
-    return {".c": art.c, ".manifest.json": art.manifest_json(), ".ir.txt": ir.dump(art.ir)}
+    stubs = "".join(f"# ==== ASL stub: {name} ====\n{text}" for name, text in sorted(art.stubs.items()))
+    return {".c": art.c, ".manifest.json": art.manifest_json(), ".ir.txt": ir.dump(art.ir), ".asl.txt": stubs}
 
 
 def output_path(spec: Path, suffix: str) -> Path:

@@ -8,16 +8,13 @@ handler reports the destinations with the most pending handshakes.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-
-log = logging.getLogger("xdpmon.asl.half_open_tcp")
 
 
 class HalfOpenTcpHandler:
     app = "half_open_tcp"
 
-    def __init__(self, ctx=None) -> None:
+    def __init__(self, ctx) -> None:
         self.ctx = ctx
         self.summaries = 0
 
@@ -25,10 +22,10 @@ class HalfOpenTcpHandler:
         self.summaries += 1
         pending = snapshot.get("stats", {}).get("pending", {"size": 0, "open": []})
         per_dst = Counter(e["key"]["ip.dst"] for e in pending["open"])
-        fields = {"pending": pending["size"], "top_destinations": per_dst.most_common(5)}
-        log.info("half-open %s", fields)
-        if self.ctx is not None:
-            self.ctx.emit("half_open", **fields)
+        fields = {"pending": pending["size"], "max_pending": self.ctx.params["max_pending"],
+                  "top_destinations": per_dst.most_common(5)}
+        self.ctx.log.info("half-open %s", fields)
+        self.ctx.emit("half_open", **fields)
 
 
 HANDLER = HalfOpenTcpHandler

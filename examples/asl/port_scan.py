@@ -8,16 +8,13 @@ it touched, then again at every tick with its totals.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
-
-log = logging.getLogger("xdpmon.asl.port_scan")
 
 
 class PortScanHandler:
     app = "port_scan"
 
-    def __init__(self, ctx=None) -> None:
+    def __init__(self, ctx) -> None:
         self.ctx = ctx
         self.ports: dict[str, set[int]] = defaultdict(set)
         self.hosts: dict[str, set[str]] = defaultdict(set)
@@ -29,19 +26,18 @@ class PortScanHandler:
         self.hosts[src].add(event.ip_dst)
         if src not in self.reported:
             self.reported.add(src)
-            self._emit("scanner", source=src, ts=event.ts)
+            self._emit("scanner", source=src, threshold=self.ctx.params["max_ports"], ts=event.ts)
 
     def on_alert(self, event) -> None:
-        log.warning("alert: %s", event.message)
+        self.ctx.log.warning("alert: %s", event.message)
 
     def on_tick(self) -> None:
         for src in sorted(self.ports):
             self._emit("scanner_summary", source=src, ports=len(self.ports[src]), hosts=len(self.hosts[src]))
 
     def _emit(self, kind: str, **fields) -> None:
-        log.info("%s %s", kind, fields)
-        if self.ctx is not None:
-            self.ctx.emit(kind, **fields)
+        self.ctx.log.info("%s %s", kind, fields)
+        self.ctx.emit(kind, **fields)
 
 
 HANDLER = PortScanHandler

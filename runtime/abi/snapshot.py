@@ -166,28 +166,61 @@ def build_snapshot(manifest: Manifest | dict, raw: RawState, now: int, events=()
     keys in all), "by"}}. A live reading of a million-entry map decodes those
     only (``Entries`` columns pick them); None lists every key (replay)."""
     man = Manifest.of(manifest)
-    maps = {m["name"]: m for m in man.raw["maps"]}
-    apps_out = {}
-    for app, layout in zip(man.apps, man.raw["apps"]):
-        params = {p.name: raw.params[p.index] if p.index < len(raw.params) else p.default for p in app.params}
-        if app.enable_bit >= 0:
-            until = raw.ctl_until[app.enable_bit] if app.enable_bit < len(raw.ctl_until) else 0
-            enabled = until > now
-        else:
-            enabled = True
-        stats, limited = {}, {}
-        for st in layout["stats"]:
-            listed: list = []
-            stats[st["name"]] = _stat(st, maps, raw, now, man.constants, keys_limit, listed)
-            if listed:
-                shown, counted, by = listed[0]
-                limited[st["name"]] = {"listed": len(stats[st["name"]]), "keys": counted, "by": by}
-        apps_out[app.name] = {"enabled": enabled, "params": params, "stats": stats,
-                              "windows": _windows(layout, maps, now)}
-        if limited:
-            apps_out[app.name]["keys_listed"] = limited
+    apps_out = {app.name: build_app_snapshot(man, raw, app.name, now, keys_limit=keys_limit) for app in man.apps}
     counters = {name: raw.counters[i] if i < len(raw.counters) else 0 for i, name in enumerate(man.counter_names)}
     return {"apps": apps_out, "counters": counters, "events": list(events)}
+
+
+def build_app_snapshot(manifest: Manifest | dict, raw: RawState, app: str, now: int,
+                       stats: list[str] | None = None, keys_limit: int | None = None) -> dict:
+    """One app's part of the snapshot (``{"enabled", "params", "stats", "windows"}``,
+    and ``keys_listed``), with only the statistics named in ``stats`` (default:
+    all); ``raw`` needs only the maps ``app_maps`` names (and the params and
+    control blocks)."""
+    man = Manifest.of(manifest)
+    a = man.app(app)
+    layout = _app_layout(man, app)
+    if stats is not None:
+        layout = dict(layout, stats=[st for st in layout["stats"] if st["name"] in stats])
+    maps = {m["name"]: m for m in man.raw["maps"]}
+    params = {p.name: raw.params[p.index] if p.index < len(raw.params) else p.default for p in a.params}
+    if a.enable_bit >= 0:
+        until = raw.ctl_until[a.enable_bit] if a.enable_bit < len(raw.ctl_until) else 0
+        enabled = until > now
+    else:
+        enabled = True
+    out, limited = {}, {}
+    for st in layout["stats"]:
+        listed: list = []
+        out[st["name"]] = _stat(st, maps, raw, now, man.constants, keys_limit, listed)
+        if listed:
+            shown, counted, by = listed[0]
+            limited[st["name"]] = {"listed": len(out[st["name"]]), "keys": counted, "by": by}
+    snap = {"enabled": enabled, "params": params, "stats": out, "windows": _windows(layout, maps, now)}
+    if limited:
+        snap["keys_listed"] = limited
+    return snap
+
+
+def _app_layout(man: Manifest, app: str) -> dict:
+    man.app(app)                          # KeyError for an unknown app
+    return next(a for a in man.raw["apps"] if a["name"] == app)
+
+
+def app_maps(manifest: Manifest | dict, app: str, stats: list[str] | None = None) -> list[str]:
+    """The state maps whose bytes ``build_app_snapshot`` reads for these statistics."""
+    man = Manifest.of(manifest)
+    maps = {m["name"]: m for m in man.raw["maps"]}
+    names: dict[str, None] = {}
+    for st in _app_layout(man, app)["stats"]:
+        if stats is not None and st["name"] not in stats:
+            continue
+        for name in [st["map"]] if st["kind"] == "track" else [mem["map"] for mem in st["members"]]:
+            names[name] = None
+            for companion in ("buckets_map", "header_map"):
+                if companion in maps[name]:
+                    names[maps[name][companion]] = None
+    return list(names)
 
 
 def _stat(st: dict, maps: dict, raw: RawState, now: int, const: Constants, keys_limit: int | None = None,

@@ -1,144 +1,205 @@
-"""Hosts the apps' application-specific logic (ASL): Python handler classes.
+"""Hosts the apps' application-specific logic (ASL): loads each app's handler and
+routes the decoded events to it, live or in replay, through the same queues.
 
-For each app with rules, the host loads its handler module -- the operator's
-file named by the spec's ``asl "path"`` (relative to the current directory,
-then to the spec's directory), or else the generated stub -- instantiates its
-``HANDLER`` class with a context, and dispatches decoded events:
+Each app with rules (or naming an ``asl "file"``) gets its handler
+(runtime/asl/handlers.py), made with its context (context.py), a bounded queue
+(queues.py; ``queue_size``, or the app's ``options[app]["queue"]``) and a worker
+(workers.py). Two ways to run them, the same queues and workers:
 
-    packet  -> on_packet(PacketEventR<rule>A<action>(ts=..., ip_src=..., ...))
-    alert   -> on_alert(Event)
-    summary -> on_summary(snapshot of the app's statistics)
-    enable  -> on_enable(Event)
+- live: ``start_live(maps)`` starts one worker thread per app and the ring
+  buffer's consumer thread (consumer.py), which hands every record to its app's
+  queue, or drops and counts it when the queue is full. A
+  slow or failing handler holds up only its own queue. The consumer only reads
+  each record's action and queues its bytes: the app's worker decodes it,
+  straight into its typed event (``submit_record``). ``tick()`` queues one
+  ``on_tick()`` per app (the run loop never waits for it); ``stop(timeout)``
+  stops the consumer, delivers what is queued (within the timeout), calls every
+  ``on_stop()`` and joins the workers.
+- inline (replay): after ``start()``, ``submit`` queues the event and runs the
+  app's worker in the caller's thread, so each event is handled before the next
+  frame is run: capture order, deterministic. ``deliver(events)`` submits a
+  batch (the replay's ``on_events``); ``tick()`` and ``stop()`` run at once.
 
-``deliver(events, snapshot)`` takes events as an engine produces them (a
-summary's handler gets the app's part of ``snapshot()``, taken then).
-A handler that raises is logged and counted, never allowed to stop the runtime.
+``options`` per app (the deployment config's ASL options): ``queue`` (its queue
+size), ``enabled`` (false: its handler is not loaded, its events are not
+hosted), ``options`` (a mapping handed to the handler as ``ctx.options``).
+
+``stats()`` per app: events received, delivered, queued now, dropped (queue
+full: user-space drops), discarded at stop, handler errors, time in the handler,
+emitted events, ticks; ``counters()`` the same as flat counters next to the
+kernel's (``app.APP.asl_dropped`` beside ``app.APP.ringbuf_full``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
-import types
-from dataclasses import dataclass, field
-from pathlib import Path
+import struct
+import time
 from typing import Callable
 
 from runtime.abi.manifest import Manifest
 
+from .consumer import POLL_TIMEOUT_MS, RingConsumer
+from .context import AslContext
+from .handlers import AslLoadError, Handler, load_module, resolve_asl
+from .queues import QUEUE_SIZE, AppQueue
+from .workers import Worker
+
 log = logging.getLogger("xdpmon.asl")
 
+STOP_TIMEOUT_S = 5.0
+_ACTION = struct.Struct("<I").unpack_from        # a record's action, at offset 8
 
-@dataclass
-class AslContext:
-    """What a handler can use: the app's name, its params, and an event sink."""
-    app: str
-    params: dict
-    emitted: list = field(default_factory=list)
-
-    def emit(self, kind: str, **fields) -> None:
-        """Record an application event (printed as JSON lines by the runtime)."""
-        self.emitted.append({"app": self.app, "event": kind, **fields})
-
-
-@dataclass
-class HostedApp:
-    name: str
-    source: str                  # path of the handler module, or "generated stub"
-    handler: object
-    module: types.ModuleType
-    ctx: AslContext
-    calls: int = 0
-    errors: int = 0
-
-
-def _load_module(name: str, path: Path | None, text: str | None) -> types.ModuleType:
-    modname = f"xdpmon_asl_{name}"
-    if path is not None:
-        spec = importlib.util.spec_from_file_location(modname, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[modname] = mod
-        spec.loader.exec_module(mod)
-        return mod
-    mod = types.ModuleType(modname)
-    sys.modules[modname] = mod
-    exec(compile(text, f"<stub {name}>", "exec"), mod.__dict__)
-    return mod
-
-
-def resolve_asl(asl: str | None, spec_file: str) -> Path | None:
-    if not asl:
-        return None
-    for base in (Path.cwd(), Path(spec_file).resolve().parent):
-        p = (base / asl)
-        if p.is_file():
-            return p
-    return None
+__all__ = ["AslHost", "AslLoadError", "resolve_asl", "QUEUE_SIZE"]
 
 
 class AslHost:
-    def __init__(self, manifest: Manifest | dict, stubs: dict[str, str]):
+    """The ASL of a program (``manifest``; ``stubs``: the generated stubs,
+    {"APP.py": text}, for apps without a handler file). ``controller``: the
+    program's runtime.control.controller.Controller; ``events``: where
+    ``ctx.emit`` writes (runtime.export.events.EventWriter); ``snapshot(app,
+    stats)``: an app's part of a snapshot with those statistics (None: all), on
+    the program's clock (an engine's ``app_snapshot``), for summaries and
+    ``ctx.stats``. Raises AslLoadError when a handler cannot be loaded or made,
+    ValueError for bad options."""
+
+    def __init__(self, manifest: Manifest | dict, stubs: dict[str, str], *, controller=None, events=None,
+                 snapshot: Callable[[str, list[str] | None], dict] | None = None,
+                 options: dict[str, dict] | None = None, queue_size: int = QUEUE_SIZE):
         self.manifest = Manifest.of(manifest)
-        self.apps: dict[str, HostedApp] = {}
+        self.live = False
         self.notes: list[str] = []
+        self.workers: dict[str, Worker] = {}
+        self.consumer: RingConsumer | None = None
+        self.started = False
+        options = _check_options(self.manifest, options or {})
         for app in self.manifest.apps:
-            if not app.rules:
+            opts = options.get(app.name, {})
+            if not app.rules and not app.asl or not opts.get("enabled", True):
                 continue
             path = resolve_asl(app.asl, app.file)
             if app.asl and path is None:
                 self.notes.append(f"{app.name}: asl file '{app.asl}' not found; using the generated stub")
-            mod = _load_module(app.name, path, None if path else stubs[f"{app.name}.py"])
-            ctx = AslContext(app.name, {p.name: p.default for p in app.params})
-            handler = mod.HANDLER(ctx)
-            self.apps[app.name] = HostedApp(app.name, str(path) if path else "generated stub", handler, mod, ctx)
+            stub = load_module(app.name, None, stubs[f"{app.name}.py"], modname=f"xdpmon_asl_stub_{app.name}")
+            mod = load_module(app.name, path, None) if path else stub
+            source = str(path) if path else "generated stub"
+            ctx = AslContext(self.manifest, app.name, controller=controller, writer=events, snapshot=snapshot,
+                             options=opts.get("options"))
+            try:
+                obj = mod.HANDLER(ctx)
+            except Exception as e:
+                raise AslLoadError(f"the ASL handler of app '{app.name}' ({source}) could not be made: "
+                                   f"{type(e).__name__}: {e}") from e
+            handler = Handler(self.manifest, app, mod, obj, source, ctx, snapshot, stub)
+            self.workers[app.name] = Worker(handler, AppQueue(opts.get("queue", queue_size)))
+        self._put = {name: w.queue.put for name, w in self.workers.items()}
+        self._put_record = {ev.action: self._put[ev.app] for ev in self.manifest.events.values()
+                            if ev.app in self._put}
+        self.unhosted = 0                 # records of apps whose handler is not run (options: enabled false)
 
-    def _call(self, h: HostedApp, method: str, arg) -> None:
-        fn = getattr(h.handler, method, None)
-        if fn is None:
-            return
-        h.calls += 1
-        try:
-            fn(arg) if arg is not None else fn()
-        except Exception as e:       # an ASL bug must not stop monitoring
-            h.errors += 1
-            log.error("asl %s.%s raised %s: %s", h.name, method, type(e).__name__, e)
+    # ---- running ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run inline (replay): every handler's ``on_start()`` now, and each event
+        ``submit`` is given is handled before it returns."""
+        self.started = True
+        for w in self.workers.values():
+            w.start(threaded=False)
 
-    def dispatch(self, event: dict, app_snapshot: dict | None = None) -> None:
-        h = self.apps.get(event["app"])
-        if h is None:
+    def start_live(self, maps, poll_timeout_ms: int = POLL_TIMEOUT_MS) -> None:
+        """Run live: a worker thread per app (calling its ``on_start()`` first), and
+        the consumer thread taking the records of ``maps`` (a
+        runtime.dataplane.maps.MapAccess of the loaded program) as they arrive."""
+        self.live = self.started = True
+        for w in self.workers.values():
+            w.start(threaded=True)
+        maps.open_events(self.submit_record, raw=True)
+        self.consumer = RingConsumer(maps.poll_events, poll_timeout_ms).start()
+
+    def submit(self, event: dict) -> None:
+        """One decoded event (runtime.abi.records.EventDecoder) for its app's handler."""
+        put = self._put.get(event["app"])
+        if put is None:
             return
-        t = event["type"]
-        if t == "packet":
-            ev = self.manifest.events.get(event["action"])
-            cls = getattr(h.module, ev.class_name, None) if ev and ev.class_name else None
-            attrs = {k.replace(".", "_"): v for k, v in event["fields"].items()}
-            arg = cls(ts=event["ts"], **attrs) if cls else types.SimpleNamespace(ts=event["ts"], **attrs)
-            self._call(h, "on_packet", arg)
-        elif t == "summary":
-            self._call(h, "on_summary", app_snapshot or {})
+        put(event)
+        if not self.live and self.started:
+            self.workers[event["app"]].run_pending()
+
+    def submit_record(self, data: bytes) -> None:
+        """One ring buffer record, undecoded, for its app's queue (live: the consumer
+        thread's only work per record; the app's worker decodes it)."""
+        put = self._put_record.get(_ACTION(data, 8)[0])
+        if put is None:
+            self.unhosted += 1
         else:
-            ev_cls = getattr(h.module, "Event", None)
-            fields = {"ts": event["ts"], "rule": event["rule"], "type": t, "message": event.get("message", "")}
-            arg = ev_cls(**fields) if ev_cls else types.SimpleNamespace(**fields)
-            self._call(h, "on_alert" if t == "alert" else "on_enable", arg)
+            put(data)
 
-    def deliver(self, events: list[dict], snapshot: Callable[[], dict] | None = None) -> None:
-        """Dispatch events in their order; ``snapshot()`` (taken at most once, and
-        only for a summary) gives the apps' statistics a summary hands on."""
-        snap = None
+    def deliver(self, events: list[dict]) -> None:
         for ev in events:
-            app_snapshot = None
-            if ev["type"] == "summary" and snapshot is not None:
-                if snap is None:
-                    snap = snapshot()
-                app_snapshot = snap["apps"].get(ev["app"])
-            self.dispatch(ev, app_snapshot)
+            self.submit(ev)
 
     def tick(self) -> None:
-        for h in self.apps.values():
-            self._call(h, "on_tick", None)
+        """One ``on_tick()`` for every handler (live: queued, never waited for)."""
+        for w in self.workers.values():
+            w.tick()
 
-    def summary(self) -> dict:
-        return {name: {"source": h.source, "calls": h.calls, "errors": h.errors, "emitted": list(h.ctx.emitted)}
-                for name, h in self.apps.items()}
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> dict[str, bool]:
+        """Stop the consumer, deliver what is queued, call each ``on_stop()`` and join
+        the workers, within ``timeout`` s in all; per app, whether it stopped (a
+        handler stuck in a call does not: it is named in a warning and left
+        behind, its thread a daemon)."""
+        deadline = time.monotonic() + timeout
+        if self.consumer is not None:
+            if not self.consumer.stop(timeout):
+                log.warning("the ring buffer consumer did not stop within %.1f s", timeout)
+        if not self.started:
+            return {name: True for name in self.workers}
+        for w in self.workers.values():
+            if not w.stopped:
+                w.stop(deadline)
+        out = {}
+        for name, w in self.workers.items():
+            if w.thread is not None:
+                w.thread.join(max(0.0, deadline - time.monotonic()))
+            out[name] = w.stopped
+            if not w.stopped:
+                log.warning("asl %s did not stop within %.1f s (busy in a handler call; %d events queued)",
+                            name, timeout, len(w.queue))
+            elif w.discarded:
+                log.warning("asl %s: %d queued events were not delivered: stop's %.1f s ran out",
+                            name, w.discarded, timeout)
+        return out
+
+    # ---- what it did -----------------------------------------------------------------------
+    def stats(self) -> dict[str, dict]:
+        out = {}
+        for name, w in self.workers.items():
+            h, q = w.handler, w.queue
+            out[name] = {"source": h.source, "received": q.received, "delivered": h.stats.delivered,
+                         "queued": len(q), "dropped": q.dropped, "discarded": w.discarded,
+                         "errors": h.stats.errors, "handler_ns": h.stats.handler_ns, "emitted": h.ctx.emitted,
+                         "ticks": h.stats.ticks, "ticks_skipped": w.ticks_skipped}
+        return out
+
+    def counters(self) -> dict[str, int]:
+        """``app.APP.asl_NAME`` for the counts of ``stats()`` (and the consumer's errors)."""
+        out = {}
+        for name, st in self.stats().items():
+            for k in ("received", "delivered", "queued", "dropped", "discarded", "errors", "emitted"):
+                out[f"app.{name}.asl_{k}"] = st[k]
+        if self.consumer is not None:
+            out["asl.consumer_errors"] = self.consumer.errors
+        return out
+
+
+OPTION_KEYS = ("queue", "enabled", "options")
+
+
+def _check_options(man: Manifest, options: dict) -> dict:
+    names = [a.name for a in man.apps]
+    for app, opts in options.items():
+        if app not in names:
+            raise ValueError(f"ASL options for '{app}': no such app (apps: {', '.join(names)})")
+        unknown = sorted(set(opts) - set(OPTION_KEYS))
+        if unknown:
+            raise ValueError(f"ASL options of '{app}': unknown {', '.join(unknown)} (known: {', '.join(OPTION_KEYS)})")
+    return options

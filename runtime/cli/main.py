@@ -324,16 +324,33 @@ def _open_engine_or_exit(engine: str, art, memory_budget: int | None = None):
         sys.exit(1)
 
 
-def _asl_host(art):
+def _asl_host(art, eng, as_json: bool):
+    """The ASL host of a replay: inline (capture order), changing the replayed program
+    through a Controller on the capture's clock; emitted events as JSON lines on
+    stdout (kept for the JSON output with --json)."""
+    import io
     import logging
 
-    from runtime.asl.host import AslHost
+    from runtime.asl.host import AslHost, AslLoadError
+    from runtime.control.blocklist import Blocklist
+    from runtime.control.controller import Controller
+    from runtime.export.events import EventWriter
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
-    host = AslHost(art.manifest, art.stubs)
+    clock = lambda: eng.stats.last_ts       # noqa: E731
+    blocklist = Blocklist.for_program(art.manifest, eng.maps, clock)      # log-only: blocks count would-drops
+    controller = Controller(art.manifest, eng.maps, clock, blocklist=blocklist)
+    writer = EventWriter(stream=io.StringIO() if as_json else sys.stdout, interfaces=(), clock=clock, keep=as_json)
+    try:
+        host = AslHost(art.manifest, art.stubs, controller=controller, events=writer, snapshot=eng.app_snapshot)
+    except AslLoadError as e:
+        eng.close()
+        click.echo(f"xdpmon: {e}", err=True)
+        sys.exit(EXIT_SPEC)
     for note in host.notes:
         click.echo(f"note: {note}", err=True)
-    return host
+    host.start()
+    return host, writer
 
 
 @cli.command()
@@ -359,9 +376,8 @@ def replay(files, captures, engine, as_json, asl, top, memory_budget):
     art = compile_or_exit(program, sources, replay=True)
     eng = _open_engine_or_exit(engine, art, memory_budget)
     try:
-        host = _asl_host(art) if asl else None
-        on_events = (lambda events: host.deliver(events, eng.snapshot)) if host else None
-        rep = Replay(eng, on_events, keep_events=as_json)
+        host, writer = _asl_host(art, eng, as_json) if asl else (None, None)
+        rep = Replay(eng, host.deliver if host else None, keep_events=as_json)
         with interrupt.calling(rep.interrupt):
             rep.run(captures)
         for problem in rep.problems:
@@ -378,7 +394,8 @@ def replay(files, captures, engine, as_json, asl, top, memory_budget):
         asl_summary = None
         if host is not None:
             host.tick()
-            asl_summary = host.summary()
+            host.stop()
+            asl_summary = host.stats()
         if as_json:
             out = dict(snap, events=rep.events)
             st = eng.stats
@@ -388,13 +405,10 @@ def replay(files, captures, engine, as_json, asl, top, memory_budget):
                 out["replay"]["partial"] = True
             if asl_summary is not None:
                 out["asl"] = asl_summary
+                out["asl_events"] = writer.written
             click.echo(json.dumps(out, indent=2, default=str))
         else:
             render(snap, eng.manifest, top=top, asl=asl_summary, event_counts=rep.event_counts)
-            if asl_summary:
-                for app_name, a in asl_summary.items():
-                    for ev in a["emitted"]:
-                        click.echo(json.dumps(ev, default=str))
             click.echo(summary(eng.stats, engine) + ("; interrupted: the snapshot is partial" if rep.stopping else ""))
     finally:
         eng.close()

@@ -199,3 +199,31 @@ def xdp_links() -> dict[int, list[tuple[int, int]]]:
         if li.type == BPF_LINK_TYPE_XDP:
             out.setdefault(li.u0, []).append((li.id, li.prog_id))
     return out
+
+
+# ---- ring buffers: the ``struct ring_buffer`` BCC made (bcc.BPF._ringbuf_manager) ----
+
+@lru_cache(maxsize=1)
+def _lib_holding_gil():
+    """The same library through ctypes.PyDLL: calls that keep the GIL. For
+    ring_buffer__consume, whose callback is Python: the GIL is then held across a
+    batch of records instead of released and taken again around each one (Python
+    still switches threads every few ms inside the callbacks)."""
+    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
+    so = ctypes.PyDLL(name)
+    so.ring_buffer__consume.argtypes = [ctypes.c_void_p]
+    so.ring_buffer__consume.restype = ctypes.c_int
+    return so
+
+
+def ring_buffer_epoll_fd(rb: int) -> int:
+    """The epoll fd of ring buffer ``rb``: readable when a record waits."""
+    fn = lib().ring_buffer__epoll_fd
+    fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_int
+    return _check(fn(rb), "ring_buffer__epoll_fd")
+
+
+def ring_buffer_consume(rb: int) -> int:
+    """Every record waiting in ``rb``'s rings, to their callbacks, the GIL held;
+    how many."""
+    return _check(_lib_holding_gil().ring_buffer__consume(rb), "ring_buffer__consume")

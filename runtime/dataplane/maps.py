@@ -5,8 +5,11 @@
 - ``init()``: params to their defaults (the kernel's maps start zeroed),
 - ``set_param`` / ``params()``, ``set_enabled`` / ``ctl()``: run-time control,
 - ``counters()``, ``raw_state()``: every map's bytes as a runtime.abi.snapshot.RawState,
-- ``open_events(sink)`` / ``poll_events()``: the program's ring buffer, each record
-  decoded (runtime.abi.records.decode_event) and handed to ``sink``,
+  ``app_snapshot(app, now, stats)``: one app's part of a snapshot, reading only its maps,
+- ``open_events(sink)`` / ``poll_events(timeout_ms=None)``: the program's ring buffer,
+  each record decoded (runtime.abi.records.EventDecoder) and handed to ``sink``;
+  without a timeout, what is waiting now; with one, waiting up to ``timeout_ms`` for
+  records (the live ASL host's consumer thread: runtime/asl/consumer.py),
 - the filters: ``filter_state`` / ``set_filter_state``, ``block_put`` / ``block_delete``
   / ``block_items`` (the blocklist trie, in the program's 16-byte address form),
   ``set_interfaces`` / ``interface_counters`` (frames and bytes per ifindex).
@@ -19,13 +22,16 @@ for the reference interpreter's emulated maps.
 from __future__ import annotations
 
 import ctypes
+import select
 import struct
+import threading
+import time
 from typing import Callable
 
 from runtime.abi.manifest import Manifest
-from runtime.dataplane import sets
-from runtime.abi.records import decode_control, decode_event, decode_u64s, encode_control, encode_u64s
-from runtime.abi.snapshot import RawState
+from runtime.dataplane import libbpf, sets
+from runtime.abi.records import EventDecoder, decode_control, decode_u64s, encode_control, encode_u64s
+from runtime.abi.snapshot import RawState, app_maps, build_app_snapshot
 
 from runtime.abi.entries import Entries
 
@@ -82,6 +88,13 @@ class MapAccess:
         """Hand every record waiting in the ring buffers to ``_deliver``: the rings
         in manifest order, each in its order."""
         raise NotImplementedError
+
+    def _poll_rings(self, timeout_ms: int) -> None:
+        """As ``_consume_rings``, first waiting up to ``timeout_ms`` for a record
+        when none waits. A backend whose records do not arrive by themselves (the
+        reference interpreter's) consumes, then sleeps: a poll loop never spins."""
+        self._consume_rings()
+        time.sleep(timeout_ms / 1000)
 
     # ---- params and control --------------------------------------------------------------
     def init(self) -> None:
@@ -171,28 +184,53 @@ class MapAccess:
     def counters(self) -> list[int]:
         return self._percpu_sums(self.manifest.counters_map, len(self.manifest.counter_names))
 
-    def raw_state(self) -> RawState:
+    def raw_state(self, maps: list[str] | None = None, counters: bool = True) -> RawState:
+        """The bytes of every state map (or of those named in ``maps``), the
+        counters (unless ``counters`` is false), params and control block."""
         raw = RawState()
         for m in self.manifest.state_maps:
-            raw.maps[m.name] = self._hash_items(m.name) if m.hashed else self._array_values(m.name)
-        raw.counters = self.counters()
+            if maps is None or m.name in maps:
+                raw.maps[m.name] = self._hash_items(m.name) if m.hashed else self._array_values(m.name)
+        raw.counters = self.counters() if counters else []
         raw.params = self.params()
         raw.ctl_mask, raw.ctl_until = self.ctl()
         return raw
 
+    def app_snapshot(self, app: str, now: int, stats: list[str] | None = None) -> dict:
+        """App ``app``'s part of the snapshot on the clock ``now`` (runtime.abi.snapshot
+        build_app_snapshot), with the statistics named in ``stats`` (default: all);
+        only their maps are read."""
+        raw = self.raw_state(app_maps(self.manifest, app, stats), counters=False)
+        return build_app_snapshot(self.manifest, raw, app, now, stats)
+
     # ---- events ----------------------------------------------------------------------------
-    def open_events(self, sink: Callable[[dict], object]) -> None:
+    def open_events(self, sink: Callable[[dict], object], raw: bool = False) -> None:
         """Call ``sink(event dict)`` for every record of every app's ring buffer,
-        from ``poll_events()`` on."""
+        from ``poll_events()`` on (``raw``: ``sink(record bytes)``, undecoded: the
+        live ASL host decodes in each app's worker); called again, the records go
+        to the new ``sink`` (the rings stay open: a live engine's queue gives them
+        to the ASL host)."""
+        opened = self._sink is not None
         self._sink = sink
-        self._open_rings()
+        if raw:
+            self._deliver = sink
+        else:
+            decode = EventDecoder(self.manifest)
+            self._deliver = lambda record: sink(decode(record))
+        if not opened:
+            self._open_rings()
 
     def _deliver(self, record: bytes) -> None:
-        self._sink(decode_event(self.manifest, record))
+        raise AssertionError("open_events() first")
 
-    def poll_events(self) -> None:
+    def poll_events(self, timeout_ms: int | None = None) -> None:
+        """Hand on the records waiting; with ``timeout_ms``, wait that long for one
+        when none waits."""
         if self._sink is not None:
-            self._consume_rings()
+            if timeout_ms is None:
+                self._consume_rings()
+            else:
+                self._poll_rings(timeout_ms)
 
 
 _QQ = struct.Struct("=QQ")                   # struct xm_filter, struct xm_iface_v
@@ -218,6 +256,8 @@ class ProgramMaps(MapAccess):
     def __init__(self, bpf, manifest: Manifest | dict):
         super().__init__(manifest)
         self.bpf = bpf
+        self._waiter = None             # select.poll on the rings' epoll fd (poll_events with a timeout)
+        self._ring_lock = threading.Lock()   # libbpf's ring_buffer takes one consumer at a time
 
     def init(self) -> None:
         super().init()
@@ -275,12 +315,62 @@ class ProgramMaps(MapAccess):
         return out
 
     def _open_rings(self) -> None:
+        """One callback for every ring: the record copied out (the kernel reuses its
+        room once the callback returns) and handed to ``_deliver``. Registered with
+        BCC's own callback type, not through ``open_ring_buffer``, whose Python
+        wrapper costs a third of the time a record takes to reach a queue."""
+        failed = self._failed = []
+        string_at = ctypes.string_at
+
         def cb(ctx, data, n):
-            self._deliver(ctypes.string_at(data, n))
+            try:
+                self._deliver(string_at(data, n))
+            except Exception as e:     # raised again once the poll returns: ctypes would swallow it
+                failed.append(e)
             return 0
+        from bcc import table
+        cb_type = getattr(table, "_RINGBUF_CB_TYPE", None)
+        self._ring_cbs = []
         for ring in dict.fromkeys(app.ringbuf for app in self.manifest.apps if app.ringbuf):
-            self.bpf[ring].open_ring_buffer(cb)
+            if cb_type is None or not hasattr(self.bpf, "_open_ring_buffer"):
+                self.bpf[ring].open_ring_buffer(cb)            # another BCC: its documented way
+                continue
+            fn = cb_type(cb)
+            self._ring_cbs.append(fn)                          # ctypes callbacks must outlive their use
+            self.bpf._open_ring_buffer(self.bpf[ring].map_fd, fn, None)
 
     def _consume_rings(self) -> None:
-        if getattr(self.bpf, "_ringbuf_manager", None):
-            self.bpf.ring_buffer_consume()
+        """libbpf's ring_buffer__consume on BCC's ring buffer, the GIL held across
+        the records (runtime/dataplane/libbpf.py); one thread at a time (a live
+        engine's snapshot may poll while the ASL host's consumer thread does)."""
+        rb = getattr(self.bpf, "_ringbuf_manager", None)
+        if rb:
+            with self._ring_lock:
+                libbpf.ring_buffer_consume(rb)
+                self._raise_failed()
+
+    def _poll_rings(self, timeout_ms: int) -> None:
+        """Wait up to ``timeout_ms`` on the rings' epoll fd (the GIL released, as
+        BCC's ring_buffer_poll would), then consume what waits. Not
+        ring_buffer_poll itself: its callbacks would each take and release the GIL,
+        and a worker thread waiting for it then runs between any two records."""
+        rb = getattr(self.bpf, "_ringbuf_manager", None)
+        if not rb:
+            return
+        if self._waiter is None:
+            self._waiter = select.poll()
+            self._waiter.register(libbpf.ring_buffer_epoll_fd(rb), select.POLLIN)
+        if self._waiter.poll(timeout_ms):
+            with self._ring_lock:
+                libbpf.ring_buffer_consume(rb)
+                self._raise_failed()
+
+    def _raise_failed(self) -> None:
+        """The first exception a record's delivery raised during the last poll (the
+        other records were delivered), with how many failed."""
+        if self._failed:
+            first, n = self._failed[0], len(self._failed)
+            self._failed.clear()
+            if n > 1:
+                first.add_note(f"({n} records of this poll failed; this is the first)")
+            raise first

@@ -15,7 +15,8 @@ An engine is made from compiled artifacts (``compiler.driver.Artifacts``) and:
   delivered as they occur, in capture order);
 - ``snapshot(now=None)``: polls, then decodes every map on the clock ``now``
   (default: the latest frame's time); its ``events`` are those waiting in the
-  queue, not taken by it;
+  queue, not taken by it; ``app_snapshot(app, stats=None)``: one app's part of it
+  (only the statistics named in ``stats``), on the latest frame's time, without polling;
 - ``stats`` (a ReplayStats), ``close()``, and ``with``.
 
 Subclasses implement ``_run(ts_ns, data, wire_len)`` (the verdict, or None when refused)
@@ -179,6 +180,9 @@ class Engine(ABC):
                               self.events.waiting())
         snap["counters"].update(self.stats.counters())
         return snap
+
+    def app_snapshot(self, app: str, stats: list[str] | None = None) -> dict:
+        return self.maps.app_snapshot(app, self.stats.last_ts, stats)
 
     def close(self) -> None:
         pass

@@ -69,5 +69,8 @@ class LiveEngine(Engine):
         return build_snapshot(self.manifest, self.maps.raw_state(), self.now() if now is None else now,
                               self.events.waiting())
 
+    def app_snapshot(self, app: str, stats: list[str] | None = None) -> dict:
+        return self.maps.app_snapshot(app, self.now(), stats)
+
     def close(self) -> None:
         self.loaded.close()

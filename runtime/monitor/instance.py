@@ -115,7 +115,7 @@ class Instance:
         self.events_out = EventWriter(self.opts.events_path, host=self.hostname,
                                       interfaces=list(self.opts.interfaces), instance=self.opts.name)
         host = AslHost(self.art.manifest, self.art.stubs, controller=self.controller,
-                       stats=self._app_stats, events=self.events_out, options=self.opts.asl or {})
+                       snapshot=eng.app_snapshot, events=self.events_out, options=self.opts.asl or {})
         self.started.notes += host.notes
         host.start_live(eng.maps)
         return host
@@ -147,11 +147,6 @@ class Instance:
         if self.controller is not None and getattr(self.controller.blocklist, "counters", None):
             out.update(self.controller.blocklist.counters())
         return out
-
-    def _app_stats(self, app: str) -> dict:
-        """The current values of one app's statistics (ctx.stats in a handler)."""
-        snap = self.engine.snapshot()
-        return snap["apps"][app]["stats"]
 
     def status(self) -> dict:
         eng = self.engine

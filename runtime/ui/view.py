@@ -125,8 +125,8 @@ def render(snapshot: dict, manifest: Manifest | dict, top: int = 10, console: Co
             parts.append(f"events: {ev}; rate-limited: {dropped:,}; ring buffer full: {full:,}")
             if asl and app.name in asl:
                 a = asl[app.name]
-                parts.append(f"asl ({a['source']}): {a['calls']:,} calls, {a['errors']} errors, "
-                             f"{len(a['emitted'])} emitted")
+                parts.append(f"asl ({a['source']}): {a['delivered']:,} delivered, {a['errors']:,} errors, "
+                             f"{a['emitted']:,} emitted, {a['dropped']:,} dropped (queue full)")
         params = ", ".join(f"{k}={v:,}" for k, v in snap["params"].items()) or "no params"
         state = "on" if snap["enabled"] else "off"
         title = f"[bold]{app.name}[/bold]  ({app.mode}, {state}; {params})"
