@@ -105,12 +105,7 @@ class Instance:
 
     def _asl_host(self, eng):
         from runtime.asl.host import AslHost
-        try:
-            from runtime.export.events import EventWriter
-        except ImportError:                                  # TEMP until the live host lands
-            host = AslHost(self.art.manifest, self.art.stubs)
-            self.started.notes += host.notes
-            return _TempHost(host, eng)
+        from runtime.export.events import EventWriter
 
         self.events_out = EventWriter(self.opts.events_path, host=self.hostname,
                                       interfaces=list(self.opts.interfaces), instance=self.opts.name)
@@ -270,19 +265,3 @@ class Instance:
         self.attachment = self.server = self.host = self.engine = None
         self.events_out = None
         return problems
-
-
-class _TempHost:                                             # TEMP until the live host lands
-    def __init__(self, host, eng):
-        self.host, self.eng = host, eng
-
-    def tick(self):
-        self.eng.poll_events()
-        self.host.deliver(self.eng.events.take())
-        self.host.tick()
-
-    def stats(self):
-        return {n: {"dropped": 0, "errors": h.errors, "delivered": h.calls} for n, h in self.host.apps.items()}
-
-    def stop(self):
-        self.tick()
