@@ -11,11 +11,12 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from test_run import ROOT, Running
+from test_run import ROOT, Running, final_of
 
 pytestmark = [pytest.mark.kernel]
 
@@ -143,3 +144,57 @@ def test_socket_goes_with_the_instance_and_a_stale_one_is_replaced(instance, vet
         again.signal(signal.SIGTERM)
         again.finish()
     assert not Path(path).exists()
+
+
+def blocks(r) -> list[tuple[str, int]]:
+    out = ctl(r, "--name", "tb", "blocks", "--json")
+    assert out.returncode == 0, out.stderr
+    return [(e["prefix"], e["hits"]) for e in json.loads(out.stdout)]
+
+
+@pytest.mark.parametrize("enforce", [True, False], ids=["enforce", "log-only"])
+def test_block_unblock_expiry_and_allowed_through_ctl(veth_pair, tmp_path, enforce):
+    """ctl block drops (--enforce) or counts as would-drop the blocked source's frames at
+    once; ctl unblock lets them through at once; a TTL ends in the kernel (frames pass
+    after it) and the entry is swept; allowed prefixes (--allow, the interface's own
+    address) are refused with the reason. The final reading counts exactly."""
+    spec = tmp_path / "od.mon"
+    spec.write_text(SPEC)
+    env = {"XDPMON_RUN_DIR": str(tmp_path / "run")}
+    r = Running(veth_pair, [str(spec), "-i", "mon", "--name", "tb", "--json", "--interval", "1s",
+                            "--duration", "60s", "--allow", "198.18.77.0/24"] + (["--enforce"] if enforce else []), env)
+    r.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    try:
+        out = ctl(r, "--name", "tb", "block", "198.18.200.2", "--for", "1h", "--reason", "test")
+        assert out.returncode == 0, out.stderr
+        e = json.loads(out.stdout)
+        assert (e["prefix"], e["action"], e["reason"], e["hits"]) == (
+            "198.18.200.2/32", "drop" if enforce else "would drop", "test", 0)
+        veth_pair.send([syn()] * 10)
+        assert blocks(r) == [("198.18.200.2/32", 10)]
+        out = ctl(r, "--name", "tb", "unblock", "198.18.200.2")
+        assert (out.returncode, out.stdout) == (0, "198.18.200.2/32: unblocked\n"), out.stderr
+        veth_pair.send([syn()] * 5)
+        assert blocks(r) == []
+        # a TTL: the kernel ignores the entry after it, the next tick sweeps it
+        assert ctl(r, "--name", "tb", "block", "198.18.200.0/24", "--for", "2s").returncode == 0
+        veth_pair.send([syn()] * 4)
+        assert blocks(r) == [("198.18.200.0/24", 4)]
+        time.sleep(3.5)
+        veth_pair.send([syn()] * 6)
+        assert blocks(r) == []
+        for prefix, why in [("198.18.77.5", "198.18.77.0/24 (--allow)"),
+                            (f"{veth_pair.mon_addr}", f"{veth_pair.mon_addr}/32 (an address of mon)")]:
+            out = ctl(r, "--name", "tb", "block", prefix)
+            assert out.returncode == 2
+            assert why in out.stderr and "allowed prefixes are never blocked" in out.stderr, out.stderr
+    finally:
+        r.signal(signal.SIGTERM)
+        code, stdout, err = r.finish()
+    assert code == 0, err
+    c = final_of(stdout)["counters"]
+    if enforce:
+        assert (c["blocklist.dropped"], c["blocklist.logged"], c["verdict.drop"]) == (14, 0, 14)
+    else:
+        assert (c["blocklist.dropped"], c["blocklist.logged"], c["verdict.drop"]) == (0, 14, 0)
+    assert veth_pair.xdp() is None
