@@ -42,7 +42,7 @@ def test_largest_keys_rates_and_warnings(make):
     clock["now"] = 2 * S
     a = r.read()
     app = a.snapshot["apps"]["acct"]
-    assert app["keys_listed"] == {"per_dst": {"listed": 2, "keys": 5, "by": "bytes"}}
+    assert app["keys_listed"] == {"per_dst": {"listed": 2, "keys": 5, "by": "packets"}}
     assert [e["key"]["ip.dst"] for e in app["stats"]["per_dst"]] == ["198.18.0.4", "198.18.0.5"]
     assert a.rates == {} and a.interval_s == 0.0
     frame_len = len(udp())

@@ -33,6 +33,7 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
     groups: dict = {}          # map group key -> dict(kind, key, size, on_full, slots: {identity: [slot fields, uses]})
     order: list = []
     track_groups: dict = {}
+    spec_order: list = []      # (app, stat, member) as written: how a stat's values are listed
     for ps in prog.pending_stats:
         st = ps.stat
         prog.stat_keys[(ps.app, st.name)] = tuple(k.field.name for k in st.key)
@@ -69,6 +70,7 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
                 order.append(("agg", gkey))
             g["size"] = max(g["size"], st.size)
             use = ir.Use(ps.app, st.name, agg.name, agg.span)
+            spec_order.append((ps.app, st.name, agg.name))
             slot = g["slots"].get(slot_ident)
             if slot is None:
                 g["slots"][slot_ident] = {"func": agg.func, "args": tuple(a.field for a in agg.args),
@@ -134,7 +136,7 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
         maps.append(ir.StatMap(name, g["kind"], g["key"], tuple(slots), g["size"] if g["key"] else 1,
                                g["on_full"], tuple(uses), identity=map_ident[gk]))
     prog.maps = maps
-    prog.stat_slots = stat_slots
+    prog.stat_slots = {k: stat_slots[k] for k in spec_order}
     prog.track_maps = track_maps
     prog.pending_stats = []
     return prog

@@ -41,7 +41,7 @@ def keyed_table(name: str, entries: list, rates: dict, top: int) -> Table:
     if not entries:
         t.add_column("no keys yet")
         return t
-    rate_cols = sorted({m for r in rates.values() for m in r})
+    rate_cols = [m for m in entries[0]["value"] if any(m in r for r in rates.values())]
     for col in entries[0]["key"]:
         t.add_column(col)
     for col in entries[0]["value"]:
@@ -74,7 +74,8 @@ def header(reading, status: dict) -> Text:
     t.append(f"frames {c.get('frames', 0):,} ({_rate(cr.get('frames'))})  pass {c.get('verdict.pass', 0):,}"
              f"  drop {c.get('verdict.drop', 0):,}\n")
     t.append(f"parse: {parse or '-'}\n")
-    t.append(f"filters: {status.get('blocks', 0):,} entries{' (enforcing)' if status.get('enforce') else ' (log only)'}"
+    n = status.get("blocks", 0)
+    t.append(f"filters: {n:,} {'entry' if n == 1 else 'entries'}{' (enforcing)' if status.get('enforce') else ' (log only)'}"
              f"  would drop {c.get('blocklist.logged', 0):,}  dropped {c.get('blocklist.dropped', 0):,}")
     return t
 
