@@ -95,9 +95,15 @@ def ringbuf_pages(n_apps_with_rules: int) -> int:
 # only while the filter state's ``entries`` (kept exact by user space) is non-zero.
 BLOCKLIST_MAP = "xm_blocklist"
 BLOCKLIST_MAX = 10_000                  # entries at most (the trie's max_entries)
+# Single addresses (/32, /128: most blocks) live in a hash map beside the trie: one hash
+# lookup instead of a walk ~17 levels deep in a trie dense with hosts. A live host entry
+# decides (it is the longest prefix there is); else the trie's longest prefix does.
+BLOCKHOST_MAP = "xm_blockhost"          # hash: 16 address bytes -> struct xm_block_v
 BLOCK_V4_PREFIX = 96                    # prefix length of ::ffff:0:0/96 (an IPv4 /n is 96 + n)
 FILTER_MAP = "xm_filter"                # one entry: struct xm_filter
 FILTER_ENFORCE = 1                      # xm_filter.flags: drop live matches (else count them only)
+FILTER_HOSTS = 2                        # xm_filter.flags: the host map holds entries (else not looked up)
+FILTER_PREFIXES = 4                     # xm_filter.flags: the trie holds entries (else not looked up)
 IFACES_MAP = "xm_ifaces"                # per-CPU hash ifindex -> frames, bytes (user space inserts)
 IFACES_MAX = 64
 
@@ -116,7 +122,7 @@ BLOCK_VALUE = Struct("xm_block_v", (
 
 FILTER_STATE = Struct("xm_filter", (
     Member("entries", 0, 8, "__u64", "count"),       # entries in the blocklist: 0 skips the lookup
-    Member("flags", 8, 8, "__u64", "flags"),         # FILTER_ENFORCE
+    Member("flags", 8, 8, "__u64", "flags"),         # FILTER_ENFORCE | FILTER_HOSTS | FILTER_PREFIXES
 ), 16)
 
 IFACE_VALUE = Struct("xm_iface_v", (

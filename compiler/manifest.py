@@ -144,8 +144,10 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
         "filters": {
             "blocklist": {"map": abi.BLOCKLIST_MAP, "max_entries": abi.BLOCKLIST_MAX,
                           "key": abi.BLOCK_KEY.to_json(), "value": abi.BLOCK_VALUE.to_json(),
-                          "v4_prefix": abi.BLOCK_V4_PREFIX, "families": list(plan.block_families)},
-            "state": {"map": abi.FILTER_MAP, "value": abi.FILTER_STATE.to_json(), "enforce": abi.FILTER_ENFORCE},
+                          "v4_prefix": abi.BLOCK_V4_PREFIX, "families": list(plan.block_families),
+                          "hosts_map": abi.BLOCKHOST_MAP},
+            "state": {"map": abi.FILTER_MAP, "value": abi.FILTER_STATE.to_json(), "enforce": abi.FILTER_ENFORCE,
+                      "hosts": abi.FILTER_HOSTS, "prefixes": abi.FILTER_PREFIXES},
             "interfaces": {"map": abi.IFACES_MAP, "max_entries": abi.IFACES_MAX,
                            "value": abi.IFACE_VALUE.to_json()},
         },

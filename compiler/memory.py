@@ -53,6 +53,7 @@ RINGBUF_META_PAGES = 3      # the header page and the two position pages of a ri
 POINTER = 8
 
 HASH_TYPES = ("hash", "lru_hash", "percpu_hash", "lru_percpu_hash")
+NOT_PREALLOCATED = {abi.BLOCKHOST_MAP}      # BPF_F_NO_PREALLOC (the template): charged per entry present
 
 
 def tolerance(kernel_bytes: int) -> int:
@@ -69,9 +70,18 @@ def _pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
-def map_bytes(bpf_type: str, entries: int, key_size: int, value_size: int, cpus: int) -> int:
+def _kmalloc(n: int) -> int:
+    """The kmalloc size class an allocation of ``n`` bytes takes (96 and 192 between the powers of two)."""
+    return next((c for c in (8, 16, 32, 64, 96, 128, 192) if n <= c), _pow2(n))
+
+
+def map_bytes(bpf_type: str, entries: int, key_size: int, value_size: int, cpus: int,
+              prealloc: bool = True) -> int:
     """Bytes the kernel charges for one map (``entries``: max_entries; for a ring
     buffer its data bytes, a multiple of the page size)."""
+    if bpf_type == "hash" and not prealloc:   # BPF_F_NO_PREALLOC: the buckets, then an element from a
+        elem = _kmalloc(HTAB_ELEM + _r8(key_size) + _r8(value_size))   # kmalloc size class per entry
+        return HTAB + HTAB_BUCKET * _pow2(entries) + elem * entries     # present, here when full
     if bpf_type in HASH_TYPES:
         percpu = "percpu" in bpf_type
         lru = bpf_type.startswith("lru")
@@ -177,6 +187,8 @@ class MapCost:
     kind: str = "fixed"           # "fixed", a statistics map's kind, or "ring buffer"
     stats: tuple[str, ...] = ()   # "app.stat" of everything kept here
     span: object = None           # dsl.ast.Span of the first statistic (or rule) that needs it
+    grows: bool = False           # charged per entry present (estimated full): an LPM trie, a
+                                  # hash map without preallocation
 
     def to_json(self) -> dict:
         return {"map": self.name, "type": self.bpf_type, "kind": self.kind, "entries": self.entries,
@@ -218,6 +230,7 @@ def _shapes(plan: Plan):
         yield abi.STAGES_MAP, "prog_array", len(plan.stages), 4, 4, "fixed", None
     # the filters: the blocklist at its bound (a trie grows as user space fills it)
     yield abi.BLOCKLIST_MAP, "lpm_trie", abi.BLOCKLIST_MAX, abi.BLOCK_KEY.size, abi.BLOCK_VALUE.size, "fixed", None
+    yield abi.BLOCKHOST_MAP, "hash", abi.BLOCKLIST_MAX, 16, abi.BLOCK_VALUE.size, "fixed", None
     yield abi.FILTER_MAP, "array", 1, 4, abi.FILTER_STATE.size, "fixed", None
     yield abi.IFACES_MAP, "percpu_hash", abi.IFACES_MAX, 4, abi.IFACE_VALUE.size, "fixed", None
     for m in plan.maps:
@@ -250,8 +263,10 @@ def estimate(plan: Plan, cpus: int | None = None) -> Estimate:
             stats = (f"in-set on {m.field.name}",)
         else:
             stats = tuple(sorted({f"{u.app}.{u.stat}" for u in m.map.uses})) if m is not None else ()
-        out.append(MapCost(name, typ, entries, ks, vs, map_bytes(typ, entries, ks, vs, cpus), kind, stats,
-                           spans.get(name) if m is not None and kind != "set" else None))
+        pre = name not in NOT_PREALLOCATED
+        out.append(MapCost(name, typ, entries, ks, vs, map_bytes(typ, entries, ks, vs, cpus, pre), kind, stats,
+                           spans.get(name) if m is not None and kind != "set" else None,
+                           grows=typ == "lpm_trie" or not pre))
     if plan.ringbufs:                       # one ring buffer for every app with rules
         ring = plan.ringbuf_bytes
         out.append(MapCost(abi.EVENTS_MAP, "ringbuf", ring, 0, 0, map_bytes("ringbuf", ring, 0, 0, cpus),

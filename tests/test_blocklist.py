@@ -13,6 +13,7 @@ from scapy.all import IPv6, UDP
 from engine_helpers import S, Eth, EngineMaker, stat, tcp
 from runtime.control.blocklist import Blocklist, key_of, parse_prefix
 from runtime.control.controller import ControlError, Controller
+from compiler.abi import FILTER_ENFORCE as ENFORCE, FILTER_HOSTS as HOSTS, FILTER_PREFIXES as PREFIXES
 
 SPEC = """app a {
   t2 {
@@ -82,7 +83,7 @@ def test_log_only_passes_counts_hits_and_the_apps_see_them(make, prefix, hit, mi
     e = ctl.block(prefix, ttl="1m", reason="scanner")
     assert (e["prefix"], e["action"], e["reason"], e["hits"], e["expires_ns"]) == (
         str(ipaddress.ip_network(prefix)), "would drop", "scanner", 0, S + 60 * S)
-    assert eng.maps.filter_state() == (1, 0)
+    assert eng.maps.filter_state() == (1, HOSTS if ipaddress.ip_network(prefix).prefixlen in (32, 128) else PREFIXES)
     verdicts = feed(eng, clock, [tcp(src=hit)] * 5 + [tcp(src=miss)] * 3)
     assert verdicts == [XDP_PASS] * 8
     snap = eng.snapshot()
@@ -108,7 +109,7 @@ def test_enforce_drops_before_the_apps(make):
     eng, ctl, clock = setup(make, enforce=True)
     ctl.block("198.18.9.0/24", ttl="1m")
     assert ctl.blocks()[0]["action"] == "drop"
-    assert eng.maps.filter_state() == (1, 1)
+    assert eng.maps.filter_state() == (1, ENFORCE | PREFIXES)
     verdicts = feed(eng, clock, [tcp(src="198.18.9.1")] * 6 + [tcp(src="198.18.10.1")] * 2)
     assert verdicts == [XDP_DROP] * 6 + [XDP_PASS] * 2
     snap = eng.snapshot()
@@ -139,13 +140,28 @@ def test_expiry_on_the_capture_clock_and_sweep(make):
     clock.t = 3 * S - 2000
     assert feed(eng, clock, [tcp(src="198.18.0.7")] * 3) == [XDP_DROP, XDP_DROP, XDP_PASS]   # 3 s: expired
     assert ctl.blocks()[0]["hits"] == 2 and ctl.blocks()[0]["ttl_left_ns"] == 0
-    assert eng.maps.filter_state() == (1, 1)
+    assert eng.maps.filter_state() == (1, ENFORCE | HOSTS)
     gone = ctl.sweep()
     assert [(g["prefix"], g["hits"]) for g in gone] == [("198.18.0.7/32", 2)]
-    assert ctl.blocks() == [] and eng.maps.filter_state() == (0, 1) and eng.maps.block_items() == {}
+    assert ctl.blocks() == [] and eng.maps.filter_state() == (0, ENFORCE) and eng.maps.block_items() == {}
     snap = eng.snapshot()
     assert (snap["counters"]["blocklist.dropped"], by_src(snap)) == (2, {"198.18.0.7": 1})
     assert ctl.blocklist.counters()["blocklist.expired"] == 1
+
+
+def test_an_expired_host_entry_falls_back_to_a_live_prefix(make):
+    """Hosts are in a hash map beside the trie: a live host entry decides; once it has
+    expired the longest prefix holding the address does (here a live /24)."""
+    eng, ctl, clock = setup(make, enforce=True)
+    ctl.block("198.18.4.4", ttl="2s")                      # expires at 3 s
+    ctl.block("198.18.4.0/24", ttl="1m")
+    assert eng.maps.filter_state() == (2, ENFORCE | HOSTS | PREFIXES)
+    clock.t = 3 * S - 2000
+    assert feed(eng, clock, [tcp(src="198.18.4.4")] * 4) == [XDP_DROP] * 4
+    assert {e["prefix"]: e["hits"] for e in ctl.blocks()} == {"198.18.4.0/24": 2, "198.18.4.4/32": 2}
+    ctl.sweep()
+    assert eng.maps.filter_state() == (1, ENFORCE | PREFIXES)
+    assert sorted(eng.maps.block_items()) == [(96 + 24, bytes(10) + b"\xff\xff" + bytes([198, 18, 4, 0]))]
 
 
 def test_renew_keeps_hits_and_moves_expiry(make):
@@ -155,7 +171,7 @@ def test_renew_keeps_hits_and_moves_expiry(make):
     clock.t = 2 * S
     e = ctl.block("198.18.0.7/32", ttl="10s", reason="again")
     assert (e["hits"], e["expires_ns"], e["reason"], e["added_ns"], e["renewed_ns"]) == (2, 12 * S, "again", S, 2 * S)
-    assert eng.maps.filter_state() == (1, 0)
+    assert eng.maps.filter_state() == (1, HOSTS)
     clock.t = 5 * S                                        # past the first expiry, inside the renewed one
     feed(eng, clock, [tcp(src="198.18.0.7")])
     assert ctl.blocks()[0]["hits"] == 3
@@ -169,10 +185,10 @@ def test_unblock(make):
     assert feed(eng, clock, [tcp(src="198.18.0.7")]) == [XDP_DROP]
     e = ctl.unblock("198.18.0.7")
     assert (e["prefix"], e["hits"]) == ("198.18.0.7/32", 1)
-    assert eng.maps.filter_state() == (1, 1)
+    assert eng.maps.filter_state() == (1, ENFORCE | PREFIXES)
     assert feed(eng, clock, [tcp(src="198.18.0.7")]) == [XDP_PASS]
     ctl.unblock("2001:2::/48")
-    assert eng.maps.filter_state() == (0, 1) and ctl.blocks() == []
+    assert eng.maps.filter_state() == (0, ENFORCE) and ctl.blocks() == []
     with pytest.raises(ControlError, match=r"^198\.18\.0\.7/32 is not blocked \(blocked: none\)$"):
         ctl.unblock("198.18.0.7")
 
@@ -204,7 +220,7 @@ def test_refusals(make):
     with pytest.raises(ControlError, match=r"^cannot block 198\.18\.0\.12/32: the blocklist is full \(3 prefixes\)"):
         ctl.block("198.18.0.12")
     ctl.block("198.18.0.11", ttl="1m")                    # renewing at the bound is no new entry
-    assert eng.maps.filter_state() == (3, 0) and len(eng.maps.block_items()) == 3
+    assert eng.maps.filter_state() == (3, HOSTS) and len(eng.maps.block_items()) == 3
     c = ctl.blocklist.counters()
     assert (c["blocklist.refused_full"], c["blocklist.refused_allowlist"], c["blocklist.refused_ttl"],
             c["blocklist.added"], c["blocklist.renewed"]) == (1, 3, 2, 3, 1)
@@ -281,12 +297,20 @@ def test_the_trie_is_charged_as_estimated(kernel, tmp_path):
     m = EngineMaker("kernel", tmp_path)
     try:
         eng, ctl, clock = setup(m)
-        for i in range(1000):
-            ctl.block(f"198.18.{i // 256}.{i % 256}", ttl="1m")
-        fd = eng.loaded.bpf["xm_blocklist"].map_fd
-        charged = next(int(line.split()[1]) for line in open(f"/proc/self/fdinfo/{fd}") if line.startswith("memlock"))
-        assert charged == memory.map_bytes("lpm_trie", 1000, 20, 24, 1) == 64_000
+        def charged(name):
+            fd = eng.loaded.bpf[name].map_fd
+            return next(int(line.split()[1]) for line in open(f"/proc/self/fdinfo/{fd}") if line.startswith("memlock"))
+
+        for i in range(1000):                                # prefixes: the trie
+            ctl.block(f"198.{18 + i // 256}.{i % 256}.0/24", ttl="1m")
+        assert charged("xm_blocklist") == memory.map_bytes("lpm_trie", 1000, 20, 24, 1) == 64_000
         assert memory.estimate(m.arts[0].plan).map("xm_blocklist").bytes == 640_000
-        assert eng.maps.filter_state() == (1000, 0)
+        empty = memory.HTAB + memory.HTAB_BUCKET * 16384        # the buckets of 10,000 (a power of two)
+        assert charged("xm_blockhost") == empty == 263_104
+        for i in range(1000):                                # single addresses: the host map, 96 B each
+            ctl.block(f"198.18.{i // 256}.{i % 256}", ttl="1m")
+        assert charged("xm_blockhost") == empty + 1000 * 96
+        assert memory.estimate(m.arts[0].plan).map("xm_blockhost").bytes == 263_104 + 10_000 * 96
+        assert eng.maps.filter_state() == (2000, HOSTS | PREFIXES)
     finally:
         m.close()

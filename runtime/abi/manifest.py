@@ -108,6 +108,9 @@ class Filters:
     enforce_flag: int               # the state's flags bit that makes matches drop
     interfaces_map: str
     max_interfaces: int
+    hosts_map: str                  # the single addresses (/32, /128), beside the trie
+    hosts_flag: int                 # the state's flags bit: the host map holds entries
+    prefixes_flag: int              # the state's flags bit: the trie holds entries
 
 
 def _filters(f: dict | None) -> Filters | None:
@@ -115,7 +118,7 @@ def _filters(f: dict | None) -> Filters | None:
         return None
     b, st, ifc = f["blocklist"], f["state"], f["interfaces"]
     return Filters(b["map"], b["max_entries"], b["v4_prefix"], tuple(b["families"]), st["map"], st["enforce"],
-                   ifc["map"], ifc["max_entries"])
+                   ifc["map"], ifc["max_entries"], b["hosts_map"], st["hosts"], st["prefixes"])
 
 
 class Manifest:

@@ -140,7 +140,11 @@ class Blocklist:
     # ---- the kernel's state -----------------------------------------------------------------
     def _sync(self) -> None:
         """The filter state the program gates on: the exact number of entries, the flags."""
-        self.maps.set_filter_state(len(self._meta), self.filters.enforce_flag if self.enforce else 0)
+        f = self.filters
+        hosts = sum(1 for n in self._meta if n.prefixlen == n.max_prefixlen)
+        flags = ((f.enforce_flag if self.enforce else 0) | (f.hosts_flag if hosts else 0)
+                 | (f.prefixes_flag if len(self._meta) > hosts else 0))
+        self.maps.set_filter_state(len(self._meta), flags)
 
     def set_enforce(self, on: bool) -> None:
         self.enforce = bool(on)

@@ -144,19 +144,27 @@ class MapAccess:
         self._write(self.manifest.filters.state_map, 0, _QQ.pack(entries, flags))
 
     def block_put(self, prefixlen: int, addr16: bytes, expires: int, hits: int = 0, flags: int = 0) -> None:
-        """The blocklist entry of ``addr16``/``prefixlen`` (the program's 16-byte form)."""
-        self._put(self.manifest.filters.blocklist_map, _block_key(prefixlen, addr16),
-                  _BLOCK_V.pack(expires, hits, flags))
+        """The blocklist entry of ``addr16``/``prefixlen`` (the program's 16-byte form): a
+        single address (/128) in the host map, a shorter prefix in the trie."""
+        self._put(*self._block_where(prefixlen, addr16), _BLOCK_V.pack(expires, hits, flags))
 
     def block_delete(self, prefixlen: int, addr16: bytes) -> bool:
-        return self._delete(self.manifest.filters.blocklist_map, _block_key(prefixlen, addr16))
+        return self._delete(*self._block_where(prefixlen, addr16))
+
+    def _block_where(self, prefixlen: int, addr16: bytes) -> tuple[str, bytes]:
+        f = self.manifest.filters
+        key = _block_key(prefixlen, addr16)
+        return (f.hosts_map, key[4:]) if prefixlen == 128 else (f.blocklist_map, key)
 
     def block_items(self) -> dict[tuple[int, bytes], tuple[int, int, int]]:
         """(prefixlen, addr16) -> (expires, hits, flags) of every blocklist entry."""
+        f = self.manifest.filters
         out = {}
-        for k, v in self._hash_items(self.manifest.filters.blocklist_map):
+        for k, v in self._hash_items(f.blocklist_map):
             plen, = _U32.unpack_from(k)
             out[(plen, bytes(k[4:20]))] = _BLOCK_V.unpack(v[:_BLOCK_V.size])
+        for k, v in self._hash_items(f.hosts_map):
+            out[(128, bytes(k[:16]))] = _BLOCK_V.unpack(v[:_BLOCK_V.size])
         return out
 
     def set_interfaces(self, ifindexes) -> None:

@@ -642,9 +642,17 @@ struct xm_block_key {
 };
 _Static_assert(sizeof(struct xm_block_key) == 20, "compiler/abi.py: BLOCK_KEY");
 BPF_LPM_TRIE(xm_blocklist, struct xm_block_key, struct xm_block_v, 10000);
-/* entries: how many prefixes the blocklist holds (0: not consulted); flags: XM_FILTER_ENFORCE */
+/* Single addresses (/32, /128) beside the trie: one hash lookup, not a deep trie walk.
+ * Not preallocated: like the trie, it costs memory only for the entries it holds. */
+struct xm_host_key {
+    __u8 addr[16];
+};
+BPF_F_TABLE("hash", struct xm_host_key, struct xm_block_v, xm_blockhost, 10000, BPF_F_NO_PREALLOC);
+/* entries: how many prefixes the blocklist holds (0: not consulted); flags below */
 BPF_ARRAY(xm_filter, struct xm_filter, 1);
 #define XM_FILTER_ENFORCE 1ULL   /* drop live matches; else count them only */
+#define XM_FILTER_HOSTS 2ULL     /* the host map holds entries */
+#define XM_FILTER_PREFIXES 4ULL  /* the trie holds entries */
 /* Frames and bytes per receiving interface: only the ifindexes user space inserted
  * (the interfaces it attached to) are counted; the program never inserts. */
 BPF_PERCPU_HASH(xm_ifaces, __u32, struct xm_iface_v, 64);
@@ -783,16 +791,29 @@ static __always_inline void xm_count_iface(struct xdp_md *ctx, struct xm_pkt *p)
     v->bytes += p->len;
 }
 
-/* The blocklist's verdict on the frame's source: 1 to drop it. The longest prefix
- * holding the source decides; an entry whose time ran out is ignored (user space
- * sweeps it). A live match is counted in the entry and, as dropped or only logged,
- * in the counters: without XM_FILTER_ENFORCE the frame goes on to the apps. */
+/* The blocklist's verdict on the frame's source: 1 to drop it. A live entry of the
+ * source address itself decides; else the longest prefix holding it in the trie. An
+ * entry whose time ran out is ignored (user space sweeps it). A live match is counted
+ * in the entry and, as dropped or only logged, in the counters: without
+ * XM_FILTER_ENFORCE the frame goes on to the apps. */
 static __always_inline int xm_blocked(struct xm_pkt *p, __u64 now, __u64 flags)
 {
-    struct xm_block_key k = {.prefixlen = 128};
-    __builtin_memcpy(k.addr, p->src.b, 16);
-    struct xm_block_v *b = xm_blocklist.lookup(&k);
-    if (!b || b->expires <= now)
+    struct xm_block_v *b = 0;
+    if (flags & XM_FILTER_HOSTS) {
+        struct xm_host_key h;
+        __builtin_memcpy(h.addr, p->src.b, 16);
+        b = xm_blockhost.lookup(&h);
+        if (b && b->expires <= now)
+            b = 0;
+    }
+    if (!b && (flags & XM_FILTER_PREFIXES)) {
+        struct xm_block_key k = {.prefixlen = 128};
+        __builtin_memcpy(k.addr, p->src.b, 16);
+        b = xm_blocklist.lookup(&k);
+        if (b && b->expires <= now)
+            b = 0;
+    }
+    if (!b)
         return 0;
     __sync_fetch_and_add(&b->hits, 1);
     if (flags & XM_FILTER_ENFORCE) {

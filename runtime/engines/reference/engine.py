@@ -159,9 +159,10 @@ TEST_RUN_IFINDEX = 1                   # ingress_ifindex under BPF_PROG_TEST_RUN
 
 
 class PrefixTrie:
-    """The blocklist's LPM trie: (prefixlen, 16 address bytes) -> [expires, hits,
-    flags]; ``lookup(addr16)`` is the entry of the longest prefix holding it, as
-    the kernel's trie answers (expired or not: the program tests the time)."""
+    """The blocklist (the program's host map and trie in one): (prefixlen, 16 address
+    bytes) -> [expires, hits, flags]; ``lookup(addr16, now)`` is the entry the program
+    finds: the address's own (/128) entry if live, else the longest shorter prefix
+    holding it, as the kernel's trie answers (expired or not: the program tests the time)."""
 
     def __init__(self):
         self.entries: dict[tuple[int, bytes], list[int]] = {}
@@ -187,11 +188,11 @@ class PrefixTrie:
             self._lens = sorted(self._by_len, reverse=True)
         return True
 
-    def lookup(self, addr16: bytes):
+    def lookup(self, addr16: bytes, now: int):
         a = int.from_bytes(addr16, "big")
         for plen in self._lens:
             v = self._by_len[plen].get(a >> (128 - plen))
-            if v is not None:
+            if v is not None and (plen < 128 or v[0] > now):
                 return v
         return None
 
@@ -246,7 +247,9 @@ class ReferenceMaps(MapAccess):
 
     def _put(self, name: str, key: bytes, value: bytes) -> None:
         e, f = self._e, self.manifest.filters
-        if name == f.blocklist_map:
+        if name == f.hosts_map:
+            e.BLK.put(128, bytes(key[:16]), list(struct.unpack("=QQQ", value[:24])))
+        elif name == f.blocklist_map:
             plen, = struct.unpack_from("=I", key)
             e.BLK.put(plen, bytes(key[4:20]), list(struct.unpack("=QQQ", value[:24])))
         elif name == f.interfaces_map:
@@ -256,6 +259,8 @@ class ReferenceMaps(MapAccess):
 
     def _delete(self, name: str, key: bytes) -> bool:
         e, f = self._e, self.manifest.filters
+        if name == f.hosts_map:
+            return e.BLK.delete(128, bytes(key[:16]))
         if name == f.blocklist_map:
             return e.BLK.delete(struct.unpack_from("=I", key)[0], bytes(key[4:20]))
         if name == f.interfaces_map:
@@ -273,7 +278,9 @@ class ReferenceMaps(MapAccess):
     def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
         if name == self.manifest.filters.blocklist_map:
             return [(struct.pack("=I", plen) + addr, struct.pack("=QQQ", *v))
-                    for (plen, addr), v in self._e.BLK.entries.items()]
+                    for (plen, addr), v in self._e.BLK.entries.items() if plen < 128]
+        if name == self.manifest.filters.hosts_map:
+            return [(addr, struct.pack("=QQQ", *v)) for (plen, addr), v in self._e.BLK.entries.items() if plen == 128]
         return self._e.map_contents(name)
 
     def _array_values(self, name: str) -> list[bytes]:
