@@ -99,6 +99,12 @@ BLOCKLIST_MAX = 10_000                  # entries at most (the trie's max_entrie
 # lookup instead of a walk ~17 levels deep in a trie dense with hosts. A live host entry
 # decides (it is the longest prefix there is); else the trie's longest prefix does.
 BLOCKHOST_MAP = "xm_blockhost"          # hash: 16 address bytes -> struct xm_block_v
+# A bit per hash of an address, set while some host entry hashes there (user space keeps
+# it): a source whose bit is clear has no host entry, and the host map is not looked up.
+BLOCKBITS_MAP = "xm_blockbits"          # array of BLOCKBITS_WORDS __u64
+BLOCKBITS_WORDS = 1024                  # 65,536 bits
+BLOCKBITS_MUL = 2654435761              # the bit: ((w0 ^ w1 ^ w2 ^ w3) * MUL mod 2^32) >> 16,
+                                        # w the address's four 32-bit words as loaded (host order)
 BLOCK_V4_PREFIX = 96                    # prefix length of ::ffff:0:0/96 (an IPv4 /n is 96 + n)
 FILTER_MAP = "xm_filter"                # one entry: struct xm_filter
 FILTER_ENFORCE = 1                      # xm_filter.flags: drop live matches (else count them only)

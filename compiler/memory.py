@@ -230,6 +230,7 @@ def _shapes(plan: Plan):
         yield abi.STAGES_MAP, "prog_array", len(plan.stages), 4, 4, "fixed", None
     # the filters: the blocklist at its bound (a trie grows as user space fills it)
     yield abi.BLOCKLIST_MAP, "lpm_trie", abi.BLOCKLIST_MAX, abi.BLOCK_KEY.size, abi.BLOCK_VALUE.size, "fixed", None
+    yield abi.BLOCKBITS_MAP, "array", abi.BLOCKBITS_WORDS, 4, 8, "fixed", None
     yield abi.BLOCKHOST_MAP, "hash", abi.BLOCKLIST_MAX, 16, abi.BLOCK_VALUE.size, "fixed", None
     yield abi.FILTER_MAP, "array", 1, 4, abi.FILTER_STATE.size, "fixed", None
     yield abi.IFACES_MAP, "percpu_hash", abi.IFACES_MAX, 4, abi.IFACE_VALUE.size, "fixed", None

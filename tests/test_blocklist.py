@@ -164,6 +164,43 @@ def test_an_expired_host_entry_falls_back_to_a_live_prefix(make):
     assert sorted(eng.maps.block_items()) == [(96 + 24, bytes(10) + b"\xff\xff" + bytes([198, 18, 4, 0]))]
 
 
+def test_the_host_bit_array_follows_the_hosts(kernel, tmp_path):
+    """A source's bit gates the host map: set while a host entry hashes there, cleared
+    with the last one; the words in the kernel are what user space computes."""
+    import struct
+
+    from compiler import abi
+    m = EngineMaker("kernel", tmp_path)
+    try:
+        eng, ctl, clock = setup(m)
+        bits = eng.loaded.bpf[abi.BLOCKBITS_MAP]
+
+        def bit(addr):
+            w = struct.unpack("=4I", ipaddress.IPv6Address(f"::ffff:{addr}").packed)
+            return (((w[0] ^ w[1] ^ w[2] ^ w[3]) * abi.BLOCKBITS_MUL) & 0xFFFFFFFF) >> 16
+
+        def words():
+            return {i.value: v.value for i, v in bits.items() if v.value}
+
+        a, b = bit("198.18.0.7"), bit("198.18.0.8")
+        ctl.block("198.18.0.7", ttl="1m")
+        ctl.block("198.18.0.0/16", ttl="1m")                 # a prefix: no bit
+        assert words() == {a >> 6: 1 << (a & 63)}
+        ctl.block("198.18.0.8", ttl="1m")
+        want = {}
+        for x in (a, b):
+            want[x >> 6] = want.get(x >> 6, 0) | 1 << (x & 63)
+        assert words() == want
+        assert feed(eng, clock, [tcp(src="198.18.0.7"), tcp(src="198.18.0.9")]) == [XDP_PASS, XDP_PASS]
+        assert {e["prefix"]: e["hits"] for e in ctl.blocks()} == {"198.18.0.0/16": 1, "198.18.0.7/32": 1,
+                                                                   "198.18.0.8/32": 0}
+        ctl.unblock("198.18.0.7")
+        ctl.unblock("198.18.0.8")
+        assert words() == {}
+    finally:
+        m.close()
+
+
 def test_renew_keeps_hits_and_moves_expiry(make):
     eng, ctl, clock = setup(make)
     ctl.block("198.18.0.7", ttl="2s", reason="first")

@@ -237,7 +237,7 @@ def test_kernel_counts_the_maps_the_plan_counts():
     plan = plan_program(model, sources)
     loaded = load_program(render_c(plan))
     try:
-        assert loaded.info.n_maps == len(plan.kernel_maps()) == 20   # 10 fixed (4 of them the filters')
+        assert loaded.info.n_maps == len(plan.kernel_maps()) == 21   # 11 fixed (5 of them the filters')
         assert loaded.warnings == []
         assert ctypes.sizeof(loaded.bpf["xm_scratch"].sLeaf) == plan.scratch_size
     finally:
@@ -251,11 +251,11 @@ def test_maps_at_the_bound_compile(tmp_path):
 
 def test_maps_past_the_bound_is_a_check_error(tmp_path):
     spec = maps_spec(tmp_path, abi.MAX_MAPS + 1)
-    n_stat = abi.MAX_MAPS + 1 - 10 - 1          # 10 fixed maps (4 of them the filters'), 1 ring buffer
+    n_stat = abi.MAX_MAPS + 1 - 11 - 1          # 11 fixed maps (5 of them the filters'), 1 ring buffer
     line = spec.count("\n")
     assert check_errors(tmp_path, spec) == [
         f"a.mon:{line}:50: error: this needs a cms map, map number 65 of the merged program; the kernel allows "
-        f"64 maps per program (65 needed: 10 fixed, {n_stat} for statistics, 1 ring buffer)"]
+        f"64 maps per program (65 needed: 11 fixed, {n_stat} for statistics, 1 ring buffer)"]
 
 
 def test_maps_past_the_bound_cli(tmp_path):

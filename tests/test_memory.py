@@ -110,14 +110,15 @@ def test_estimate_of_a_program(tmp_path):
         # its state, the interface counters (64 preallocated elements of 48 + 8 + 8, 16 B per CPU)
         ("xm_blocklist", "lpm_trie", 10_000, 20, 24, 640_000, ()),
         # single addresses beside it, not preallocated: 16,384 buckets, 10,000 x kmalloc-96 (48 + 16 + 24)
+        ("xm_blockbits", "array", 1024, 4, 8, 312 + 1024 * 8, ()),
         ("xm_blockhost", "hash", 10_000, 16, 24, 960 + 16 * 16_384 + 96 * 10_000, ()),
         ("xm_filter", "array", 1, 4, 16, 328, ()),
         ("xm_ifaces", "percpu_hash", 64, 4, 16, 960 + 16 * 64 + 64 * 64 + 2 * 16 * 64, ()),
         ("m_39a6d1", "hash", 100_000, 16, 8, 9_298_272, ("a.c",)),
     ]
-    assert est.total == 9_949_408 + 1_223_104
-    assert est.to_json(memory.Budget(1 << 30, "x"))["total_bytes"] == 9_949_408 + 1_223_104
-    assert memory.estimate(plan, cpus=4).total == 9_949_408 + 1_223_104 + 28 * 8 * 2 + 40 * 2 + 2 * (72 + 8) + 2 * 16 * 64
+    assert est.total == 9_949_408 + 1_223_104 + 8_504
+    assert est.to_json(memory.Budget(1 << 30, "x"))["total_bytes"] == 9_949_408 + 1_223_104 + 8_504
+    assert memory.estimate(plan, cpus=4).total == 9_949_408 + 1_223_104 + 8_504 + 28 * 8 * 2 + 40 * 2 + 2 * (72 + 8) + 2 * 16 * 64
 
 
 def test_budget_refusal_names_the_biggest_statistic(tmp_path):
@@ -299,7 +300,7 @@ def test_check_memory_lists_every_map(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     cpus = memory.possible_cpus()
-    assert lines[1] == (f"kernel memory: 10.7 MiB in 12 maps ({cpus} possible CPUs); "
+    assert lines[1] == (f"kernel memory: 10.7 MiB in 13 maps ({cpus} possible CPUs); "
                         "budget 1.0 GiB (set by --memory-budget)")
     assert lines[2].split() == ["map", "type", "entries", "key", "value", "bytes", "statistics"]
     # largest first; a hash map of 100,000 entries is 9,298,272 B on 2 CPUs, 16 + 8 more per further CPU
@@ -307,7 +308,7 @@ def test_check_memory_lists_every_map(tmp_path):
     assert lines[4].split() == ["xm_blockhost", "hash", "10,000", "16", "24", "1,223,104", "(fixed)"]
     assert lines[5].split() == ["xm_blocklist", "lpm_trie", "10,000", "20", "24", "640,000", "(fixed)"]
     assert lines[6].split()[:3] == ["m_b91fab", "hash", "1,000"] and lines[6].split()[-1] == "a.d"
-    assert len(lines) == 1 + 2 + 12 + 1 and lines[-1].split()[0] == "total"
+    assert len(lines) == 1 + 2 + 13 + 1 and lines[-1].split()[0] == "total"
 
 
 def test_bad_budget_is_a_usage_error(tmp_path):
@@ -362,7 +363,7 @@ def test_compile_load_check_and_report_above_the_budget(tmp_path, kernel):
     r = xdpmon(["compile", "--report", "--memory-budget", "1Gi", "a.mon"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "loaded program: " in r.stdout and "not loaded" not in r.stdout
-    assert f"kernel memory: 10.7 MiB in 12 maps ({memory.possible_cpus()} possible CPUs)" in r.stdout
+    assert f"kernel memory: 10.7 MiB in 13 maps ({memory.possible_cpus()} possible CPUs)" in r.stdout
 
 
 def too_big_for_this_machine() -> str:

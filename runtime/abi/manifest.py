@@ -111,6 +111,9 @@ class Filters:
     hosts_map: str                  # the single addresses (/32, /128), beside the trie
     hosts_flag: int                 # the state's flags bit: the host map holds entries
     prefixes_flag: int              # the state's flags bit: the trie holds entries
+    bits_map: str                   # a bit per address hash: some host entry hashes there
+    bits_words: int
+    bits_mul: int
 
 
 def _filters(f: dict | None) -> Filters | None:
@@ -118,7 +121,8 @@ def _filters(f: dict | None) -> Filters | None:
         return None
     b, st, ifc = f["blocklist"], f["state"], f["interfaces"]
     return Filters(b["map"], b["max_entries"], b["v4_prefix"], tuple(b["families"]), st["map"], st["enforce"],
-                   ifc["map"], ifc["max_entries"], b["hosts_map"], st["hosts"], st["prefixes"])
+                   ifc["map"], ifc["max_entries"], b["hosts_map"], st["hosts"], st["prefixes"],
+                   b["bits_map"], b["bits_words"], b["bits_mul"])
 
 
 class Manifest:

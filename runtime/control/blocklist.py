@@ -28,6 +28,7 @@ instance) removes them.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from typing import Callable
 
 from runtime.abi.manifest import Manifest
@@ -146,6 +147,25 @@ class Blocklist:
                  | (f.prefixes_flag if len(self._meta) > hosts else 0))
         self.maps.set_filter_state(len(self._meta), flags)
 
+    def _bit(self, net: Network) -> int:
+        """The bit of a host entry in the program's bit array (compiler/abi.py BLOCKBITS_MUL)."""
+        w = struct.unpack("=4I", key_of(net)[1])
+        return (((w[0] ^ w[1] ^ w[2] ^ w[3]) * self.filters.bits_mul) & 0xFFFFFFFF) >> 16
+
+    def _sync_bits(self, nets) -> None:
+        """Rewrite the words of these hosts' bits from the hosts blocked now."""
+        words = {self._bit(n) >> 6 for n in nets if n.prefixlen == n.max_prefixlen}
+        if not words:
+            return
+        value = dict.fromkeys(words, 0)
+        for n in self._meta:
+            if n.prefixlen == n.max_prefixlen:
+                b = self._bit(n)
+                if b >> 6 in value:
+                    value[b >> 6] |= 1 << (b & 63)
+        for w, v in value.items():
+            self.maps.block_bits_put(w, v)
+
     def set_enforce(self, on: bool) -> None:
         self.enforce = bool(on)
         self._sync()
@@ -188,6 +208,7 @@ class Blocklist:
         self._meta[net] = {"reason": reason or "", "by": by, "added_ns": self._meta[net]["added_ns"] if renew
                            else now, "renewed_ns": now if renew else None}
         self._counters["blocklist.renewed" if renew else "blocklist.added"] += 1
+        self._sync_bits([net])
         self._sync()
         return self._entry(net, now + ttl_ns, hits, now)
 
@@ -202,6 +223,7 @@ class Blocklist:
         entry = self._entry(net, expires, hits, self.clock())
         del self._meta[net]
         self._counters["blocklist.removed"] += 1
+        self._sync_bits([net])
         self._sync()
         return entry
 
@@ -219,6 +241,7 @@ class Blocklist:
                 del self._meta[net]
         if gone:
             self._counters["blocklist.expired"] += len(gone)
+            self._sync_bits([parse_prefix(g["prefix"]) for g in gone])
             self._sync()
         return gone
 

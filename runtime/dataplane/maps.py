@@ -151,6 +151,10 @@ class MapAccess:
     def block_delete(self, prefixlen: int, addr16: bytes) -> bool:
         return self._delete(*self._block_where(prefixlen, addr16))
 
+    def block_bits_put(self, word: int, value: int) -> None:
+        """Word ``word`` of the host map's bit array (runtime/control/blocklist.py keeps it)."""
+        self._write(self.manifest.filters.bits_map, word, struct.pack("=Q", value))
+
     def _block_where(self, prefixlen: int, addr16: bytes) -> tuple[str, bytes]:
         f = self.manifest.filters
         key = _block_key(prefixlen, addr16)

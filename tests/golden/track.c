@@ -633,6 +633,9 @@ struct xm_host_key {
     __u8 addr[16];
 };
 BPF_F_TABLE("hash", struct xm_host_key, struct xm_block_v, xm_blockhost, 10000, BPF_F_NO_PREALLOC);
+/* A bit per hash of an address, set while some host entry hashes there: a source whose
+ * bit is clear (most sources) skips the host map (compiler/abi.py BLOCKBITS_MUL). */
+BPF_ARRAY(xm_blockbits, __u64, 1024);
 /* entries: how many prefixes the blocklist holds (0: not consulted); flags below */
 BPF_ARRAY(xm_filter, struct xm_filter, 1);
 #define XM_FILTER_ENFORCE 1ULL   /* drop live matches; else count them only */
@@ -786,10 +789,17 @@ static __always_inline int xm_blocked(struct xm_pkt *p, __u64 now, __u64 flags)
     struct xm_block_v *b = 0;
     if (flags & XM_FILTER_HOSTS) {
         struct xm_host_key h;
+        __u32 w[4];
         __builtin_memcpy(h.addr, p->src.b, 16);
-        b = xm_blockhost.lookup(&h);
-        if (b && b->expires <= now)
-            b = 0;
+        __builtin_memcpy(w, p->src.b, 16);
+        __u32 bit = ((w[0] ^ w[1] ^ w[2] ^ w[3]) * 2654435761u) >> 16;
+        __u32 word = bit >> 6;
+        __u64 *bits = xm_blockbits.lookup(&word);
+        if (bits && ((*bits >> (bit & 63)) & 1)) {
+            b = xm_blockhost.lookup(&h);
+            if (b && b->expires <= now)
+                b = 0;
+        }
     }
     if (!b && (flags & XM_FILTER_PREFIXES)) {
         struct xm_block_key k = {.prefixlen = 128};

@@ -242,6 +242,8 @@ class ReferenceMaps(MapAccess):
             e.CTL[0], e.CTL[1], e.UNTIL[:] = decode_control(data, len(e.UNTIL))
         elif name == self.manifest.filters.state_map:
             e.FLT[:] = _QQ.unpack(data[:16])
+        elif name == self.manifest.filters.bits_map:
+            e.BITS[index] = struct.unpack("=Q", data[:8])[0]   # kept, not needed: the lookup is exact
         else:
             raise KeyError(name)
 
@@ -333,6 +335,7 @@ class ReferenceEngine(Engine):
         self.RBQ = [[]]                         # its records, not yet consumed
         self.FLT = [0, 0]                       # the filter state: blocklist entries, flags
         self.BLK = PrefixTrie()                 # the blocklist
+        self.BITS: dict[int, int] = {}          # the host map's bit array (a gate only: not consulted)
         self.IFC: dict = {}                     # ifindex -> [frames, bytes] (the interfaces counted)
         self.on_demand = [a.enable_bit for a in plan.apps if a.enable_bit >= 0]
         self.store: dict = {}                   # namespace name -> map state
