@@ -126,6 +126,7 @@ class Blocklist:
             self.allow.append((parse_prefix(text), why))
         self.enforce = bool(enforce)
         self._meta: dict[Network, dict] = {}        # prefix -> reason, by, added_ns
+        self._host_bits: dict[int, int] = {}        # bit -> host entries hashing there (the bit array)
         self._counters = {"blocklist.added": 0, "blocklist.renewed": 0, "blocklist.removed": 0,
                           "blocklist.expired": 0, "blocklist.refused_full": 0,
                           "blocklist.refused_allowlist": 0, "blocklist.refused_ttl": 0}
@@ -142,7 +143,7 @@ class Blocklist:
     def _sync(self) -> None:
         """The filter state the program gates on: the exact number of entries, the flags."""
         f = self.filters
-        hosts = sum(1 for n in self._meta if n.prefixlen == n.max_prefixlen)
+        hosts = sum(self._host_bits.values())
         flags = ((f.enforce_flag if self.enforce else 0) | (f.hosts_flag if hosts else 0)
                  | (f.prefixes_flag if len(self._meta) > hosts else 0))
         self.maps.set_filter_state(len(self._meta), flags)
@@ -152,19 +153,18 @@ class Blocklist:
         w = struct.unpack("=4I", key_of(net)[1])
         return (((w[0] ^ w[1] ^ w[2] ^ w[3]) * self.filters.bits_mul) & 0xFFFFFFFF) >> 16
 
-    def _sync_bits(self, nets) -> None:
-        """Rewrite the words of these hosts' bits from the hosts blocked now."""
-        words = {self._bit(n) >> 6 for n in nets if n.prefixlen == n.max_prefixlen}
-        if not words:
+    def _count_host(self, net: Network, delta: int) -> None:
+        """A host entry added (+1) or gone (-1): its bit's count, and its word in the program."""
+        if net.prefixlen != net.max_prefixlen:
             return
-        value = dict.fromkeys(words, 0)
-        for n in self._meta:
-            if n.prefixlen == n.max_prefixlen:
-                b = self._bit(n)
-                if b >> 6 in value:
-                    value[b >> 6] |= 1 << (b & 63)
-        for w, v in value.items():
-            self.maps.block_bits_put(w, v)
+        bit = self._bit(net)
+        n = self._host_bits.get(bit, 0) + delta
+        if n:
+            self._host_bits[bit] = n
+        else:
+            self._host_bits.pop(bit, None)
+        word = bit >> 6
+        self.maps.block_bits_put(word, sum(1 << i for i in range(64) if (word << 6) + i in self._host_bits))
 
     def set_enforce(self, on: bool) -> None:
         self.enforce = bool(on)
@@ -208,7 +208,8 @@ class Blocklist:
         self._meta[net] = {"reason": reason or "", "by": by, "added_ns": self._meta[net]["added_ns"] if renew
                            else now, "renewed_ns": now if renew else None}
         self._counters["blocklist.renewed" if renew else "blocklist.added"] += 1
-        self._sync_bits([net])
+        if not renew:
+            self._count_host(net, +1)
         self._sync()
         return self._entry(net, now + ttl_ns, hits, now)
 
@@ -223,7 +224,7 @@ class Blocklist:
         entry = self._entry(net, expires, hits, self.clock())
         del self._meta[net]
         self._counters["blocklist.removed"] += 1
-        self._sync_bits([net])
+        self._count_host(net, -1)
         self._sync()
         return entry
 
@@ -241,7 +242,8 @@ class Blocklist:
                 del self._meta[net]
         if gone:
             self._counters["blocklist.expired"] += len(gone)
-            self._sync_bits([parse_prefix(g["prefix"]) for g in gone])
+            for g in gone:
+                self._count_host(parse_prefix(g["prefix"]), -1)
             self._sync()
         return gone
 
