@@ -89,26 +89,31 @@ def ringbuf_pages(n_apps_with_rules: int) -> int:
 
 # ---- filters: the blocklist and the per-interface frame counters ----------------------------
 # Every program (live and replay builds) has them; user space (runtime/control/blocklist.py)
-# is their one writer. The blocklist is an LPM trie keyed by the source address as the
+# is their one writer. The blocklist is an LPM trie (and the hash map below) keyed by the source address as the
 # program holds addresses (16 bytes, IPv4 v4-mapped ::ffff:a.b.c.d, so an IPv4 /24 is
 # prefix length 96 + 24). It is consulted right after parsing, before any app, and
 # only while the filter state's ``entries`` (kept exact by user space) is non-zero.
 BLOCKLIST_MAP = "xm_blocklist"
 BLOCKLIST_MAX = 10_000                  # entries at most (the trie's max_entries)
-# Single addresses (/32, /128: most blocks) live in a hash map beside the trie: one hash
-# lookup instead of a walk ~17 levels deep in a trie dense with hosts. A live host entry
-# decides (it is the longest prefix there is); else the trie's longest prefix does.
-BLOCKHOST_MAP = "xm_blockhost"          # hash: 16 address bytes -> struct xm_block_v
-# A bit per hash of an address, set while some host entry hashes there (user space keeps
-# it): a source whose bit is clear has no host entry, and the host map is not looked up.
+# Most blocks are of a few prefix lengths (/32 and /128 hosts, a /24, a /64): their entries
+# live in a hash map keyed like the trie, one exact lookup per length in use instead of a
+# walk ~17 levels deep in a trie dense with entries. The filter state lists those lengths,
+# longest first, with their masks: at most BLOCK_LENS of them; the entries of any further
+# length stay in the trie. The longest live match of either decides (a trie entry carries its
+# prefix length, so the program can tell which is longer).
+BLOCKHASH_MAP = "xm_blockhash"          # hash: struct xm_block_key -> struct xm_block_v
+BLOCK_LENS = 8                          # prefix lengths looked up in the hash map, at most
+# A bit per hash of a (length, masked address), set while some hash entry hashes there (user
+# space keeps it): a source whose bit is clear at a length has no entry of that length, and
+# the hash map is not looked up for it.
 BLOCKBITS_MAP = "xm_blockbits"          # array of BLOCKBITS_WORDS __u64
 BLOCKBITS_WORDS = 1024                  # 65,536 bits
-BLOCKBITS_MUL = 2654435761              # the bit: ((w0 ^ w1 ^ w2 ^ w3) * MUL mod 2^32) >> 16,
-                                        # w the address's four 32-bit words as loaded (host order)
+BLOCKBITS_MUL = 2654435761              # the bit: ((w0 ^ w1 ^ w2 ^ w3 ^ len) * MUL mod 2^32) >> 16, w the
+                                        # masked address's four 32-bit words as loaded (host order)
 BLOCK_V4_PREFIX = 96                    # prefix length of ::ffff:0:0/96 (an IPv4 /n is 96 + n)
 FILTER_MAP = "xm_filter"                # one entry: struct xm_filter
 FILTER_ENFORCE = 1                      # xm_filter.flags: drop live matches (else count them only)
-FILTER_HOSTS = 2                        # xm_filter.flags: the host map holds entries (else not looked up)
+FILTER_HASHED = 2                       # xm_filter.flags: the hash map holds entries (of the lengths listed)
 FILTER_PREFIXES = 4                     # xm_filter.flags: the trie holds entries (else not looked up)
 IFACES_MAP = "xm_ifaces"                # per-CPU hash ifindex -> frames, bytes (user space inserts)
 IFACES_MAX = 64
@@ -123,13 +128,20 @@ BLOCK_KEY = Struct("xm_block_key", (
 BLOCK_VALUE = Struct("xm_block_v", (
     Member("expires", 0, 8, "__u64", "ts"),          # the program's clock: ignored from then on
     Member("hits", 8, 8, "__u64", "count"),          # live matches (atomic add)
-    Member("flags", 16, 8, "__u64", "flags"),        # reserved: 0
+    Member("prefixlen", 16, 8, "__u64", "prefixlen"),  # the entry's own prefix length (its key's)
 ), 24)
 
 FILTER_STATE = Struct("xm_filter", (
     Member("entries", 0, 8, "__u64", "count"),       # entries in the blocklist: 0 skips the lookup
-    Member("flags", 8, 8, "__u64", "flags"),         # FILTER_ENFORCE | FILTER_HOSTS | FILTER_PREFIXES
-), 16)
+    Member("flags", 8, 8, "__u64", "flags"),         # FILTER_ENFORCE | FILTER_HASHED | FILTER_PREFIXES
+    Member("trie_longest", 16, 4, "__u32", "prefixlen"),  # the trie's longest prefix length (FILTER_PREFIXES)
+    Member("n_lens", 20, 4, "__u32", "count"),       # lengths in lens[] (FILTER_HASHED)
+    Member("n_lens_v4", 24, 4, "__u32", "count"),    # the first of them an IPv4 source tries: those >= 96
+    Member("pad", 28, 4, "__u32", "pad"),
+    Member("lens", 32, 4 * BLOCK_LENS, f"__u32[{BLOCK_LENS}]", "prefixlen", count=BLOCK_LENS),      # longest first
+    Member("masks", 32 + 4 * BLOCK_LENS, 16 * BLOCK_LENS, f"__u32[{4 * BLOCK_LENS}]", "mask",
+           count=4 * BLOCK_LENS),  # lens[i]'s mask
+), 32 + 20 * BLOCK_LENS)
 
 IFACE_VALUE = Struct("xm_iface_v", (
     Member("frames", 0, 8, "__u64", "count"),

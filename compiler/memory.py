@@ -46,6 +46,7 @@ from .plan import Plan
 HTAB = 960                  # sizeof(struct bpf_htab)
 HTAB_ELEM = 48              # sizeof(struct htab_elem): list node, LRU node, hash; key follows
 HTAB_BUCKET = 16            # sizeof(struct bucket): list head and lock
+LLIST_NODE = 8              # the BPF memory allocator's free-list node, charged per element allocated
 ARRAY = 312                 # sizeof(struct bpf_array)
 RINGBUF = 304               # sizeof(struct bpf_ringbuf_map)
 LPM_NODE = 24              # struct lpm_trie_node before its data (an LPM trie is charged per entry)
@@ -53,7 +54,7 @@ RINGBUF_META_PAGES = 3      # the header page and the two position pages of a ri
 POINTER = 8
 
 HASH_TYPES = ("hash", "lru_hash", "percpu_hash", "lru_percpu_hash")
-NOT_PREALLOCATED = {abi.BLOCKHOST_MAP}      # BPF_F_NO_PREALLOC (the template): charged per entry present
+NOT_PREALLOCATED = {abi.BLOCKHASH_MAP}      # BPF_F_NO_PREALLOC (the template): charged per entry present
 
 
 def tolerance(kernel_bytes: int) -> int:
@@ -70,18 +71,14 @@ def _pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
-def _kmalloc(n: int) -> int:
-    """The kmalloc size class an allocation of ``n`` bytes takes (96 and 192 between the powers of two)."""
-    return next((c for c in (8, 16, 32, 64, 96, 128, 192) if n <= c), _pow2(n))
-
 
 def map_bytes(bpf_type: str, entries: int, key_size: int, value_size: int, cpus: int,
               prealloc: bool = True) -> int:
     """Bytes the kernel charges for one map (``entries``: max_entries; for a ring
     buffer its data bytes, a multiple of the page size)."""
-    if bpf_type == "hash" and not prealloc:   # BPF_F_NO_PREALLOC: the buckets, then an element from a
-        elem = _kmalloc(HTAB_ELEM + _r8(key_size) + _r8(value_size))   # kmalloc size class per entry
-        return HTAB + HTAB_BUCKET * _pow2(entries) + elem * entries     # present, here when full
+    if bpf_type == "hash" and not prealloc:   # BPF_F_NO_PREALLOC: the buckets, then per entry present
+        elem = HTAB_ELEM + _r8(key_size) + _r8(value_size) + LLIST_NODE   # (here when full) an element of
+        return HTAB + HTAB_BUCKET * _pow2(entries) + elem * entries     # the BPF allocator, htab_map_mem_usage()
     if bpf_type in HASH_TYPES:
         percpu = "percpu" in bpf_type
         lru = bpf_type.startswith("lru")
@@ -231,7 +228,7 @@ def _shapes(plan: Plan):
     # the filters: the blocklist at its bound (a trie grows as user space fills it)
     yield abi.BLOCKLIST_MAP, "lpm_trie", abi.BLOCKLIST_MAX, abi.BLOCK_KEY.size, abi.BLOCK_VALUE.size, "fixed", None
     yield abi.BLOCKBITS_MAP, "array", abi.BLOCKBITS_WORDS, 4, 8, "fixed", None
-    yield abi.BLOCKHOST_MAP, "hash", abi.BLOCKLIST_MAX, 16, abi.BLOCK_VALUE.size, "fixed", None
+    yield abi.BLOCKHASH_MAP, "hash", abi.BLOCKLIST_MAX, abi.BLOCK_KEY.size, abi.BLOCK_VALUE.size, "fixed", None
     yield abi.FILTER_MAP, "array", 1, 4, abi.FILTER_STATE.size, "fixed", None
     yield abi.IFACES_MAP, "percpu_hash", abi.IFACES_MAX, 4, abi.IFACE_VALUE.size, "fixed", None
     for m in plan.maps:

@@ -349,7 +349,7 @@ class Plan:
     def filter_maps(self) -> list[str]:
         """The maps of the filters that stage 0's code uses: the per-interface
         counters and, when some address is parsed, the filter state and the blocklist."""
-        return [abi.IFACES_MAP] + ([abi.FILTER_MAP, abi.BLOCKLIST_MAP, abi.BLOCKHOST_MAP, abi.BLOCKBITS_MAP] if self.blocklist_code else [])
+        return [abi.IFACES_MAP] + ([abi.FILTER_MAP, abi.BLOCKLIST_MAP, abi.BLOCKHASH_MAP, abi.BLOCKBITS_MAP] if self.blocklist_code else [])
 
     @property
     def has_reads(self) -> bool:

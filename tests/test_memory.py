@@ -111,14 +111,14 @@ def test_estimate_of_a_program(tmp_path):
         ("xm_blocklist", "lpm_trie", 10_000, 20, 24, 640_000, ()),
         # single addresses beside it, not preallocated: 16,384 buckets, 10,000 x kmalloc-96 (48 + 16 + 24)
         ("xm_blockbits", "array", 1024, 4, 8, 312 + 1024 * 8, ()),
-        ("xm_blockhost", "hash", 10_000, 16, 24, 960 + 16 * 16_384 + 96 * 10_000, ()),
-        ("xm_filter", "array", 1, 4, 16, 328, ()),
+        ("xm_blockhash", "hash", 10_000, 20, 24, 960 + 16 * 16_384 + 104 * 10_000, ()),
+        ("xm_filter", "array", 1, 4, 192, 312 + 192, ()),
         ("xm_ifaces", "percpu_hash", 64, 4, 16, 960 + 16 * 64 + 64 * 64 + 2 * 16 * 64, ()),
         ("m_39a6d1", "hash", 100_000, 16, 8, 9_298_272, ("a.c",)),
     ]
-    assert est.total == 9_949_408 + 1_223_104 + 8_504
-    assert est.to_json(memory.Budget(1 << 30, "x"))["total_bytes"] == 9_949_408 + 1_223_104 + 8_504
-    assert memory.estimate(plan, cpus=4).total == 9_949_408 + 1_223_104 + 8_504 + 28 * 8 * 2 + 40 * 2 + 2 * (72 + 8) + 2 * 16 * 64
+    assert est.total == 9_949_408 + 1_303_104 + 8_680
+    assert est.to_json(memory.Budget(1 << 30, "x"))["total_bytes"] == 9_949_408 + 1_303_104 + 8_680
+    assert memory.estimate(plan, cpus=4).total == 9_949_408 + 1_303_104 + 8_680 + 28 * 8 * 2 + 40 * 2 + 2 * (72 + 8) + 2 * 16 * 64
 
 
 def test_budget_refusal_names_the_biggest_statistic(tmp_path):
@@ -129,7 +129,7 @@ def test_budget_refusal_names_the_biggest_statistic(tmp_path):
     (d,) = memory.check(est, memory.Budget(est.total - 1, "set by --memory-budget"))
     assert d.headline() == (
         "a.mon:3:12: error: statistic a.c needs 8.9 MiB of kernel memory (hash map m_39a6d1: 100,000 entries, "
-        "key 16 B, value 8 B); the program's maps need 10.7 MiB, above the memory budget of 10.7 MiB "
+        "key 16 B, value 8 B); the program's maps need 10.8 MiB, above the memory budget of 10.8 MiB "
         "(set by --memory-budget)")
     assert d.hint == ("declare fewer entries with 'size' (a hash map is allocated whole when the program loads), "
                       "or raise the budget with --memory-budget")
@@ -274,7 +274,7 @@ def test_accounting_is_the_kernels(kernel, typ, entries, key, value):
 
 TWO_MAPS = "app a {\n  t2 { d = count() by ip.src size 1000\n       c = count() by ip.dst size 100000 }\n}\n"
 REFUSED = ("a.mon:3:12: error: statistic a.c needs 8.9 MiB of kernel memory (hash map m_39a6d1: 100,000 entries, "
-           "key 16 B, value 8 B); the program's maps need 10.7 MiB, above the memory budget of 4.0 MiB "
+           "key 16 B, value 8 B); the program's maps need 10.8 MiB, above the memory budget of 4.0 MiB "
            "(set by --memory-budget)\n"
            "         c = count() by ip.dst size 100000 }\n"
            "             ^^^^^^^\n"
@@ -290,7 +290,7 @@ def test_check_refuses_above_the_budget(tmp_path):
     r = xdpmon(["check", "--memory-budget", "16Mi", "a.mon"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "a: mode always; t1 all packets; t2 2 stats (d, c); t3 0 rules; params -\n"
-    assert r.stderr == ("(kernel memory 10.7 MiB of a 16.0 MiB budget; --memory lists the maps)\n"
+    assert r.stderr == ("(kernel memory 10.8 MiB of a 16.0 MiB budget; --memory lists the maps)\n"
                         "(2 notes; --notes shows them)\n")
 
 
@@ -300,12 +300,12 @@ def test_check_memory_lists_every_map(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     cpus = memory.possible_cpus()
-    assert lines[1] == (f"kernel memory: 10.7 MiB in 13 maps ({cpus} possible CPUs); "
+    assert lines[1] == (f"kernel memory: 10.8 MiB in 13 maps ({cpus} possible CPUs); "
                         "budget 1.0 GiB (set by --memory-budget)")
     assert lines[2].split() == ["map", "type", "entries", "key", "value", "bytes", "statistics"]
     # largest first; a hash map of 100,000 entries is 9,298,272 B on 2 CPUs, 16 + 8 more per further CPU
     assert lines[3].split() == ["m_39a6d1", "hash", "100,000", "16", "8", f"{9_298_272 + (cpus - 2) * 80:,}", "a.c"]
-    assert lines[4].split() == ["xm_blockhost", "hash", "10,000", "16", "24", "1,223,104", "(fixed)"]
+    assert lines[4].split() == ["xm_blockhash", "hash", "10,000", "20", "24", "1,303,104", "(fixed)"]
     assert lines[5].split() == ["xm_blocklist", "lpm_trie", "10,000", "20", "24", "640,000", "(fixed)"]
     assert lines[6].split()[:3] == ["m_b91fab", "hash", "1,000"] and lines[6].split()[-1] == "a.d"
     assert len(lines) == 1 + 2 + 13 + 1 and lines[-1].split()[0] == "total"
@@ -356,14 +356,14 @@ def test_compile_load_check_and_report_above_the_budget(tmp_path, kernel):
     r = xdpmon(["compile", "--report", "--json", "--memory-budget", "4Mi", "a.mon"], tmp_path)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert rep["loaded"] == {"error": "its maps need 10.7 MiB, above the memory budget of 4.0 MiB", "kind": "budget"}
+    assert rep["loaded"] == {"error": "its maps need 10.8 MiB, above the memory budget of 4.0 MiB", "kind": "budget"}
     est = memory.estimate(compile_text(tmp_path, TWO_MAPS).plan)
     assert rep["memory"] == est.to_json(memory.Budget(4 << 20, ""))
     assert rep["memory"]["budget_bytes"] == 4 << 20 and rep["memory"]["total_bytes"] == est.total
     r = xdpmon(["compile", "--report", "--memory-budget", "1Gi", "a.mon"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "loaded program: " in r.stdout and "not loaded" not in r.stdout
-    assert f"kernel memory: 10.7 MiB in 13 maps ({memory.possible_cpus()} possible CPUs)" in r.stdout
+    assert f"kernel memory: 10.8 MiB in 13 maps ({memory.possible_cpus()} possible CPUs)" in r.stdout
 
 
 def too_big_for_this_machine() -> str:

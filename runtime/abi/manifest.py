@@ -108,10 +108,11 @@ class Filters:
     enforce_flag: int               # the state's flags bit that makes matches drop
     interfaces_map: str
     max_interfaces: int
-    hosts_map: str                  # the single addresses (/32, /128), beside the trie
-    hosts_flag: int                 # the state's flags bit: the host map holds entries
+    hash_map: str                   # the entries of the lengths the state lists, beside the trie
+    lens_max: int                   # lengths the state lists at most (the others' entries: the trie)
+    hashed_flag: int                # the state's flags bit: the hash map holds entries
     prefixes_flag: int              # the state's flags bit: the trie holds entries
-    bits_map: str                   # a bit per address hash: some host entry hashes there
+    bits_map: str                   # a bit per (length, masked address) hash: some hash entry there
     bits_words: int
     bits_mul: int
 
@@ -121,7 +122,7 @@ def _filters(f: dict | None) -> Filters | None:
         return None
     b, st, ifc = f["blocklist"], f["state"], f["interfaces"]
     return Filters(b["map"], b["max_entries"], b["v4_prefix"], tuple(b["families"]), st["map"], st["enforce"],
-                   ifc["map"], ifc["max_entries"], b["hosts_map"], st["hosts"], st["prefixes"],
+                   ifc["map"], ifc["max_entries"], b["hash_map"], b["lens_max"], st["hashed"], st["prefixes"],
                    b["bits_map"], b["bits_words"], b["bits_mul"])
 
 

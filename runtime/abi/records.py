@@ -188,3 +188,32 @@ def decode_control(data: bytes, n_bits: int) -> tuple[int, int, list[int]]:
 
 def encode_control(mask: int, next_change: int, until, size: int | None = None) -> bytes:
     return encode_u64s([mask, next_change, *until], size)
+
+
+def prefix_mask_words(prefixlen: int) -> tuple[int, int, int, int]:
+    """The mask of a 16-byte address's first ``prefixlen`` bits as the program loads it:
+    four 32-bit words of the bytes in network order, read in host order."""
+    ones = ((1 << 128) - 1) ^ ((1 << (128 - prefixlen)) - 1)
+    return struct.unpack("=4I", ones.to_bytes(16, "big"))
+
+
+def encode_filter_state(entries: int, flags: int, trie_longest: int, lens, lens_max: int) -> bytes:
+    """struct xm_filter (compiler/abi.py FILTER_STATE): entries, flags, the trie's longest
+    prefix length, and the hash map's lengths (longest first) with their masks; an IPv4
+    source tries those of 96 bits and more (an IPv4 /n is 96 + n; user space blocks no IPv6
+    prefix holding IPv4 addresses)."""
+    lens = sorted(lens, reverse=True)
+    if len(lens) > lens_max:
+        raise ValueError(f"at most {lens_max} prefix lengths in the hash map, not {len(lens)}")
+    n_v4 = sum(1 for n in lens if n >= 96)
+    padded = lens + [0] * (lens_max - len(lens))
+    masks = [w for n in lens for w in prefix_mask_words(n)] + [0] * (4 * (lens_max - len(lens)))
+    return struct.pack(f"=QQIIII{lens_max}I{4 * lens_max}I", entries, flags, trie_longest, len(lens), n_v4, 0,
+                       *padded, *masks)
+
+
+def decode_filter_state(data: bytes, lens_max: int) -> tuple[int, int, int, tuple[int, ...]]:
+    """(entries, flags, trie_longest, lens) of struct xm_filter."""
+    entries, flags, trie_longest, n = struct.unpack_from("=QQII", data)
+    lens = struct.unpack_from(f"={lens_max}I", data, 32)[:n]
+    return entries, flags, trie_longest, tuple(lens)

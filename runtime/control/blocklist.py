@@ -1,12 +1,17 @@
 """The blocklist of a running program: source prefixes whose frames are dropped
 (with enforce) or only counted (by default, "would drop"), before any app.
 
-The program (codegen_templates/xdp_program.c.j2) keeps the prefixes in an LPM trie
-(the manifest's "filters"), keyed as it holds addresses: 16 bytes, IPv4 v4-mapped
-(::ffff:a.b.c.d, so an IPv4 /24 is prefix length 96 + 24). Each entry carries its
-expiry on the program's clock and a hit counter the program increments; the
-filter state holds the number of entries (0: the program does not look) and the
-enforce flag. This module is the one writer of all three, through the byte
+The program (codegen_templates/xdp_program.c.j2) keeps the prefixes keyed as it
+holds addresses: 16 bytes, IPv4 v4-mapped (::ffff:a.b.c.d, so an IPv4 /24 is prefix
+length 96 + 24). The entries of up to ``lens_max`` prefix lengths (the manifest's
+"filters") are in a hash map, one exact lookup per length, gated by a bit array;
+the entries of any further length are in an LPM trie. A length takes a place in the
+hash map when its first entry comes while one is free, and gives it up when its
+last entry goes; a length whose entries are in the trie stays there. Each entry
+carries its expiry on the program's clock and a hit counter the program
+increments; the filter state holds the number of entries (0: the program does
+not look), the enforce flag, the hash map's lengths and the trie's longest. This
+module is the one writer of all of it, through the byte
 interface of runtime/dataplane/maps.py (the kernel's maps or the reference
 engine's), and keeps what the kernel does not need: each entry's reason, who
 added it and when.
@@ -14,7 +19,10 @@ added it and when.
 Every refusal raises ControlError with a message for the operator:
 
 * a prefix that is not one (``ipaddress``), or has host bits set (the message
-  names the network meant), or of an address family the program does not parse;
+  names the network meant), or of an address family the program does not parse,
+  or an IPv6 prefix holding the IPv4 addresses (::ffff:0:0/96: ::/0 and the like;
+  an IPv6 block never covers IPv4, so an IPv4 source tries the lengths of 96 bits
+  and more only);
 * a prefix overlapping an allowed one (containing it or inside it): the
   allowlist is ``--allow`` plus the monitored interfaces' own addresses;
 * a new prefix past the bound (``max_entries``, at most the trie's size);
@@ -125,8 +133,10 @@ class Blocklist:
             text, why = a if isinstance(a, tuple) else (a, "--allow")
             self.allow.append((parse_prefix(text), why))
         self.enforce = bool(enforce)
-        self._meta: dict[Network, dict] = {}        # prefix -> reason, by, added_ns
-        self._host_bits: dict[int, int] = {}        # bit -> host entries hashing there (the bit array)
+        self._meta: dict[Network, dict] = {}        # prefix -> reason, by, added_ns, hashed
+        self._bits: dict[int, int] = {}             # bit -> hash entries hashing there (the bit array)
+        self._hashed: dict[int, int] = {}           # prefix length (program's) -> its entries, in the hash map
+        self._trie: dict[int, int] = {}             # prefix length -> its entries, in the trie
         self._counters = {"blocklist.added": 0, "blocklist.renewed": 0, "blocklist.removed": 0,
                           "blocklist.expired": 0, "blocklist.refused_full": 0,
                           "blocklist.refused_allowlist": 0, "blocklist.refused_ttl": 0}
@@ -141,30 +151,44 @@ class Blocklist:
 
     # ---- the kernel's state -----------------------------------------------------------------
     def _sync(self) -> None:
-        """The filter state the program gates on: the exact number of entries, the flags."""
+        """The filter state the program gates on: the exact number of entries, the flags,
+        the hash map's lengths, the trie's longest."""
         f = self.filters
-        hosts = sum(self._host_bits.values())
-        flags = ((f.enforce_flag if self.enforce else 0) | (f.hosts_flag if hosts else 0)
-                 | (f.prefixes_flag if len(self._meta) > hosts else 0))
-        self.maps.set_filter_state(len(self._meta), flags)
+        flags = ((f.enforce_flag if self.enforce else 0) | (f.hashed_flag if self._hashed else 0)
+                 | (f.prefixes_flag if self._trie else 0))
+        self.maps.set_filter_state(len(self._meta), flags, max(self._trie, default=0), sorted(self._hashed))
 
-    def _bit(self, net: Network) -> int:
-        """The bit of a host entry in the program's bit array (compiler/abi.py BLOCKBITS_MUL)."""
-        w = struct.unpack("=4I", key_of(net)[1])
-        return (((w[0] ^ w[1] ^ w[2] ^ w[3]) * self.filters.bits_mul) & 0xFFFFFFFF) >> 16
+    def _hashes(self, plen: int) -> bool:
+        """Whether a new entry of program prefix length ``plen`` goes to the hash map."""
+        if plen in self._hashed:
+            return True
+        return plen not in self._trie and plen > 0 and len(self._hashed) < self.filters.lens_max
 
-    def _count_host(self, net: Network, delta: int) -> None:
-        """A host entry added (+1) or gone (-1): its bit's count, and its word in the program."""
-        if net.prefixlen != net.max_prefixlen:
-            return
-        bit = self._bit(net)
-        n = self._host_bits.get(bit, 0) + delta
+    def _bit(self, plen: int, addr: bytes) -> int:
+        """The bit of a hash entry in the program's bit array (compiler/abi.py BLOCKBITS_MUL)."""
+        w = struct.unpack("=4I", addr)
+        return (((w[0] ^ w[1] ^ w[2] ^ w[3] ^ plen) * self.filters.bits_mul) & 0xFFFFFFFF) >> 16
+
+    def _count(self, net: Network, hashed: bool, delta: int) -> None:
+        """An entry added (+1) or gone (-1): its length's count and, in the hash map, its
+        bit's count and word in the program."""
+        plen, addr = key_of(net)
+        lens = self._hashed if hashed else self._trie
+        n = lens.get(plen, 0) + delta
         if n:
-            self._host_bits[bit] = n
+            lens[plen] = n
         else:
-            self._host_bits.pop(bit, None)
+            lens.pop(plen, None)
+        if not hashed:
+            return
+        bit = self._bit(plen, addr)
+        n = self._bits.get(bit, 0) + delta
+        if n:
+            self._bits[bit] = n
+        else:
+            self._bits.pop(bit, None)
         word = bit >> 6
-        self.maps.block_bits_put(word, sum(1 << i for i in range(64) if (word << 6) + i in self._host_bits))
+        self.maps.block_bits_put(word, sum(1 << i for i in range(64) if (word << 6) + i in self._bits))
 
     def set_enforce(self, on: bool) -> None:
         self.enforce = bool(on)
@@ -177,6 +201,10 @@ class Blocklist:
             parsed = " and ".join(self.filters.families) or "no IP header"
             raise ControlError(f"cannot block {net}: this program parses {parsed} only (its apps read no "
                                f"{fam} field), so a {fam} block would never match")
+        if net.version == 6 and _V4_MAPPED.subnet_of(net):
+            raise ControlError(f"cannot block {net}: it holds ::ffff:0:0/96, where the program keeps every "
+                               f"IPv4 address, and an IPv6 block never covers IPv4: block 0.0.0.0/0 for all of "
+                               f"IPv4, and IPv6 prefixes such as 2000::/3 for IPv6")
         m = _mapped(net)
         for a, why in self.allow:
             if m.overlaps(_mapped(a)):
@@ -204,12 +232,13 @@ class Blocklist:
         now = self.clock()
         plen, addr = key_of(net)
         hits = self.maps.block_items().get((plen, addr), (0, 0, 0))[1] if renew else 0
-        self.maps.block_put(plen, addr, now + ttl_ns, hits)
+        hashed = self._meta[net]["hashed"] if renew else self._hashes(plen)
+        self.maps.block_put(plen, addr, now + ttl_ns, hits, hashed=hashed)
         self._meta[net] = {"reason": reason or "", "by": by, "added_ns": self._meta[net]["added_ns"] if renew
-                           else now, "renewed_ns": now if renew else None}
+                           else now, "renewed_ns": now if renew else None, "hashed": hashed}
         self._counters["blocklist.renewed" if renew else "blocklist.added"] += 1
         if not renew:
-            self._count_host(net, +1)
+            self._count(net, hashed, +1)
         self._sync()
         return self._entry(net, now + ttl_ns, hits, now)
 
@@ -220,11 +249,12 @@ class Blocklist:
             raise ControlError(f"{net} is not blocked (blocked: {have}{', ...' if len(self._meta) > 5 else ''})")
         plen, addr = key_of(net)
         expires, hits, _ = self.maps.block_items().get((plen, addr), (0, 0, 0))
-        self.maps.block_delete(plen, addr)
+        hashed = self._meta[net]["hashed"]
+        self.maps.block_delete(plen, addr, hashed=hashed)
         entry = self._entry(net, expires, hits, self.clock())
         del self._meta[net]
         self._counters["blocklist.removed"] += 1
-        self._count_host(net, -1)
+        self._count(net, hashed, -1)
         self._sync()
         return entry
 
@@ -237,13 +267,13 @@ class Blocklist:
             plen, addr = key_of(net)
             expires, hits, _ = kernel.get((plen, addr), (0, 0, 0))
             if expires <= now:
-                self.maps.block_delete(plen, addr)
+                hashed = self._meta[net]["hashed"]
+                self.maps.block_delete(plen, addr, hashed=hashed)
                 gone.append(self._entry(net, expires, hits, now))
                 del self._meta[net]
+                self._count(net, hashed, -1)
         if gone:
             self._counters["blocklist.expired"] += len(gone)
-            for g in gone:
-                self._count_host(parse_prefix(g["prefix"]), -1)
             self._sync()
         return gone
 

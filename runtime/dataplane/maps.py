@@ -11,7 +11,7 @@
   without a timeout, what is waiting now; with one, waiting up to ``timeout_ms`` for
   records (the live ASL host's consumer thread: runtime/asl/consumer.py),
 - the filters: ``filter_state`` / ``set_filter_state``, ``block_put`` / ``block_delete``
-  / ``block_items`` (the blocklist trie, in the program's 16-byte address form),
+  / ``block_items`` (the blocklist hash map and trie, in the program's 16-byte address form),
   ``set_interfaces`` / ``interface_counters`` (frames and bytes per ifindex).
 
 A backend says only how bytes are read and written: ``ProgramMaps`` for a
@@ -30,7 +30,8 @@ from typing import Callable
 
 from runtime.abi.manifest import Manifest
 from runtime.dataplane import libbpf, sets
-from runtime.abi.records import EventDecoder, decode_control, decode_u64s, encode_control, encode_u64s
+from runtime.abi.records import (EventDecoder, decode_control, decode_filter_state, decode_u64s, encode_control,
+                                 encode_filter_state, encode_u64s)
 from runtime.abi.snapshot import RawState, app_maps, build_app_snapshot
 
 from runtime.abi.entries import Entries
@@ -137,38 +138,41 @@ class MapAccess:
     # ---- the filters (runtime/control/blocklist.py is their one writer) -------------------------
     def filter_state(self) -> tuple[int, int]:
         """(entries the blocklist holds, flags) as the program reads them."""
+        return self.filter_state_full()[:2]
+
+    def filter_state_full(self) -> tuple[int, int, int, tuple[int, ...]]:
+        """(entries, flags, the trie's longest prefix length, the hash map's lengths)."""
         f = self.manifest.filters
-        return _QQ.unpack(self._read(f.state_map, 0)[:16])
+        return decode_filter_state(self._read(f.state_map, 0), f.lens_max)
 
-    def set_filter_state(self, entries: int, flags: int) -> None:
-        self._write(self.manifest.filters.state_map, 0, _QQ.pack(entries, flags))
+    def set_filter_state(self, entries: int, flags: int, trie_longest: int = 0, lens=()) -> None:
+        f = self.manifest.filters
+        self._write(f.state_map, 0, encode_filter_state(entries, flags, trie_longest, lens, f.lens_max))
 
-    def block_put(self, prefixlen: int, addr16: bytes, expires: int, hits: int = 0, flags: int = 0) -> None:
-        """The blocklist entry of ``addr16``/``prefixlen`` (the program's 16-byte form): a
-        single address (/128) in the host map, a shorter prefix in the trie."""
-        self._put(*self._block_where(prefixlen, addr16), _BLOCK_V.pack(expires, hits, flags))
+    def block_put(self, prefixlen: int, addr16: bytes, expires: int, hits: int = 0, hashed: bool = False) -> None:
+        """The blocklist entry of ``addr16``/``prefixlen`` (the program's 16-byte form), in
+        the hash map (``hashed``: its length is one the filter state lists) or the trie."""
+        self._put(*self._block_where(prefixlen, addr16, hashed), _BLOCK_V.pack(expires, hits, prefixlen))
 
-    def block_delete(self, prefixlen: int, addr16: bytes) -> bool:
-        return self._delete(*self._block_where(prefixlen, addr16))
+    def block_delete(self, prefixlen: int, addr16: bytes, hashed: bool = False) -> bool:
+        return self._delete(*self._block_where(prefixlen, addr16, hashed))
 
     def block_bits_put(self, word: int, value: int) -> None:
-        """Word ``word`` of the host map's bit array (runtime/control/blocklist.py keeps it)."""
+        """Word ``word`` of the hash map's bit array (runtime/control/blocklist.py keeps it)."""
         self._write(self.manifest.filters.bits_map, word, struct.pack("=Q", value))
 
-    def _block_where(self, prefixlen: int, addr16: bytes) -> tuple[str, bytes]:
+    def _block_where(self, prefixlen: int, addr16: bytes, hashed: bool) -> tuple[str, bytes]:
         f = self.manifest.filters
-        key = _block_key(prefixlen, addr16)
-        return (f.hosts_map, key[4:]) if prefixlen == 128 else (f.blocklist_map, key)
+        return (f.hash_map if hashed else f.blocklist_map), _block_key(prefixlen, addr16)
 
     def block_items(self) -> dict[tuple[int, bytes], tuple[int, int, int]]:
-        """(prefixlen, addr16) -> (expires, hits, flags) of every blocklist entry."""
+        """(prefixlen, addr16) -> (expires, hits, prefixlen) of every blocklist entry."""
         f = self.manifest.filters
         out = {}
-        for k, v in self._hash_items(f.blocklist_map):
-            plen, = _U32.unpack_from(k)
-            out[(plen, bytes(k[4:20]))] = _BLOCK_V.unpack(v[:_BLOCK_V.size])
-        for k, v in self._hash_items(f.hosts_map):
-            out[(128, bytes(k[:16]))] = _BLOCK_V.unpack(v[:_BLOCK_V.size])
+        for name in (f.blocklist_map, f.hash_map):
+            for k, v in self._hash_items(name):
+                plen, = _U32.unpack_from(k)
+                out[(plen, bytes(k[4:20]))] = _BLOCK_V.unpack(v[:_BLOCK_V.size])
         return out
 
     def set_interfaces(self, ifindexes) -> None:
@@ -245,9 +249,8 @@ class MapAccess:
                 self._poll_rings(timeout_ms)
 
 
-_QQ = struct.Struct("=QQ")                   # struct xm_filter, struct xm_iface_v
 _U32 = struct.Struct("=I")
-_BLOCK_V = struct.Struct("=QQQ")             # struct xm_block_v: expires, hits, flags
+_BLOCK_V = struct.Struct("=QQQ")             # struct xm_block_v: expires, hits, prefixlen
 
 
 def _block_key(prefixlen: int, addr16: bytes) -> bytes:

@@ -585,11 +585,17 @@ struct xm_hll_hdr {
 struct xm_block_v {
     __u64 expires;
     __u64 hits;
-    __u64 flags;
+    __u64 prefixlen;
 } __attribute__((aligned(8)));
 struct xm_filter {
     __u64 entries;
     __u64 flags;
+    __u32 trie_longest;
+    __u32 n_lens;
+    __u32 n_lens_v4;
+    __u32 pad;
+    __u32 lens[8];
+    __u32 masks[32];
 } __attribute__((aligned(8)));
 struct xm_iface_v {
     __u64 frames;
@@ -642,19 +648,18 @@ struct xm_block_key {
 };
 _Static_assert(sizeof(struct xm_block_key) == 20, "compiler/abi.py: BLOCK_KEY");
 BPF_LPM_TRIE(xm_blocklist, struct xm_block_key, struct xm_block_v, 10000);
-/* Single addresses (/32, /128) beside the trie: one hash lookup, not a deep trie walk.
- * Not preallocated: like the trie, it costs memory only for the entries it holds. */
-struct xm_host_key {
-    __u8 addr[16];
-};
-BPF_F_TABLE("hash", struct xm_host_key, struct xm_block_v, xm_blockhost, 10000, BPF_F_NO_PREALLOC);
-/* A bit per hash of an address, set while some host entry hashes there: a source whose
- * bit is clear (most sources) skips the host map (compiler/abi.py BLOCKBITS_MUL). */
+/* The entries of the few prefix lengths most blocks have (hosts, a /24, a /64: the filter
+ * state lists them) beside the trie, keyed like it: one exact lookup per length, not a deep
+ * trie walk. Not preallocated: like the trie, it costs memory only for the entries it holds. */
+BPF_F_TABLE("hash", struct xm_block_key, struct xm_block_v, xm_blockhash, 10000, BPF_F_NO_PREALLOC);
+/* A bit per hash of a (length, masked address), set while some hash entry hashes there: a
+ * source whose bit is clear at a length (most sources) skips that lookup (compiler/abi.py
+ * BLOCKBITS_MUL). */
 BPF_ARRAY(xm_blockbits, __u64, 1024);
 /* entries: how many prefixes the blocklist holds (0: not consulted); flags below */
 BPF_ARRAY(xm_filter, struct xm_filter, 1);
 #define XM_FILTER_ENFORCE 1ULL   /* drop live matches; else count them only */
-#define XM_FILTER_HOSTS 2ULL     /* the host map holds entries */
+#define XM_FILTER_HASHED 2ULL    /* the hash map holds entries (lens[]) */
 #define XM_FILTER_PREFIXES 4ULL  /* the trie holds entries */
 /* Frames and bytes per receiving interface: only the ifindexes user space inserted
  * (the interfaces it attached to) are counted; the program never inserts. */
@@ -794,34 +799,52 @@ static __always_inline void xm_count_iface(struct xdp_md *ctx, struct xm_pkt *p)
     v->bytes += p->len;
 }
 
-/* The blocklist's verdict on the frame's source: 1 to drop it. A live entry of the
- * source address itself decides; else the longest prefix holding it in the trie. An
- * entry whose time ran out is ignored (user space sweeps it). A live match is counted
- * in the entry and, as dropped or only logged, in the counters: without
- * XM_FILTER_ENFORCE the frame goes on to the apps. */
-static __always_inline int xm_blocked(struct xm_pkt *p, __u64 now, __u64 flags)
+/* The blocklist's verdict on the frame's source: 1 to drop it. The longest live entry
+ * holding it decides: the hash map's lengths are tried longest first, then the trie if it
+ * holds a longer prefix than any found. An entry whose time ran out is ignored (user space
+ * sweeps it); in the hash map the next shorter length is tried. A live match is counted in
+ * the entry and, as dropped or only logged, in the counters: without XM_FILTER_ENFORCE the
+ * frame goes on to the apps. */
+static __always_inline int xm_blocked(struct xm_pkt *p, __u64 now, struct xm_filter *flt)
 {
     struct xm_block_v *b = 0;
-    if (flags & XM_FILTER_HOSTS) {
-        struct xm_host_key h;
+    __s64 found = -1;                /* the prefix length of b */
+    __u64 flags = flt->flags;
+    if (flags & XM_FILTER_HASHED) {
         __u32 w[4];
-        __builtin_memcpy(h.addr, p->src.b, 16);
         __builtin_memcpy(w, p->src.b, 16);
-        __u32 bit = ((w[0] ^ w[1] ^ w[2] ^ w[3]) * 2654435761u) >> 16;
-        __u32 word = bit >> 6;
-        __u64 *bits = xm_blockbits.lookup(&word);
-        if (bits && ((*bits >> (bit & 63)) & 1)) {
-            b = xm_blockhost.lookup(&h);
-            if (b && b->expires <= now)
-                b = 0;
+        __u32 n = (p->layers & XM_L_IPV4) ? flt->n_lens_v4 : flt->n_lens;
+#pragma unroll
+        for (__u32 i = 0; i < 8; i++) {
+            if (i >= n || b)          /* (no break: clang unrolls a loop with one exit only) */
+                continue;
+            struct xm_block_key k;
+            __u32 m[4];
+            __u32 len = flt->lens[i];
+            m[0] = w[0] & flt->masks[4 * i];
+            m[1] = w[1] & flt->masks[4 * i + 1];
+            m[2] = w[2] & flt->masks[4 * i + 2];
+            m[3] = w[3] & flt->masks[4 * i + 3];
+            __u32 bit = ((m[0] ^ m[1] ^ m[2] ^ m[3] ^ len) * 2654435761u) >> 16;
+            __u32 word = bit >> 6;
+            __u64 *bits = xm_blockbits.lookup(&word);
+            if (!bits || !((*bits >> (bit & 63)) & 1))
+                continue;
+            k.prefixlen = len;
+            __builtin_memcpy(k.addr, m, 16);
+            struct xm_block_v *v = xm_blockhash.lookup(&k);
+            if (v && v->expires > now) {
+                b = v;
+                found = len;
+            }
         }
     }
-    if (!b && (flags & XM_FILTER_PREFIXES)) {
+    if ((flags & XM_FILTER_PREFIXES) && (__s64)flt->trie_longest > found) {
         struct xm_block_key k = {.prefixlen = 128};
         __builtin_memcpy(k.addr, p->src.b, 16);
-        b = xm_blocklist.lookup(&k);
-        if (b && b->expires <= now)
-            b = 0;
+        struct xm_block_v *v = xm_blocklist.lookup(&k);
+        if (v && v->expires > now && (__s64)v->prefixlen > found)
+            b = v;
     }
     if (!b)
         return 0;
@@ -927,7 +950,7 @@ int xdpmon_main(struct xdp_md *ctx)
 
     /* ---- filters: the blocklist, before any app (not consulted while it is empty) ---- */
     struct xm_filter *flt = xm_filter.lookup(XM_ZERO_KEY);
-    if (flt && flt->entries && (p->layers & XM_L_IP) && xm_blocked(p, now, flt->flags))
+    if (flt && flt->entries && (p->layers & XM_L_IP) && xm_blocked(p, now, flt))
         return XDP_DROP;
 
     struct xm_params *par = xm_params.lookup(XM_ZERO_KEY);

@@ -24,9 +24,9 @@ statement-by-statement translation):
   longer than 73136 bytes); both are counted in ``stats.refused`` (by reason) as by
   the kernel engine;
 * the filters before any app: frames and bytes of the interfaces user space counts
-  (the test run's ingress_ifindex is the loopback's, 1), the blocklist (longest
-  prefix of the source, expired entries ignored, hits, log-only or XDP_DROP with
-  blocklist.dropped and verdict.drop);
+  (the test run's ingress_ifindex is the loopback's, 1), the blocklist (its hash
+  map's lengths longest first, then its trie, expired entries ignored: BlockMaps;
+  hits, log-only or XDP_DROP with blocklist.dropped and verdict.drop);
 * counters (frames, parse outcome, verdict.pass, per-map insert failures, per-app
   events / ringbuf_full / rate_limited, per-rule fired), params, the enable mask
   (xm_enabled / xm_enable, events only when the target app was off);
@@ -68,12 +68,13 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 
-from compiler import ir
+from compiler import abi, ir
 from compiler import plan as plan_mod
 from compiler.abi import HLL_HEADER, REPLAY_HEADER
 from runtime.abi import hll
 from runtime.abi.manifest import Manifest
-from runtime.abi.records import decode_control, decode_u64s, encode_control, encode_u64s
+from runtime.abi.records import (decode_control, decode_filter_state, decode_u64s, encode_control,
+                                 encode_filter_state, encode_u64s)
 from runtime.dataplane.bpf_test_run import XDP_TEST_RUN_LINEAR, XDP_TEST_RUN_MAX
 from runtime.dataplane.maps import MapAccess
 from runtime.engines.base import QUEUE_SIZE, Engine
@@ -158,43 +159,62 @@ def _div(a: int, b: int) -> int:
 TEST_RUN_IFINDEX = 1                   # ingress_ifindex under BPF_PROG_TEST_RUN: the loopback's
 
 
-class PrefixTrie:
-    """The blocklist (the program's host map and trie in one): (prefixlen, 16 address
-    bytes) -> [expires, hits, flags]; ``lookup(addr16, now)`` is the entry the program
-    finds: the address's own (/128) entry if live, else the longest shorter prefix
-    holding it, as the kernel's trie answers (expired or not: the program tests the time)."""
+class _ByLength:
+    """Entries (prefixlen, 16 address bytes) -> [expires, hits, prefixlen], found by length."""
 
     def __init__(self):
         self.entries: dict[tuple[int, bytes], list[int]] = {}
-        self._by_len: dict[int, dict[int, list[int]]] = {}     # prefixlen -> top bits -> entry
-        self._lens: list[int] = []                              # longest first
+        self.by_len: dict[int, dict[int, list[int]]] = {}       # prefixlen -> top bits -> entry
 
     @staticmethod
-    def _top(addr16: bytes, plen: int) -> int:
-        return int.from_bytes(addr16, "big") >> (128 - plen)
+    def top(a: int, plen: int) -> int:
+        return a >> (128 - plen)
 
     def put(self, plen: int, addr16: bytes, value: list[int]) -> None:
         self.entries[(plen, addr16)] = value
-        self._by_len.setdefault(plen, {})[self._top(addr16, plen)] = value
-        self._lens = sorted(self._by_len, reverse=True)
+        self.by_len.setdefault(plen, {})[self.top(int.from_bytes(addr16, "big"), plen)] = value
 
     def delete(self, plen: int, addr16: bytes) -> bool:
         if self.entries.pop((plen, addr16), None) is None:
             return False
-        tops = self._by_len[plen]
-        del tops[self._top(addr16, plen)]
+        tops = self.by_len[plen]
+        del tops[self.top(int.from_bytes(addr16, "big"), plen)]
         if not tops:
-            del self._by_len[plen]
-            self._lens = sorted(self._by_len, reverse=True)
+            del self.by_len[plen]
         return True
 
-    def lookup(self, addr16: bytes, now: int):
+
+class BlockMaps:
+    """The blocklist's two maps: the hash map of the lengths the filter state lists and the
+    trie. ``lookup(addr16, now, ipv4)`` is the entry the program (xm_blocked()) finds: the
+    first live entry of the state's lengths, longest first (those of 96 bits and more for an
+    IPv4 source); then, if the state says the trie holds
+    a longer prefix, the trie's longest match if it is live and longer."""
+
+    def __init__(self, state: list):
+        self.state = state              # the filter state: [entries, flags, trie_longest, lens]
+        self.hash = _ByLength()
+        self.trie = _ByLength()
+
+    def lookup(self, addr16: bytes, now: int, ipv4: int = 0):
         a = int.from_bytes(addr16, "big")
-        for plen in self._lens:
-            v = self._by_len[plen].get(a >> (128 - plen))
-            if v is not None and (plen < 128 or v[0] > now):
-                return v
-        return None
+        b, found = None, -1
+        if self.state[1] & abi.FILTER_HASHED:
+            for plen in self.state[3]:
+                if ipv4 and plen < abi.BLOCK_V4_PREFIX:
+                    break                           # (xm_filter.n_lens_v4)
+                v = self.hash.by_len.get(plen, {}).get(a >> (128 - plen))
+                if v is not None and v[0] > now:
+                    b, found = v, plen
+                    break
+        if self.state[1] & abi.FILTER_PREFIXES and self.state[2] > found:
+            for plen in sorted(self.trie.by_len, reverse=True):       # the trie's longest match
+                v = self.trie.by_len[plen].get(a >> (128 - plen))
+                if v is not None:
+                    if v[0] > now and v[2] > found:
+                        b = v
+                    break
+        return b
 
 
 def build_program(program, manifest: dict | None = None):
@@ -231,7 +251,7 @@ class ReferenceMaps(MapAccess):
         if name == self.manifest.control_map:
             return encode_control(e.CTL[0], e.CTL[1], e.UNTIL)
         if name == self.manifest.filters.state_map:
-            return _QQ.pack(*e.FLT)
+            return encode_filter_state(*e.FLT, self.manifest.filters.lens_max)
         raise KeyError(name)
 
     def _write(self, name: str, index: int, data: bytes) -> None:
@@ -241,7 +261,7 @@ class ReferenceMaps(MapAccess):
         elif name == self.manifest.control_map:
             e.CTL[0], e.CTL[1], e.UNTIL[:] = decode_control(data, len(e.UNTIL))
         elif name == self.manifest.filters.state_map:
-            e.FLT[:] = _QQ.unpack(data[:16])
+            e.FLT[:] = decode_filter_state(data, self.manifest.filters.lens_max)
         elif name == self.manifest.filters.bits_map:
             e.BITS[index] = struct.unpack("=Q", data[:8])[0]   # kept, not needed: the lookup is exact
         else:
@@ -249,11 +269,10 @@ class ReferenceMaps(MapAccess):
 
     def _put(self, name: str, key: bytes, value: bytes) -> None:
         e, f = self._e, self.manifest.filters
-        if name == f.hosts_map:
-            e.BLK.put(128, bytes(key[:16]), list(struct.unpack("=QQQ", value[:24])))
-        elif name == f.blocklist_map:
+        if name in (f.hash_map, f.blocklist_map):
             plen, = struct.unpack_from("=I", key)
-            e.BLK.put(plen, bytes(key[4:20]), list(struct.unpack("=QQQ", value[:24])))
+            (e.BLK.hash if name == f.hash_map else e.BLK.trie).put(
+                plen, bytes(key[4:20]), list(struct.unpack("=QQQ", value[:24])))
         elif name == f.interfaces_map:
             e.IFC[struct.unpack_from("=I", key)[0]] = list(_QQ.unpack(value[:16]))
         else:
@@ -261,10 +280,9 @@ class ReferenceMaps(MapAccess):
 
     def _delete(self, name: str, key: bytes) -> bool:
         e, f = self._e, self.manifest.filters
-        if name == f.hosts_map:
-            return e.BLK.delete(128, bytes(key[:16]))
-        if name == f.blocklist_map:
-            return e.BLK.delete(struct.unpack_from("=I", key)[0], bytes(key[4:20]))
+        if name in (f.hash_map, f.blocklist_map):
+            return (e.BLK.hash if name == f.hash_map else e.BLK.trie).delete(
+                struct.unpack_from("=I", key)[0], bytes(key[4:20]))
         if name == f.interfaces_map:
             return e.IFC.pop(struct.unpack_from("=I", key)[0], None) is not None
         raise KeyError(name)
@@ -278,11 +296,10 @@ class ReferenceMaps(MapAccess):
         return list(self._e.C)
 
     def _hash_items(self, name: str) -> list[tuple[bytes, bytes]]:
-        if name == self.manifest.filters.blocklist_map:
-            return [(struct.pack("=I", plen) + addr, struct.pack("=QQQ", *v))
-                    for (plen, addr), v in self._e.BLK.entries.items() if plen < 128]
-        if name == self.manifest.filters.hosts_map:
-            return [(addr, struct.pack("=QQQ", *v)) for (plen, addr), v in self._e.BLK.entries.items() if plen == 128]
+        f = self.manifest.filters
+        if name in (f.hash_map, f.blocklist_map):
+            m = self._e.BLK.hash if name == f.hash_map else self._e.BLK.trie
+            return [(struct.pack("=I", plen) + addr, struct.pack("=QQQ", *v)) for (plen, addr), v in m.entries.items()]
         return self._e.map_contents(name)
 
     def _array_values(self, name: str) -> list[bytes]:
@@ -333,9 +350,9 @@ class ReferenceEngine(Engine):
         self.RL = [0] * plan.n_limiters
         self.RBU = [0]                          # bytes in the ring buffer (one, shared)
         self.RBQ = [[]]                         # its records, not yet consumed
-        self.FLT = [0, 0]                       # the filter state: blocklist entries, flags
-        self.BLK = PrefixTrie()                 # the blocklist
-        self.BITS: dict[int, int] = {}          # the host map's bit array (a gate only: not consulted)
+        self.FLT = [0, 0, 0, ()]                # the filter state: entries, flags, trie_longest, lens
+        self.BLK = BlockMaps(self.FLT)          # the blocklist
+        self.BITS: dict[int, int] = {}          # the hash map's bit array (a gate only: not consulted)
         self.IFC: dict = {}                     # ifindex -> [frames, bytes] (the interfaces counted)
         self.on_demand = [a.enable_bit for a in plan.apps if a.enable_bit >= 0]
         self.store: dict = {}                   # namespace name -> map state

@@ -434,9 +434,9 @@ class PyProgram:
     def _filters(self) -> list[str]:
         """xm_count_iface() and the blocklist (xm_blocked()), before any app. IFC: the
         interfaces user space counts (ifindex -> [frames, bytes]); the program runs on
-        TEST_RUN_IFINDEX. FLT: the filter state [entries, flags]; BLOCKED(addr16, ts): the
-        address's live /128 entry, else the longest live-or-not shorter prefix holding it
-        ([expires, hits, flags])."""
+        TEST_RUN_IFINDEX. FLT: the filter state [entries, flags, trie_longest, lens];
+        BLOCKED(addr16, ts, ipv4): the entry xm_blocked() finds (BlockMaps.lookup:
+        [expires, hits, prefixlen])."""
         plan = self.plan
         out = ["    ifc = IFC.get(TEST_RUN_IFINDEX)",
                "    if ifc is not None:",
@@ -445,7 +445,7 @@ class PyProgram:
         if not plan.blocklist_code:
             return out
         out += [f"    if FLT[0] and (L & {BIT['ip']}):",
-                "        b = BLOCKED(src, ts)",
+                f"        b = BLOCKED(src, ts, L & {BIT['ipv4']})",
                 "        if b is not None and b[0] > ts:",
                 "            b[1] += 1",
                 f"            if FLT[1] & {abi.FILTER_ENFORCE}:",
