@@ -126,9 +126,9 @@ class Prog:
 
 def _fill(prog: Prog, prefixes: list[str], enforce: bool = False) -> None:
     from runtime.control.blocklist import Blocklist
-    from runtime.engines.live import monotonic_ns
+    from runtime.engines.live import program_clock
 
-    bl = Blocklist.for_program(prog.manifest, prog.maps, monotonic_ns, enforce=enforce)
+    bl = Blocklist.for_program(prog.manifest, prog.maps, program_clock(prog.manifest), enforce=enforce)
     for p in prefixes:
         bl.add(p, ttl="1h", reason="bench", by="bench")
     from compiler.abi import FILTER_ENFORCE, FILTER_HASHED

@@ -71,6 +71,23 @@ RINGBUF_PAGES_MAX = 4096
 PAGE_SIZE = 4096
 EVENTS_MAP = "xm_events"
 
+# ---- the live clock: bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE: the time of the
+# last tick, 1-4 ms old; a read ~20 ns cheaper than bpf_ktime_get_ns() here) where every
+# window is at least this long; else bpf_ktime_get_ns() (CLOCK_MONOTONIC). User space
+# reads the same clock (the manifest's program.clock; runtime/engines/live.py).
+COARSE_CLOCK_MIN_WINDOW_NS = 100_000_000
+
+# ---- entries T2 found, kept for T3 (plan.t2_entries_reused): at most this many maps'
+# (each doubles the verifier's paths between T2 and T3: 5 of them took 32 generated apps
+# from 198k instructions processed past the verifier's 1M)
+T2_ENTRIES_KEPT = 1
+
+# ---- full maps: a keyed map whose insert failed for want of room (E2BIG) is tried again
+# only after this long; meanwhile a new key is counted as an insert failure at once,
+# without the insert (each CPU keeps its own time in the scratch: compiler/plan.py).
+FULL_RETRY_NS = 100_000_000
+E2BIG = 7
+
 # ---- sets: an `in { ... }` of more items than this is one map lookup, not code
 SET_INLINE_MAX = 16
 
@@ -137,7 +154,7 @@ FILTER_STATE = Struct("xm_filter", (
     Member("trie_longest", 16, 4, "__u32", "prefixlen"),  # the trie's longest prefix length (FILTER_PREFIXES)
     Member("n_lens", 20, 4, "__u32", "count"),       # lengths in lens[] (FILTER_HASHED)
     Member("n_lens_v4", 24, 4, "__u32", "count"),    # the first of them an IPv4 source tries: those >= 96
-    Member("pad", 28, 4, "__u32", "pad"),
+    Member("n_ifaces", 28, 4, "__u32", "count"),     # interfaces counted in IFACES_MAP (0: not looked up)
     Member("lens", 32, 4 * BLOCK_LENS, f"__u32[{BLOCK_LENS}]", "prefixlen", count=BLOCK_LENS),      # longest first
     Member("masks", 32 + 4 * BLOCK_LENS, 16 * BLOCK_LENS, f"__u32[{4 * BLOCK_LENS}]", "mask",
            count=4 * BLOCK_LENS),  # lens[i]'s mask
@@ -175,7 +192,8 @@ HLL_HEADER = Struct("xm_hll_hdr", (
     Member("zeros", 16, 8, "__u64", "hll_zeros"),
     Member("z_last", 24, 8, "__u64", "last_hll_z"),
     Member("zeros_last", 32, 8, "__u64", "last_hll_zeros"),
-), 40)
+    Member("est", 40, 8, "__u64", "hll_est"),      # the estimate of z, zeros: kept when they change,
+), 48)                                              # so that a rule reads it without recomputing
 
 
 # The replay build's input under BPF_PROG_TEST_RUN: each frame is preceded by this header,

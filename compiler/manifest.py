@@ -118,7 +118,8 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
 
     return {
         "version": MANIFEST_VERSION,
-        "program": {"c_file": c_file, "function": "xdpmon_main", "replay": plan.replay},
+        "program": {"c_file": c_file, "function": "xdpmon_main", "replay": plan.replay,
+                    "clock": plan.clock},
         "layers": sorted(prog.layers),
         "apps": apps,
         "maps": maps,

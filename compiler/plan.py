@@ -163,6 +163,8 @@ class StatReadPlan:
     key_sources: tuple[tuple[str, Field], ...] = ()
     ptr: str = ""                     # the entry pointer shared by reads of one key
     first_of_ptr: bool = False        # this read looks the entry up
+    same_key: bool = False            # read by the packet's own key, as T2 keyed the map: T2's entry
+                                      # pointer serves (no second lookup) where T2 and T3 share a stage
 
 
 @dataclass(frozen=True)
@@ -312,10 +314,27 @@ class Plan:
         return self.ringbuf_pages * abi.PAGE_SIZE
 
     @property
+    def clock(self) -> str:
+        """The program's clock: "capture" (replay: the capture's times), else "monotonic_coarse"
+        where every window is at least abi.COARSE_CLOCK_MIN_WINDOW_NS long (pkt.ts, windows,
+        expiries and rate limits then tick with the kernel's jiffies), else "monotonic"."""
+        if self.replay:
+            return "capture"
+        return "monotonic_coarse" if all(w >= abi.COARSE_CLOCK_MIN_WINDOW_NS for w in self.windows) else "monotonic"
+
+    @property
+    def full_maps(self) -> list[str]:
+        """The keyed maps an insert can fail on for want of room (not LRU): each has a time
+        in the scratch until which no insert is tried (abi.FULL_RETRY_NS)."""
+        return [m.name for m in self.maps if m.kind == "fused" and m.key and m.map.on_full != "lru"]
+
+    @property
     def scratch_head(self) -> int:
         """Bytes of the per-CPU scratch before P[]: the enable bits and their next
-        change (16 B), X[] (8 B per read) and, when staged, the packet and the time."""
-        return 16 + 8 * self.n_reads + (8 + abi.PKT_STRUCT_MAX if self.staged else 0)
+        change (16 B), the full maps' retry times (8 B each), X[] (8 B per read) and, when
+        staged, the packet and the time."""
+        return (16 + 8 * len(self.full_maps) + 8 * self.n_reads
+                + (8 + abi.PKT_STRUCT_MAX if self.staged else 0))
 
     @property
     def p_size(self) -> int:
@@ -348,8 +367,23 @@ class Plan:
 
     def filter_maps(self) -> list[str]:
         """The maps of the filters that stage 0's code uses: the per-interface
-        counters and, when some address is parsed, the filter state and the blocklist."""
-        return [abi.IFACES_MAP] + ([abi.FILTER_MAP, abi.BLOCKLIST_MAP, abi.BLOCKHASH_MAP, abi.BLOCKBITS_MAP] if self.blocklist_code else [])
+        counters and, when some address is parsed, the filter state (it gates them too) and
+        the blocklist."""
+        return ([abi.IFACES_MAP] + ([abi.FILTER_MAP] if self.block_families else [])
+                + ([abi.BLOCKLIST_MAP, abi.BLOCKHASH_MAP, abi.BLOCKBITS_MAP] if self.blocklist_code else []))
+
+    @property
+    def t2_entries_reused(self) -> list[str]:
+        """The keyed fused maps whose entry T2 just found or inserted is the one a rule reads
+        (StatReadPlan.same_key), in one stage: T2 keeps its pointer for T3. Staged programs
+        do not (a pointer does not survive a tail call), nor programs estimated above half
+        a stage's budget. The first abi.T2_ENTRIES_KEPT, in map order."""
+        if self.staged or self.stages[0].cost > STAGE_BUDGET // 2:
+            return []               # (and not where the verifier's paths are many already)
+        used = {r.map for t in self.t3 for r in t.reads if r.same_key and r.first_of_ptr}
+        # At most abi.T2_ENTRIES_KEPT of them: a kept pointer is NULL on some paths and an
+        # entry on others until T3, so each one doubles the paths the verifier walks there.
+        return [m.name for m in self.maps if m.name in used][:abi.T2_ENTRIES_KEPT]
 
     @property
     def has_reads(self) -> bool:
@@ -699,7 +733,8 @@ class _Builder:
                 ptr = (f"r_{m.name}_" + "_".join(f.name.replace(".", "_") for f in v.key)) if m.key else f"r_{m.name}"
             first = bool(ptr) and ptr not in ptrs
             ptrs.add(ptr)
-            reads.append(StatReadPlan(i, v, mname, sname, sources, ptr, first))
+            same = bool(m.key) and tuple(written) == tuple(f.name for f in v.key)
+            reads.append(StatReadPlan(i, v, mname, sname, sources, ptr, first, same if m.kind == "fused" else False))
         sizes = []
         for (app, stat) in vsizes:
             mname = prog.track_maps[(app, stat)]

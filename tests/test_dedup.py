@@ -87,7 +87,7 @@ def test_same_key_other_aggregates_is_one_fused_map_and_one_lookup(dns):
     assert [line.strip() for line in value] == [
         "__u64 s0;", "__u64 s1;", "__u64 s2_e;", "__u64 s2;", "__u64 s2_last;"]
     # one insert-or-lookup of the key per packet, then each slot under its own guard
-    assert c.count("xm_upsert_m0(&k)") == 1
+    assert c.count("xm_upsert_m0(&k, ") == 1
     t2 = c[c.index("/* ---- T2"):c.index("/* ---- T3")]
     assert t2.count(".lookup(") == 0
     assert "if (P[2]) {   /* s0: count() */" in t2
@@ -118,7 +118,7 @@ app b { mode on_demand t1 { select tcp } t2 { n = count() by ip.dst window 1s } 
     assert "if (P[0]) {   /* s1: count() window 1000000000 ns */" in art.c
     # each slot keeps its own window: b's, counted only while b is on, never resets a's
     assert "if (v->s0_e != ep_1000000000)" in art.c and "if (v->s1_e != ep_1000000000)" in art.c
-    assert art.c.count("xm_upsert_m0(&k)") == 1
+    assert art.c.count("xm_upsert_m0(&k, ") == 1
 
 
 # ---- predicates -------------------------------------------------------------------------------

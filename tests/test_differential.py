@@ -145,7 +145,8 @@ class Pool:
 def reset_kernel(ker: KernelEngine) -> None:
     ker.maps.poll_events()
     bpf = ker.loaded.bpf
-    names = ["xm_counters", "xm_ctl", "xm_rl", "xm_params"] + [m.name for m in ker.manifest.state_maps]
+    # (the scratch too: it keeps, per CPU, until when each full map is not tried again)
+    names = ["xm_counters", "xm_ctl", "xm_rl", "xm_params", "xm_scratch"] + [m.name for m in ker.manifest.state_maps]
     for n in names:
         bpf[n].clear()
     ker.maps.init()

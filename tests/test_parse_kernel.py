@@ -67,6 +67,7 @@ def test_program(layers, ipv6_ext_max: int = ref.IPV6_EXT_MAX) -> str:
             code.append(f"    o->{s} = {cf.c('p')};")
     return (
         "#define XM_NOW() bpf_ktime_get_ns()\n"
+        "#define XM_PKT_LEN(ctx) bpf_xdp_get_buff_len(ctx)\n"
         + render_parser(layers, ipv6_ext_max)
         + """
 /* ---- test harness: everything the parser produced, into one map slot ---- */

@@ -447,3 +447,33 @@ def test_replay_hands_events_on_during_the_replay(engine, tmp_path):
     assert rep.event_counts == {("r", "alert"): 5}
     assert len(rep.problems) == 1 and "missing.pcap" in rep.problems[0]
     assert eng.snapshot()["events"] == []
+
+
+def test_a_full_map_is_not_tried_again_for_a_while(kernel, tmp_path):
+    """A failed insert for want of room marks the map full in the CPU's scratch until
+    FULL_RETRY_NS later: new keys are counted as failures without the insert meanwhile,
+    then one insert is tried again. Keys already in the map go on being counted."""
+    from compiler import abi
+    m = EngineMaker("kernel", tmp_path)
+    try:
+        eng = m("app f { t2 { a = count() by ip.src size 4 } }\n")
+        plan = m.arts[0].plan
+        assert plan.full_maps == [plan.maps[0].name]
+
+        def full_until():
+            return max(v.full[0] for v in eng.loaded.bpf["xm_scratch"][0])
+
+        failed = insert_failed(eng.manifest, "f", "a")
+        run(eng, [tcp(src=f"198.18.0.{i}") for i in range(5)], t0=S, step=1000)   # the 5th finds it full
+        assert full_until() == S + 4000 + abi.FULL_RETRY_NS
+        run(eng, [tcp(src=f"198.18.1.{i}") for i in range(3)] + [tcp(src="198.18.0.0")], t0=S + 5000)
+        assert eng.snapshot()["counters"][failed] == 1 + 3                       # counted, not tried
+        assert full_until() == S + 4000 + abi.FULL_RETRY_NS
+        eng.run_frame(S + 4000 + abi.FULL_RETRY_NS, tcp(src="198.18.2.1"))       # tried again: still full
+        assert full_until() == S + 4000 + 2 * abi.FULL_RETRY_NS
+        snap = eng.snapshot()
+        assert snap["counters"][failed] == 5
+        assert {e["key"]["ip.src"]: e["value"]["count"] for e in stat(snap, "f", "a")} == {
+            "198.18.0.0": 2, "198.18.0.1": 1, "198.18.0.2": 1, "198.18.0.3": 1}
+    finally:
+        m.close()

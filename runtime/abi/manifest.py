@@ -130,6 +130,8 @@ class Manifest:
     def __init__(self, data: dict):
         self.raw = data
         self.replay: bool = bool(data["program"]["replay"])
+        # "capture" (replay), "monotonic_coarse" or "monotonic" (compiler/plan.py Plan.clock)
+        self.clock: str = data["program"].get("clock", "capture" if self.replay else "monotonic")
         self.apps: tuple[App, ...] = tuple(_app(a) for a in data["apps"])
         self._apps = {a.name: a for a in self.apps}
         self.params_map: str = data["params"]["map"]

@@ -197,9 +197,10 @@ def prefix_mask_words(prefixlen: int) -> tuple[int, int, int, int]:
     return struct.unpack("=4I", ones.to_bytes(16, "big"))
 
 
-def encode_filter_state(entries: int, flags: int, trie_longest: int, lens, lens_max: int) -> bytes:
+def encode_filter_state(entries: int, flags: int, trie_longest: int, lens, lens_max: int, n_ifaces: int = 0) -> bytes:
     """struct xm_filter (compiler/abi.py FILTER_STATE): entries, flags, the trie's longest
-    prefix length, and the hash map's lengths (longest first) with their masks; an IPv4
+    prefix length, the interfaces counted, and the hash map's lengths (longest first) with
+    their masks; an IPv4
     source tries those of 96 bits and more (an IPv4 /n is 96 + n; user space blocks no IPv6
     prefix holding IPv4 addresses)."""
     lens = sorted(lens, reverse=True)
@@ -208,7 +209,7 @@ def encode_filter_state(entries: int, flags: int, trie_longest: int, lens, lens_
     n_v4 = sum(1 for n in lens if n >= 96)
     padded = lens + [0] * (lens_max - len(lens))
     masks = [w for n in lens for w in prefix_mask_words(n)] + [0] * (4 * (lens_max - len(lens)))
-    return struct.pack(f"=QQIIII{lens_max}I{4 * lens_max}I", entries, flags, trie_longest, len(lens), n_v4, 0,
+    return struct.pack(f"=QQIIII{lens_max}I{4 * lens_max}I", entries, flags, trie_longest, len(lens), n_v4, n_ifaces,
                        *padded, *masks)
 
 
@@ -217,3 +218,24 @@ def decode_filter_state(data: bytes, lens_max: int) -> tuple[int, int, int, tupl
     entries, flags, trie_longest, n = struct.unpack_from("=QQII", data)
     lens = struct.unpack_from(f"={lens_max}I", data, 32)[:n]
     return entries, flags, trie_longest, tuple(lens)
+
+
+def filter_state_ifaces(data: bytes) -> int:
+    """struct xm_filter's n_ifaces: the interfaces the program counts frames of."""
+    return struct.unpack_from("=I", data, 28)[0]
+
+
+DERIVED_COUNTERS = ("frames", "verdict.pass")
+
+
+def derive_counters(names, values: list[int]) -> list[int]:
+    """The counters as read, with the two the program does not count itself (one count a
+    packet, not three): ``frames``, the sum of the parse outcomes, and ``verdict.pass``,
+    the frames not dropped (``verdict.drop``; a failed tail call passes the frame too)."""
+    out = list(values)
+    at = {n: i for i, n in enumerate(names)}
+    if "frames" in at:
+        out[at["frames"]] = sum(v for n, v in zip(names, values) if n.startswith("parse."))
+        if "verdict.pass" in at:
+            out[at["verdict.pass"]] = out[at["frames"]] - values[at["verdict.drop"]]
+    return out

@@ -30,8 +30,8 @@ from typing import Callable
 
 from runtime.abi.manifest import Manifest
 from runtime.dataplane import libbpf, sets
-from runtime.abi.records import (EventDecoder, decode_control, decode_filter_state, decode_u64s, encode_control,
-                                 encode_filter_state, encode_u64s)
+from runtime.abi.records import (EventDecoder, decode_control, decode_filter_state, decode_u64s, derive_counters,
+                                 encode_control, encode_filter_state, encode_u64s, filter_state_ifaces)
 from runtime.abi.snapshot import RawState, app_maps, build_app_snapshot
 
 from runtime.abi.entries import Entries
@@ -146,8 +146,10 @@ class MapAccess:
         return decode_filter_state(self._read(f.state_map, 0), f.lens_max)
 
     def set_filter_state(self, entries: int, flags: int, trie_longest: int = 0, lens=()) -> None:
+        """The blocklist's part of the filter state (the interfaces counted are kept)."""
         f = self.manifest.filters
-        self._write(f.state_map, 0, encode_filter_state(entries, flags, trie_longest, lens, f.lens_max))
+        n_ifaces = filter_state_ifaces(self._read(f.state_map, 0))
+        self._write(f.state_map, 0, encode_filter_state(entries, flags, trie_longest, lens, f.lens_max, n_ifaces))
 
     def block_put(self, prefixlen: int, addr16: bytes, expires: int, hits: int = 0, hashed: bool = False) -> None:
         """The blocklist entry of ``addr16``/``prefixlen`` (the program's 16-byte form), in
@@ -188,6 +190,11 @@ class MapAccess:
             k = _U32.pack(i)
             if k not in have:
                 self._put(f.interfaces_map, k, bytes(16))
+                have.add(k)
+        # the program looks the interface map up only while the filter state counts some
+        state = bytearray(self._read(f.state_map, 0))
+        state[28:32] = _U32.pack(len(have))
+        self._write(f.state_map, 0, bytes(state))
 
     def interface_counters(self) -> dict[int, dict[str, int]]:
         """{ifindex: {"frames", "bytes"}} of the interfaces counted (set_interfaces)."""
@@ -198,7 +205,9 @@ class MapAccess:
 
     # ---- reading ---------------------------------------------------------------------------
     def counters(self) -> list[int]:
-        return self._percpu_sums(self.manifest.counters_map, len(self.manifest.counter_names))
+        """The global counters, summed over the CPUs, frames and verdict.pass derived."""
+        names = self.manifest.counter_names
+        return derive_counters(names, self._percpu_sums(self.manifest.counters_map, len(names)))
 
     def raw_state(self, maps: list[str] | None = None, counters: bool = True) -> RawState:
         """The bytes of every state map (or of those named in ``maps``), the

@@ -1,8 +1,10 @@
 """The live engine: the program's live build, loaded and ready to attach.
 
-The live build reads the kernel's clock (bpf_ktime_get_ns(): CLOCK_MONOTONIC),
-so windows, expiries, rate limits and enable times follow real time; user space
-reads the same clock (``now()``). Frames come from the interfaces the program is
+The live build reads the kernel's clock (bpf_ktime_get_coarse_ns():
+CLOCK_MONOTONIC_COARSE where every window is 100 ms or more, else
+bpf_ktime_get_ns(): CLOCK_MONOTONIC; the manifest's program.clock), so windows,
+expiries, rate limits and enable times follow real time; user space reads the
+same clock (``now()``). Frames come from the interfaces the program is
 attached to (runtime/dataplane/attach.py), not from the engine: ``run_frame``
 is refused. Everything else is the engine protocol (runtime/engines/base.py):
 ``maps``, ``poll_events()``, ``snapshot(now=None)`` (default: now), ``events``,
@@ -27,8 +29,21 @@ from .base import QUEUE_SIZE, Engine
 
 
 def monotonic_ns() -> int:
-    """The clock of the live program (bpf_ktime_get_ns)."""
+    """CLOCK_MONOTONIC: bpf_ktime_get_ns()."""
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+CLOCK_MONOTONIC_COARSE = getattr(time, "CLOCK_MONOTONIC_COARSE", 6)   # <linux/time.h>; Python names it not
+
+
+def monotonic_coarse_ns() -> int:
+    """CLOCK_MONOTONIC_COARSE: bpf_ktime_get_coarse_ns()."""
+    return time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE)
+
+
+def program_clock(manifest):
+    """The clock function reading what the live program reads (its manifest's program.clock)."""
+    return monotonic_coarse_ns if Manifest.of(manifest).clock == "monotonic_coarse" else monotonic_ns
 
 
 class LiveEngine(Engine):
@@ -45,6 +60,7 @@ class LiveEngine(Engine):
         over = memory.check(self.memory, memory.Budget.of(memory_budget))
         if over:
             raise SpecError(over, art.sources)
+        self._clock = program_clock(manifest)
         self.loaded: Loaded = load(art.c, stages=art.manifest.get("stages"))
         try:
             super().__init__(manifest, ProgramMaps(self.loaded.bpf, manifest), queue_size=queue_size)
@@ -57,9 +73,9 @@ class LiveEngine(Engine):
         """The entry point's program fd: what is attached."""
         return self.loaded.fd
 
-    @staticmethod
-    def now() -> int:
-        return monotonic_ns()
+    def now(self) -> int:
+        """The program's clock, now."""
+        return self._clock()
 
     def _run(self, ts_ns: int, data: bytes, wire_len: int) -> int | None:
         raise TypeError("a live program takes its frames from the interfaces it is attached to")

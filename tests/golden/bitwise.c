@@ -18,6 +18,10 @@
 /* xm_parse() stamps pkt.ts with XM_NOW(); xdpmon_main sets it to `now` right
  * after parsing, so the parser needs no clock call of its own. */
 #define XM_NOW() 0
+/* pkt.len: the frame's length. The program is loaded without BPF_F_XDP_HAS_FRAGS, so an
+ * interface gives it linear frames only, whose length is data_end - data: no helper call
+ * (bpf_xdp_get_buff_len() costs ~12 ns). */
+#define XM_PKT_LEN(ctx) ((__u32)((ctx)->data_end - (ctx)->data))
 
 /* ====================================================================================
  * xdpmon packet parser (T1): every header any app needs, parsed once per packet.
@@ -37,8 +41,10 @@
  * `ipv6_ext_max` (abi.IPV6_EXT_MAX in programs; at most 15).
  * Render with trim_blocks and lstrip_blocks.
  *
- * Needs from the including program: XM_NOW() (nanoseconds: bpf_ktime_get_ns() live,
- * the capture's time under replay), defined before this text.
+ * Needs from the including program, defined before this text: XM_NOW() (nanoseconds:
+ * bpf_ktime_get_ns() live, the capture's time under replay) and XM_PKT_LEN(ctx) (the
+ * frame's length: bpf_xdp_get_buff_len(ctx) counts the fragments of a multi-buffer frame;
+ * data_end - data is the same, and cheaper, where the program only gets linear frames).
  *
  * Use: `struct xm_pkt *p` may point to the stack or to a per-CPU array slot; then
  * `int outcome = xm_parse(ctx, p);` and read fields through compiler/c_fields.py,
@@ -120,7 +126,7 @@ union xm_addr {
  * (compiler/c_fields.py says which expression reads which field). */
 struct xm_pkt {
     __u64 ts;              /* PKT  pkt.ts: XM_NOW() */
-    __u32 len;             /* PKT  pkt.len: whole frame, bpf_xdp_get_buff_len() */
+    __u32 len;             /* PKT  pkt.len: whole frame, XM_PKT_LEN(ctx) */
     __u32 layers;          /*      XM_L_* bits of the layers present */
     union xm_addr src;     /* IP   ip.src; ipv6.src; ipv4.src = src.w[3] */
     union xm_addr dst;     /* IP   ip.dst; ipv6.dst; ipv4.dst = dst.w[3] */
@@ -523,8 +529,8 @@ static __always_inline int xm_parse(struct xdp_md *ctx, struct xm_pkt *p)
      * scalars per path (SROA), which multiplies the code and the verifier's work. */
     asm volatile("" : : "r"(p) : "memory");
     p->ts = XM_NOW();
-    /* The whole frame, fragments included (= data_end - data for a linear frame). */
-    p->len = bpf_xdp_get_buff_len(ctx);
+    /* The whole frame (fragments included, where the program can get them). */
+    p->len = XM_PKT_LEN(ctx);
     p->layers = XM_L_PKT;
 
     rc = xm_parse_eth(&c, p);
@@ -566,6 +572,7 @@ struct xm_hll_hdr {
     __u64 zeros;
     __u64 z_last;
     __u64 zeros_last;
+    __u64 est;
 } __attribute__((aligned(8)));
 struct xm_block_v {
     __u64 expires;
@@ -578,7 +585,7 @@ struct xm_filter {
     __u32 trie_longest;
     __u32 n_lens;
     __u32 n_lens_v4;
-    __u32 pad;
+    __u32 n_ifaces;
     __u32 lens[8];
     __u32 masks[32];
 } __attribute__((aligned(8)));
@@ -602,6 +609,7 @@ struct xm_zero_t { __u8 b[8]; };
 struct xm_scratch {
     __u64 en;           /* enable bits of on-demand apps, this packet */
     __u64 next;         /* while refreshing them: the next time one runs out */
+    __u64 full[1];       /* per map that can be full: no insert tried before this time */
     __u64 x[1];
     __u8 p[8];          /* predicates, padded to whole __u64s */
     __u8 h[1];
@@ -909,18 +917,28 @@ BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
 /* The events of every app with rules (1): 256 KiB */
 BPF_RINGBUF_OUTPUT(xm_events, 64);
 
-/* Find the entry of key k in m_b91fab, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k)
+/* Find the entry of key k in m_b91fab, inserting zeros if new. A failed insert is
+ * counted; one for want of room (the map is full) marks the map full in this CPU's
+ * scratch (*full), and until then a new key is counted without trying the insert again. */
+static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k, __u64 now, __u64 *full)
 {
     struct xm_v_m_b91fab *v = m_b91fab.lookup(k);
     if (v)
         return v;
+    if (*full > now) {
+        xm_count(24);      /* full: counted, no insert tried */
+        return 0;
+    }
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
     int rc = m_b91fab.insert(k, (struct xm_v_m_b91fab *)zero);
-    if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
+    if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */) {
         xm_count(24);
+        if (rc == -7)                /* full: try again in 100 ms */
+            *full = now + 100000000ULL;
+        return 0;
+    }
     return m_b91fab.lookup(k);
 }
 
@@ -929,18 +947,20 @@ static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b9
 
 int xdpmon_main(struct xdp_md *ctx)
 {
-    __u64 now = bpf_ktime_get_ns();
+    __u64 now = bpf_ktime_get_coarse_ns();   /* every window >= 100 ms: the tick's time will do */
     struct xm_pkt pkt;
     struct xm_pkt *p = &pkt;
     int outcome = xm_parse(ctx, p);
     p->ts = now;
 
-    xm_count(0);                                /* frames */
+    /* frames and verdict.pass are not counted here: user space derives them from the parse
+     * outcomes and verdict.drop (runtime/abi/records.py derive_counters): one count a packet. */
     xm_count(1 + (outcome & 31)); /* parse outcome */
-    xm_count_iface(ctx, p);                     /* frames per interface */
+    struct xm_filter *flt = xm_filter.lookup(XM_ZERO_KEY);
+    if (flt && flt->n_ifaces)
+        xm_count_iface(ctx, p);                 /* frames per interface (while some are counted) */
 
     /* ---- filters: the blocklist, before any app (not consulted while it is empty) ---- */
-    struct xm_filter *flt = xm_filter.lookup(XM_ZERO_KEY);
     if (flt && flt->entries && (p->layers & XM_L_IP) && xm_blocked(p, now, flt))
         return XDP_DROP;
 
@@ -966,6 +986,7 @@ int xdpmon_main(struct xdp_md *ctx)
     P[6] = (P[4] && P[0] && P[5]);  /* tests/golden/bitwise.mon:6 */
 
     /* ---- T2: one lookup per map ---- */
+    struct xm_v_m_b91fab *t2_m_b91fab = NULL;   /* T2's entry, read again by T3 */
     XM_FRESH(P);
     /* m_b91fab: fused map, key (ip.src) */
     /*   bitwise.low_bits  (tests/golden/bitwise.mon:6) */
@@ -973,7 +994,8 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_k_m_b91fab k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_src, p->src.b, 16);
-        struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
+        struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k, now, &s->full[0]);
+        t2_m_b91fab = v;      /* the entry this packet's rules read (T3) */
         if (v) {
             XM_FRESH(P);
             if (P[6]) {   /* s_0ba951: count() */
@@ -989,7 +1011,8 @@ int xdpmon_main(struct xdp_md *ctx)
         H[0] = 0;
         struct xm_v_m_b91fab *r_m_b91fab_ip_src = NULL;
         __u8 r_m_b91fab_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
-        if (r_m_b91fab_ip_src_ok) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = m_b91fab.lookup(&k); } }
+        r_m_b91fab_ip_src = t2_m_b91fab;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
+        if (r_m_b91fab_ip_src_ok && !r_m_b91fab_ip_src) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = m_b91fab.lookup(&k); } }
         if (r_m_b91fab_ip_src_ok) {
             H[0] = 1;
             if (r_m_b91fab_ip_src) X[0] = r_m_b91fab_ip_src->s_0ba951;
@@ -1017,6 +1040,5 @@ int xdpmon_main(struct xdp_md *ctx)
         }
     }
 
-    xm_count(20);
-    return XDP_PASS;
+    return XDP_PASS;            /* verdict.pass: user space derives it (frames - verdict.drop) */
 }

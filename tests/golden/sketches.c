@@ -18,6 +18,10 @@
 /* xm_parse() stamps pkt.ts with XM_NOW(); xdpmon_main sets it to `now` right
  * after parsing, so the parser needs no clock call of its own. */
 #define XM_NOW() 0
+/* pkt.len: the frame's length. The program is loaded without BPF_F_XDP_HAS_FRAGS, so an
+ * interface gives it linear frames only, whose length is data_end - data: no helper call
+ * (bpf_xdp_get_buff_len() costs ~12 ns). */
+#define XM_PKT_LEN(ctx) ((__u32)((ctx)->data_end - (ctx)->data))
 
 /* ====================================================================================
  * xdpmon packet parser (T1): every header any app needs, parsed once per packet.
@@ -37,8 +41,10 @@
  * `ipv6_ext_max` (abi.IPV6_EXT_MAX in programs; at most 15).
  * Render with trim_blocks and lstrip_blocks.
  *
- * Needs from the including program: XM_NOW() (nanoseconds: bpf_ktime_get_ns() live,
- * the capture's time under replay), defined before this text.
+ * Needs from the including program, defined before this text: XM_NOW() (nanoseconds:
+ * bpf_ktime_get_ns() live, the capture's time under replay) and XM_PKT_LEN(ctx) (the
+ * frame's length: bpf_xdp_get_buff_len(ctx) counts the fragments of a multi-buffer frame;
+ * data_end - data is the same, and cheaper, where the program only gets linear frames).
  *
  * Use: `struct xm_pkt *p` may point to the stack or to a per-CPU array slot; then
  * `int outcome = xm_parse(ctx, p);` and read fields through compiler/c_fields.py,
@@ -120,7 +126,7 @@ union xm_addr {
  * (compiler/c_fields.py says which expression reads which field). */
 struct xm_pkt {
     __u64 ts;              /* PKT  pkt.ts: XM_NOW() */
-    __u32 len;             /* PKT  pkt.len: whole frame, bpf_xdp_get_buff_len() */
+    __u32 len;             /* PKT  pkt.len: whole frame, XM_PKT_LEN(ctx) */
     __u32 layers;          /*      XM_L_* bits of the layers present */
     union xm_addr src;     /* IP   ip.src; ipv6.src; ipv4.src = src.w[3] */
     union xm_addr dst;     /* IP   ip.dst; ipv6.dst; ipv4.dst = dst.w[3] */
@@ -538,8 +544,8 @@ static __always_inline int xm_parse(struct xdp_md *ctx, struct xm_pkt *p)
      * scalars per path (SROA), which multiplies the code and the verifier's work. */
     asm volatile("" : : "r"(p) : "memory");
     p->ts = XM_NOW();
-    /* The whole frame, fragments included (= data_end - data for a linear frame). */
-    p->len = bpf_xdp_get_buff_len(ctx);
+    /* The whole frame (fragments included, where the program can get them). */
+    p->len = XM_PKT_LEN(ctx);
     p->layers = XM_L_PKT;
 
     rc = xm_parse_eth(&c, p);
@@ -581,6 +587,7 @@ struct xm_hll_hdr {
     __u64 zeros;
     __u64 z_last;
     __u64 zeros_last;
+    __u64 est;
 } __attribute__((aligned(8)));
 struct xm_block_v {
     __u64 expires;
@@ -593,7 +600,7 @@ struct xm_filter {
     __u32 trie_longest;
     __u32 n_lens;
     __u32 n_lens_v4;
-    __u32 pad;
+    __u32 n_ifaces;
     __u32 lens[8];
     __u32 masks[32];
 } __attribute__((aligned(8)));
@@ -617,6 +624,7 @@ struct xm_zero_t { __u8 b[264]; };
 struct xm_scratch {
     __u64 en;           /* enable bits of on-demand apps, this packet */
     __u64 next;         /* while refreshing them: the next time one runs out */
+    __u64 full[2];       /* per map that can be full: no insert tried before this time */
     __u64 x[2];
     __u8 p[8];          /* predicates, padded to whole __u64s */
     __u8 h[2];
@@ -963,32 +971,52 @@ BPF_ARRAY(m_4066ee, __u64, 2048);
 /* The events of every app with rules (1): 256 KiB */
 BPF_RINGBUF_OUTPUT(xm_events, 64);
 
-/* Find the entry of key k in m_b91fab, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k)
+/* Find the entry of key k in m_b91fab, inserting zeros if new. A failed insert is
+ * counted; one for want of room (the map is full) marks the map full in this CPU's
+ * scratch (*full), and until then a new key is counted without trying the insert again. */
+static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k, __u64 now, __u64 *full)
 {
     struct xm_v_m_b91fab *v = m_b91fab.lookup(k);
     if (v)
         return v;
+    if (*full > now) {
+        xm_count(24);      /* full: counted, no insert tried */
+        return 0;
+    }
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
     int rc = m_b91fab.insert(k, (struct xm_v_m_b91fab *)zero);
-    if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
+    if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */) {
         xm_count(24);
+        if (rc == -7)                /* full: try again in 100 ms */
+            *full = now + 100000000ULL;
+        return 0;
+    }
     return m_b91fab.lookup(k);
 }
-/* Find the entry of key k in m_8e9310, inserting zeros if new; a full map is counted. */
-static __always_inline struct xm_v_m_8e9310 *xm_upsert_m_8e9310(struct xm_k_m_8e9310 *k)
+/* Find the entry of key k in m_8e9310, inserting zeros if new. A failed insert is
+ * counted; one for want of room (the map is full) marks the map full in this CPU's
+ * scratch (*full), and until then a new key is counted without trying the insert again. */
+static __always_inline struct xm_v_m_8e9310 *xm_upsert_m_8e9310(struct xm_k_m_8e9310 *k, __u64 now, __u64 *full)
 {
     struct xm_v_m_8e9310 *v = m_8e9310.lookup(k);
     if (v)
         return v;
+    if (*full > now) {
+        xm_count(26);      /* full: counted, no insert tried */
+        return 0;
+    }
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
     int rc = m_8e9310.insert(k, (struct xm_v_m_8e9310 *)zero);
-    if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */)
+    if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */) {
         xm_count(26);
+        if (rc == -7)                /* full: try again in 100 ms */
+            *full = now + 100000000ULL;
+        return 0;
+    }
     return m_8e9310.lookup(k);
 }
 
@@ -997,18 +1025,20 @@ static __always_inline struct xm_v_m_8e9310 *xm_upsert_m_8e9310(struct xm_k_m_8e
 
 int xdpmon_main(struct xdp_md *ctx)
 {
-    __u64 now = bpf_ktime_get_ns();
+    __u64 now = bpf_ktime_get_coarse_ns();   /* every window >= 100 ms: the tick's time will do */
     struct xm_pkt pkt;
     struct xm_pkt *p = &pkt;
     int outcome = xm_parse(ctx, p);
     p->ts = now;
 
-    xm_count(0);                                /* frames */
+    /* frames and verdict.pass are not counted here: user space derives them from the parse
+     * outcomes and verdict.drop (runtime/abi/records.py derive_counters): one count a packet. */
     xm_count(1 + (outcome & 31)); /* parse outcome */
-    xm_count_iface(ctx, p);                     /* frames per interface */
+    struct xm_filter *flt = xm_filter.lookup(XM_ZERO_KEY);
+    if (flt && flt->n_ifaces)
+        xm_count_iface(ctx, p);                 /* frames per interface (while some are counted) */
 
     /* ---- filters: the blocklist, before any app (not consulted while it is empty) ---- */
-    struct xm_filter *flt = xm_filter.lookup(XM_ZERO_KEY);
     if (flt && flt->entries && (p->layers & XM_L_IP) && xm_blocked(p, now, flt))
         return XDP_DROP;
 
@@ -1039,7 +1069,7 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_k_m_b91fab k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_src, p->src.b, 16);
-        struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k);
+        struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k, now, &s->full[0]);
         if (v) {
             XM_FRESH(P);
             if (P[0]) {   /* s_ee5d43: distinct(l4.dport) window 10000000000 ns */
@@ -1086,13 +1116,15 @@ int xdpmon_main(struct xdp_md *ctx)
                 hd->epoch = ep_1000000000;
                 hd->z = 1024ULL << XM_HLL_S;
                 hd->zeros = 1024;
+                hd->est = xm_hll_estimate(hd->z, hd->zeros, 1024, 755542ULL, 655360ULL);
             }
             __u8 r = xm_hll_rank(h >> 10, 55);
             __u8 old = (*reg >> 8) == ep_1000000000 ? (*reg & 0xff) : 0;
-            if (r > old) {
+            if (r > old) {   /* a register grows: z, zeros and the estimate change (only then) */
                 *reg = ((__u64)ep_1000000000 << 8) | r;
                 hd->z = hd->z - xm_hll_pow(old) + xm_hll_pow(r);
                 if (old == 0) hd->zeros -= 1;
+                hd->est = xm_hll_estimate(hd->z, hd->zeros, 1024, 755542ULL, 655360ULL);
             }
         }
     }
@@ -1103,7 +1135,7 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_k_m_8e9310 k;
         __builtin_memset(&k, 0, sizeof(k));
         k.ip_proto = p->ip_proto;
-        struct xm_v_m_8e9310 *v = xm_upsert_m_8e9310(&k);
+        struct xm_v_m_8e9310 *v = xm_upsert_m_8e9310(&k, now, &s->full[1]);
         if (v) {
             XM_FRESH(P);
             if (P[0]) {   /* s_42cd9a: hist(pkt.len) */
@@ -1158,7 +1190,7 @@ int xdpmon_main(struct xdp_md *ctx)
             struct xm_hll_hdr *hd = m_2347c5_hdr.lookup(XM_ZERO_KEY);
             H[1] = 1;
             if (hd && hd->epoch == ep_1000000000)
-                X[1] = xm_hll_estimate(hd->z, hd->zeros, 1024, 755542ULL, 655360ULL);
+                X[1] = hd->est;   /* kept by T2 as the registers change */
         }
         P[1] = ((p->layers & XM_L_IP) && H[0] && (par->v[0] < X[0]));   /* p1 */
         P[2] = (H[1] && (X[1] > 10ULL));   /* p2 */
@@ -1184,6 +1216,5 @@ int xdpmon_main(struct xdp_md *ctx)
         }
     }
 
-    xm_count(20);
-    return XDP_PASS;
+    return XDP_PASS;            /* verdict.pass: user space derives it (frames - verdict.drop) */
 }

@@ -18,6 +18,10 @@
 /* xm_parse() stamps pkt.ts with XM_NOW(); xdpmon_main sets it to `now` right
  * after parsing, so the parser needs no clock call of its own. */
 #define XM_NOW() 0
+/* pkt.len: the frame's length. The program is loaded without BPF_F_XDP_HAS_FRAGS, so an
+ * interface gives it linear frames only, whose length is data_end - data: no helper call
+ * (bpf_xdp_get_buff_len() costs ~12 ns). */
+#define XM_PKT_LEN(ctx) ((__u32)((ctx)->data_end - (ctx)->data))
 
 /* ====================================================================================
  * xdpmon packet parser (T1): every header any app needs, parsed once per packet.
@@ -37,8 +41,10 @@
  * `ipv6_ext_max` (abi.IPV6_EXT_MAX in programs; at most 15).
  * Render with trim_blocks and lstrip_blocks.
  *
- * Needs from the including program: XM_NOW() (nanoseconds: bpf_ktime_get_ns() live,
- * the capture's time under replay), defined before this text.
+ * Needs from the including program, defined before this text: XM_NOW() (nanoseconds:
+ * bpf_ktime_get_ns() live, the capture's time under replay) and XM_PKT_LEN(ctx) (the
+ * frame's length: bpf_xdp_get_buff_len(ctx) counts the fragments of a multi-buffer frame;
+ * data_end - data is the same, and cheaper, where the program only gets linear frames).
  *
  * Use: `struct xm_pkt *p` may point to the stack or to a per-CPU array slot; then
  * `int outcome = xm_parse(ctx, p);` and read fields through compiler/c_fields.py,
@@ -120,7 +126,7 @@ union xm_addr {
  * (compiler/c_fields.py says which expression reads which field). */
 struct xm_pkt {
     __u64 ts;              /* PKT  pkt.ts: XM_NOW() */
-    __u32 len;             /* PKT  pkt.len: whole frame, bpf_xdp_get_buff_len() */
+    __u32 len;             /* PKT  pkt.len: whole frame, XM_PKT_LEN(ctx) */
     __u32 layers;          /*      XM_L_* bits of the layers present */
     union xm_addr src;     /* IP   ip.src; ipv6.src; ipv4.src = src.w[3] */
     union xm_addr dst;     /* IP   ip.dst; ipv6.dst; ipv4.dst = dst.w[3] */
@@ -523,8 +529,8 @@ static __always_inline int xm_parse(struct xdp_md *ctx, struct xm_pkt *p)
      * scalars per path (SROA), which multiplies the code and the verifier's work. */
     asm volatile("" : : "r"(p) : "memory");
     p->ts = XM_NOW();
-    /* The whole frame, fragments included (= data_end - data for a linear frame). */
-    p->len = bpf_xdp_get_buff_len(ctx);
+    /* The whole frame (fragments included, where the program can get them). */
+    p->len = XM_PKT_LEN(ctx);
     p->layers = XM_L_PKT;
 
     rc = xm_parse_eth(&c, p);
@@ -566,6 +572,7 @@ struct xm_hll_hdr {
     __u64 zeros;
     __u64 z_last;
     __u64 zeros_last;
+    __u64 est;
 } __attribute__((aligned(8)));
 struct xm_block_v {
     __u64 expires;
@@ -578,7 +585,7 @@ struct xm_filter {
     __u32 trie_longest;
     __u32 n_lens;
     __u32 n_lens_v4;
-    __u32 pad;
+    __u32 n_ifaces;
     __u32 lens[8];
     __u32 masks[32];
 } __attribute__((aligned(8)));
@@ -944,18 +951,20 @@ static __always_inline __u64 xm_track_size_m_dcc6c9(__u64 b)
 
 int xdpmon_main(struct xdp_md *ctx)
 {
-    __u64 now = bpf_ktime_get_ns();
+    __u64 now = bpf_ktime_get_coarse_ns();   /* every window >= 100 ms: the tick's time will do */
     struct xm_pkt pkt;
     struct xm_pkt *p = &pkt;
     int outcome = xm_parse(ctx, p);
     p->ts = now;
 
-    xm_count(0);                                /* frames */
+    /* frames and verdict.pass are not counted here: user space derives them from the parse
+     * outcomes and verdict.drop (runtime/abi/records.py derive_counters): one count a packet. */
     xm_count(1 + (outcome & 31)); /* parse outcome */
-    xm_count_iface(ctx, p);                     /* frames per interface */
+    struct xm_filter *flt = xm_filter.lookup(XM_ZERO_KEY);
+    if (flt && flt->n_ifaces)
+        xm_count_iface(ctx, p);                 /* frames per interface (while some are counted) */
 
     /* ---- filters: the blocklist, before any app (not consulted while it is empty) ---- */
-    struct xm_filter *flt = xm_filter.lookup(XM_ZERO_KEY);
     if (flt && flt->entries && (p->layers & XM_L_IP) && xm_blocked(p, now, flt))
         return XDP_DROP;
 
@@ -1040,6 +1049,5 @@ int xdpmon_main(struct xdp_md *ctx)
         }
     }
 
-    xm_count(20);
-    return XDP_PASS;
+    return XDP_PASS;            /* verdict.pass: user space derives it (frames - verdict.drop) */
 }

@@ -74,7 +74,7 @@ from compiler.abi import HLL_HEADER, REPLAY_HEADER
 from runtime.abi import hll
 from runtime.abi.manifest import Manifest
 from runtime.abi.records import (decode_control, decode_filter_state, decode_u64s, encode_control,
-                                 encode_filter_state, encode_u64s)
+                                 encode_filter_state, encode_u64s, filter_state_ifaces)
 from runtime.dataplane.bpf_test_run import XDP_TEST_RUN_LINEAR, XDP_TEST_RUN_MAX
 from runtime.dataplane.maps import MapAccess
 from runtime.engines.base import QUEUE_SIZE, Engine
@@ -92,7 +92,7 @@ CACHE_MAX = 1 << 18                    # entries of each hash / estimate cache
 _Q = struct.Struct("<Q")
 _QQ = struct.Struct("<QQ")
 _Qq = struct.Struct("<Qq")
-_HDR = struct.Struct(struct_format(HLL_HEADER)[0])   # epoch, z, zeros, z_last, zeros_last
+_HDR = struct.Struct(struct_format(HLL_HEADER)[0])   # epoch, z, zeros, z_last, zeros_last, est
 
 
 def _s64(x: int) -> int:
@@ -251,7 +251,7 @@ class ReferenceMaps(MapAccess):
         if name == self.manifest.control_map:
             return encode_control(e.CTL[0], e.CTL[1], e.UNTIL)
         if name == self.manifest.filters.state_map:
-            return encode_filter_state(*e.FLT, self.manifest.filters.lens_max)
+            return encode_filter_state(*e.FLT[:4], self.manifest.filters.lens_max, e.FLT[4])
         raise KeyError(name)
 
     def _write(self, name: str, index: int, data: bytes) -> None:
@@ -261,7 +261,7 @@ class ReferenceMaps(MapAccess):
         elif name == self.manifest.control_map:
             e.CTL[0], e.CTL[1], e.UNTIL[:] = decode_control(data, len(e.UNTIL))
         elif name == self.manifest.filters.state_map:
-            e.FLT[:] = decode_filter_state(data, self.manifest.filters.lens_max)
+            e.FLT[:] = [*decode_filter_state(data, self.manifest.filters.lens_max), filter_state_ifaces(data)]
         elif name == self.manifest.filters.bits_map:
             e.BITS[index] = struct.unpack("=Q", data[:8])[0]   # kept, not needed: the lookup is exact
         else:
@@ -350,7 +350,7 @@ class ReferenceEngine(Engine):
         self.RL = [0] * plan.n_limiters
         self.RBU = [0]                          # bytes in the ring buffer (one, shared)
         self.RBQ = [[]]                         # its records, not yet consumed
-        self.FLT = [0, 0, 0, ()]                # the filter state: entries, flags, trie_longest, lens
+        self.FLT = [0, 0, 0, (), 0]             # the filter state: entries, flags, trie_longest, lens, n_ifaces
         self.BLK = BlockMaps(self.FLT)          # the blocklist
         self.BITS: dict[int, int] = {}          # the hash map's bit array (a gate only: not consulted)
         self.IFC: dict = {}                     # ifindex -> [frames, bytes] (the interfaces counted)

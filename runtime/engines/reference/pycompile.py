@@ -414,8 +414,7 @@ class PyProgram:
             if v in keep:
                 lines.append(f"    {v} = {z}")
         lines += pyparse.render(prog.layers, abi.IPV6_EXT_MAX, keep, 1)
-        lines.append(f"    C[{self.plan.counter('frames')}] += 1")
-        lines.append("    C[1 + (outcome & 31)] += 1")
+        lines.append("    C[1 + (outcome & 31)] += 1       # (frames, verdict.pass: derived, as from the kernel)")
         lines += self._filters()
         lines.append("    if ts >= CTL[1]:")
         lines.append("        REFRESH(ts)")
@@ -427,7 +426,6 @@ class PyProgram:
         lines += preds.lines
         lines += t2.lines
         lines += t3.lines
-        lines.append(f"    C[{self.plan.counter('verdict.pass')}] += 1")
         lines.append("    return 2")
         return "\n".join(lines) + "\n"
 
@@ -623,6 +621,7 @@ class PyProgram:
         self._hll_hasher(sp)
         c(1, f"if {test}:")
         c(2, f"_i, _r = HX_{s.name}({pk}({self.key_args(sp.hash_key)}))")
+        self._estimator(sp)
         c(2, f"_hd = HD_{m.name}")
         c(2, f"if _hd[0] != {ep}:   # a new window: every register reads 0")
         if s.window_ns:
@@ -630,6 +629,7 @@ class PyProgram:
         c(3, f"_hd[0] = {ep}")
         c(3, f"_hd[1] = {regs << abi.HLL_SCALE_BITS}")
         c(3, f"_hd[2] = {regs}")
+        c(3, f"_hd[5] = EST_{s.name}(_hd[1], _hd[2])")
         c(2, f"_reg = R_{m.name}[_i]")
         c(2, f"_old = (_reg & 0xFF) if (_reg >> 8) == {ep} else 0")
         c(2, "if _r > _old:")
@@ -637,6 +637,7 @@ class PyProgram:
         c(3, "_hd[1] = (_hd[1] - POW[_old] + POW[_r]) & M64")
         c(3, "if _old == 0:")
         c(4, "_hd[2] = (_hd[2] - 1) & M64")
+        c(3, f"_hd[5] = EST_{s.name}(_hd[1], _hd[2])   # the estimate, kept (hdr.est)")
 
     @staticmethod
     def _cms_tag(s) -> str:
@@ -701,7 +702,7 @@ class PyProgram:
             self._estimator(sp)
             c(ind, f"{has} = 1")
             c(ind, f"if HD_{m.name}[0] == {ep}:")
-            c(ind + 1, f"{var} = EST_{slot.name}(HD_{m.name}[1], HD_{m.name}[2])")
+            c(ind + 1, f"{var} = HD_{m.name}[5]   # hdr.est, kept by T2")
             return
         if m.kind == "cms":
             pres = presence(list(slot.args))
