@@ -1,0 +1,159 @@
+"""The hand-written program of the four reference apps (benchmarks/handwritten/) computes
+what xdpmon's merged program computes: the same frames through both, in the kernel, give
+equal snapshots (but for times: dns_flows' first and last are each run's own clock),
+equal events and equal counts of what was rate-limited.
+
+Both scenarios run the mixed frames of benchmarks/four_app_frames.py inside one 1 s
+window, the two programs side by side frame by frame, and read both snapshots at one
+clock: the benchmark's configuration (syn_flood on, the specs' params), and one where
+the rules act (syn_flood off until flow_watch's rule enables it at a flow threshold of
+20; per_dst 100, so the SYN flood's rule fires past the 1000/s limit).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.kernel
+
+WINDOW_NS = 1_000_000_000
+
+
+def run_side_by_side(progs, frames) -> dict[str, int]:
+    """Each frame through every program in turn, ``repeats`` times; every verdict is
+    XDP_PASS. Returns the longest burst (ns) of the SYN flood frame over the programs."""
+    from runtime.dataplane.bpf_test_run import TestRunner
+
+    runners = [TestRunner(p.fd, want_data_out=False) for p in progs]
+    burst = 0
+    for what, frame, n in frames:
+        for r in runners:
+            res = r.run(frame, repeat=n)
+            assert res.retval == 2, f"{what}: verdict {res.verdict}"
+            if what == "syn flood":
+                burst = max(burst, res.duration_ns * n)
+    return {"flood_burst_ns": burst}
+
+
+def in_one_window(progs, frames):
+    """Run the frames at the start of a window; the clock of the snapshots, in it."""
+    from benchmarks.four_app_frames import wait_for_window_start
+    from benchmarks.four_apps import monotonic_ns
+
+    window = wait_for_window_start()
+    info = run_side_by_side(progs, frames)
+    now = monotonic_ns()
+    assert now // WINDOW_NS == window, "the frames took more than the rest of a window: too slow a machine"
+    return now, info
+
+
+def strip_action(events):
+    """xdpmon's events carry its action ids (hashes of its names): not the hand-written's."""
+    return [{k: v for k, v in e.items() if k not in ("action", "ts")} for e in events]
+
+
+@pytest.fixture
+def programs(kernel):
+    from benchmarks.four_apps import GeneratedApps
+    from benchmarks.handwritten.loader import HandwrittenApps
+
+    made = []
+
+    def make(syn_enabled: bool):
+        g = GeneratedApps(syn_enabled=syn_enabled)
+        made.append(g)
+        h = HandwrittenApps(syn_enabled=syn_enabled)
+        made.append(h)
+        return g, h
+    yield make
+    for p in made:
+        p.close()
+
+
+def _entry(entries, **key):
+    found = [e for e in entries if e["key"] == key]
+    assert len(found) == 1, (key, entries)
+    return found[0]
+
+
+def test_same_statistics_as_merged_syn_flood_on(programs):
+    from benchmarks.four_app_frames import VICTIM, mixed_frames
+    from benchmarks.four_apps import without_times
+
+    gen, hw = programs(syn_enabled=True)
+    frames = mixed_frames()
+    now, _ = in_one_window([gen, hw], frames)
+    g, h = gen.snapshot_apps(now), hw.snapshot_apps(now)
+    assert without_times(h) == without_times(g)
+
+    # what the frames make of it, exactly
+    per_dst = h["traffic_accounting"]["stats"]["per_dst"]
+    assert _entry(per_dst, **{"ip.dst": VICTIM})["value"] == {"packets": 13 + 1200 + 5, "bytes": 13 * 54 + 1200 * 54
+                                                              + 5 * 254}
+    assert _entry(per_dst, **{"ip.dst": "198.19.0.20"})["value"]["packets"] == 3 + 1   # other udp, 4000-byte udp
+    assert _entry(per_dst, **{"ip.dst": "198.19.0.20"})["value"]["bytes"] == 3 * 72 + 4000
+    assert len(per_dst) == 10     # every IP destination (ARP and the triple-tagged frame are not IP)
+    syns = h["syn_flood"]["stats"]["syns"]
+    assert _entry(syns, **{"ip.dst": VICTIM}) == {"key": {"ip.dst": VICTIM}, "value": {"count": 13 + 1200},
+                                                  "last_window": {"count": 0}}
+    assert {e["key"]["ip.dst"]: e["value"]["count"] for e in syns} == {
+        "198.19.0.1": 14 + 2, "198.19.0.2": 13 + 1, VICTIM: 1213, "2001:2::80": 2}
+    assert h["dns_flows"]["stats"]["rcodes"] == [{"key": {"dns.rcode": r}, "value": {"count": n}}
+                                                 for r, n in ((0, 3), (2, 1), (3, 2), (5, 1))]
+    flows = h["dns_flows"]["stats"]["flows"]
+    q = _entry(flows, **{"ip.src": "198.18.2.1", "ip.dst": "198.19.0.53", "udp.sport": 5353, "udp.dport": 53})
+    assert q["value"]["count"] == 4 and q["value"]["first"] < q["value"]["last"]
+    assert _entry(flows, **{"ip.src": "198.19.0.53", "ip.dst": "198.18.2.1", "udp.sport": 53,
+                            "udp.dport": 5353})["value"]["count"] == 7
+    assert len(flows) == 6        # 2 queries, the responses, the cut one, IPv6, QinQ: every UDP/53 flow
+    distinct = h["flow_watch"]["stats"]["flows"]["value"]["distinct"]
+    assert distinct == g["flow_watch"]["stats"]["flows"]["value"]["distinct"] == 55     # the 55 L4 flows, exactly
+
+    # syn_flood's rule fired on VICTIM's 1001st to 1213th SYN, all within the limit
+    ev_h, ev_g = hw.events(), gen.events()
+    assert strip_action(ev_h) == strip_action(ev_g)
+    assert len(ev_h) == 213
+    assert ev_h[0]["fields"] == {"ip.src": "198.18.9.9", "ip.dst": VICTIM, "tcp.dport": 80}
+    c = gen.counters()
+    assert hw.counters()["app.syn_flood.rate_limited"] == c["app.syn_flood.rate_limited"] == 0
+
+
+def test_rules_act_as_in_merged(programs):
+    """flow_watch enables syn_flood once the flow estimate passes 20; the flood on VICTIM
+    then fires syn_flood's rule past its limit of 1000/s."""
+    from benchmarks.four_app_frames import VICTIM, mixed_frames
+    from benchmarks.four_apps import without_times
+
+    gen, hw = programs(syn_enabled=False)
+    for p in (gen, hw):
+        p.set_param("flow_watch", "flow_threshold", 20)
+        p.set_param("syn_flood", "per_dst", 100)
+    now, info = in_one_window([gen, hw], mixed_frames())
+    assert info["flood_burst_ns"] < 1_000_000, (
+        f"the flood's 1,200 repeats took {info['flood_burst_ns']} ns: exact rate-limit counts need < 1 ms")
+    g, h = gen.snapshot_apps(now), hw.snapshot_apps(now)
+    assert without_times(h) == without_times(g)
+    assert h["syn_flood"]["enabled"] is True
+    assert h["flow_watch"]["params"] == {"flow_threshold": 20} and h["syn_flood"]["params"] == {"per_dst": 100}
+
+    ev_h, ev_g = hw.events(), gen.events()
+    assert strip_action(ev_h) == strip_action(ev_g)
+    enables = [e for e in ev_h if e["type"] == "enable"]
+    assert enables == [{"ts": enables[0]["ts"], "app": "flow_watch", "rule": 0, "type": "enable",
+                        "enabled": "syn_flood"}]
+    assert ev_h[0] == enables[0]                  # before syn_flood counted any SYN
+    victim = _entry(h["syn_flood"]["stats"]["syns"], **{"ip.dst": VICTIM})["value"]["count"]
+    assert 1200 <= victim < 1213                  # the flood, and the early SYNs after the enable
+    sent = [e for e in ev_h if e["type"] == "packet"]
+    assert len(sent) == 1000                      # the burst of 1,000, then none for 1 ms
+    limited = hw.counters()["app.syn_flood.rate_limited"]
+    assert limited == gen.counters()["app.syn_flood.rate_limited"] == victim - 100 - 1000
+    assert hw.counters()["app.syn_flood.ringbuf_full"] == 0
+
+
+def test_param_and_app_names_are_checked(programs):
+    _, hw = programs(syn_enabled=True)
+    with pytest.raises(KeyError, match="no param syn_flood.nope"):
+        hw.set_param("syn_flood", "nope", 1)
+    with pytest.raises(KeyError, match="always on"):
+        hw.set_enabled("flow_watch", 1)
