@@ -264,7 +264,7 @@ def main() -> dict:
         print(f"  {k}: {verdicts[k]} (target <= {t}): {'met' if out['met'][k] else 'NOT met'}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-    return out
+    return {"mix": verdicts, "met": out["met"], "results": str(RESULTS.relative_to(ROOT))}
 
 
 if __name__ == "__main__":
