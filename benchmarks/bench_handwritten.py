@@ -133,18 +133,27 @@ def check_growth(name: str, what: str, keys: dict, before: Counts, after: Counts
                              "the program did not see the frame meant on every repeat")
 
 
-def check_same_statistics(progs: dict, frames: dict) -> None:
-    """Each frame through the app configurations in one window: equal snapshots."""
+def check_same_statistics(progs: dict, frames: dict, attempts: int = 3) -> None:
+    """Each frame (3 times) through the app configurations side by side in one window:
+    equal snapshots. A run that ends in the next window is tried again two windows later
+    (the earlier run then lies in no window a snapshot shows)."""
     from benchmarks.four_app_frames import wait_for_window_start
     from benchmarks.four_apps import monotonic_ns, without_times
     from runtime.dataplane.bpf_test_run import TestRunner
 
-    window = wait_for_window_start()
-    for frame in frames.values():
-        for name in APP_CONFIGS:
-            assert TestRunner(progs[name].fd, want_data_out=False).run(frame, repeat=3).retval == 2
-    now = monotonic_ns()
-    assert now // WINDOW_NS == window, "the check took more than the rest of a window"
+    runners = {name: TestRunner(progs[name].fd, want_data_out=False) for name in APP_CONFIGS}
+    for attempt in range(attempts):
+        window = wait_for_window_start()
+        if attempt:
+            window = wait_for_window_start()
+        for frame in frames.values():
+            for name in APP_CONFIGS:      # single runs: a test run of repeats yields the CPU between them
+                assert {r.retval for r in runners[name].run_many([frame] * 3)} == {2}
+        now = monotonic_ns()
+        if now // WINDOW_NS == window:
+            break
+    else:
+        raise AssertionError(f"the check took more than a window in {attempts} attempts: the machine is too busy")
     snaps = {name: without_times(progs[name].snapshot_apps(now)) for name in APP_CONFIGS}
     for name in APP_CONFIGS[1:]:
         if snaps[name] != snaps["generated"]:

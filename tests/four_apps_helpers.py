@@ -4,14 +4,16 @@ window, events compared without xdpmon's own ids, keyed entries found by key."""
 
 from __future__ import annotations
 
+import pytest
+
 WINDOW_NS = 1_000_000_000
 
 
 def run_side_by_side(progs, frames) -> dict[str, int]:
-    """Each frame through every program in turn, ``repeats`` times; every verdict is
-    XDP_PASS. Returns the longest wall-clock time (ns) the SYN flood frame's run took over
-    the programs: an upper bound of the time between its first and last repeat (the
-    kernel's own ``duration`` leaves out the time the test run yields the CPU)."""
+    """Each frame through every program in turn, ``repeats`` times (one test run each:
+    a test run of several repeats yields the CPU between them when others wait for it,
+    tens of ms on a busy machine); every verdict is XDP_PASS. Returns the longest
+    wall-clock time (ns) the SYN flood frame's runs took over the programs."""
     from benchmarks.four_apps import monotonic_ns
     from runtime.dataplane.bpf_test_run import TestRunner
 
@@ -20,9 +22,9 @@ def run_side_by_side(progs, frames) -> dict[str, int]:
     for what, frame, n in frames:
         for r in runners:
             t0 = monotonic_ns()
-            res = r.run(frame, repeat=n)
+            verdicts = {res.retval for res in r.run_many([frame] * n)}
             t1 = monotonic_ns()
-            assert res.retval == 2, f"{what}: verdict {res.verdict}"
+            assert verdicts == {2}, f"{what}: verdicts {verdicts}"
             if what == "syn flood":
                 wall = max(wall, t1 - t0)
     return {"flood_wall_ns": wall}
@@ -41,16 +43,34 @@ def check_limited_sends(events: list[dict], limited: int, firings: int, wall_ns:
     return sent
 
 
-def in_one_window(progs, frames):
-    """Run the frames at the start of a window; the clock of the snapshots, in it."""
+def in_one_window(make, frames, attempts: int = 3):
+    """``make()`` programs and run the frames through them side by side, starting at a
+    window's start, until a run ends in the window it began in (a busy machine may take
+    longer; each attempt has fresh programs): returns (programs, the clock of the
+    snapshots, run_side_by_side's info)."""
     from benchmarks.four_app_frames import wait_for_window_start
     from benchmarks.four_apps import monotonic_ns
 
-    window = wait_for_window_start()
-    info = run_side_by_side(progs, frames)
-    now = monotonic_ns()
-    assert now // WINDOW_NS == window, "the frames took more than the rest of a window: too slow a machine"
-    return now, info
+    took = []
+    for _ in range(attempts):
+        progs = make()
+        window = wait_for_window_start()
+        info = run_side_by_side(progs, frames)
+        now = monotonic_ns()
+        if now // WINDOW_NS == window:
+            return progs, now, info
+        took.append(now - window * WINDOW_NS)
+    pytest.fail(f"the frames took more than a window in {attempts} attempts (ended {took} ns into it): "
+                "the machine is too busy")
+
+
+def rules_on(progs):
+    """The scenario where the rules act: flow_threshold 20 (flow_watch enables syn_flood
+    among the first SYNs), per_dst 100 (the flood fires syn_flood's rule past 1000/s)."""
+    for p in progs:
+        p.set_param("flow_watch", "flow_threshold", 20)
+        p.set_param("syn_flood", "per_dst", 100)
+    return progs
 
 
 def strip_action(events):

@@ -10,7 +10,7 @@ syn_flood's program (their shared control block) and the flood passes the rate l
 from __future__ import annotations
 
 import pytest
-from four_apps_helpers import check_limited_sends, entry, in_one_window, strip_action
+from four_apps_helpers import check_limited_sends, entry, in_one_window, rules_on, strip_action
 
 pytestmark = pytest.mark.kernel
 
@@ -39,9 +39,8 @@ def test_same_statistics_as_merged_and_every_program_ran(programs):
     from benchmarks.four_app_frames import mixed_frames
     from benchmarks.four_apps import without_times
 
-    gen, disp = programs(syn_enabled=True)
     frames = mixed_frames()
-    now, _ = in_one_window([gen, disp], frames)
+    (gen, disp), now, _ = in_one_window(lambda: programs(syn_enabled=True), frames)
     assert without_times(disp.snapshot_apps(now)) == without_times(gen.snapshot_apps(now))
     assert strip_action(disp.events()) == strip_action(gen.events())
 
@@ -60,11 +59,7 @@ def test_flow_watch_enables_syn_flood_across_programs(programs):
     from benchmarks.four_app_frames import VICTIM, mixed_frames
     from benchmarks.four_apps import without_times
 
-    gen, disp = programs(syn_enabled=False)
-    for p in (gen, disp):
-        p.set_param("flow_watch", "flow_threshold", 20)
-        p.set_param("syn_flood", "per_dst", 100)
-    now, info = in_one_window([gen, disp], mixed_frames())
+    (gen, disp), now, info = in_one_window(lambda: rules_on(programs(syn_enabled=False)), mixed_frames())
     d = disp.snapshot_apps(now)
     assert without_times(d) == without_times(gen.snapshot_apps(now))
     assert d["syn_flood"]["enabled"] is True     # flow_watch's program wrote syn_flood's control block

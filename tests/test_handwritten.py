@@ -15,7 +15,7 @@ compared as their first 1,000 and the counts bounded by each run's own time.
 from __future__ import annotations
 
 import pytest
-from four_apps_helpers import check_limited_sends, entry as _entry, in_one_window, strip_action
+from four_apps_helpers import check_limited_sends, entry as _entry, in_one_window, rules_on, strip_action
 
 pytestmark = pytest.mark.kernel
 
@@ -42,9 +42,8 @@ def test_same_statistics_as_merged_syn_flood_on(programs):
     from benchmarks.four_app_frames import VICTIM, mixed_frames
     from benchmarks.four_apps import without_times
 
-    gen, hw = programs(syn_enabled=True)
     frames = mixed_frames()
-    now, _ = in_one_window([gen, hw], frames)
+    (gen, hw), now, _ = in_one_window(lambda: programs(syn_enabled=True), frames)
     g, h = gen.snapshot_apps(now), hw.snapshot_apps(now)
     assert without_times(h) == without_times(g)
 
@@ -88,11 +87,7 @@ def test_rules_act_as_in_merged(programs):
     from benchmarks.four_app_frames import VICTIM, mixed_frames
     from benchmarks.four_apps import without_times
 
-    gen, hw = programs(syn_enabled=False)
-    for p in (gen, hw):
-        p.set_param("flow_watch", "flow_threshold", 20)
-        p.set_param("syn_flood", "per_dst", 100)
-    now, info = in_one_window([gen, hw], mixed_frames())
+    (gen, hw), now, info = in_one_window(lambda: rules_on(programs(syn_enabled=False)), mixed_frames())
     g, h = gen.snapshot_apps(now), hw.snapshot_apps(now)
     assert without_times(h) == without_times(g)
     assert h["syn_flood"]["enabled"] is True
