@@ -83,3 +83,45 @@ def test_a_changed_generated_program_is_refused_clearly():
         chain_link("int other(struct xdp_md *ctx)\n{ return 2; }\n", "c", "s", 1)
     with pytest.raises(ValueError, match="declares no control block"):
         share_control("BPF_ARRAY(xm_params, struct xm_params, 1);\n", "xm_ctl", "x", owner=True)
+
+
+def test_chain_link_wraps_the_generated_entry():
+    from benchmarks.dispatcher.wrap import chain_link, share_control
+
+    c = "BPF_ARRAY(xm_ctl, struct xm_ctl, 1);\nint xdpmon_main(struct xdp_md *ctx)\n{ xm_ctl.lookup(&k); return 2; }\n"
+    out = chain_link(c, "xd_chain_x", "xd_shared_x", 2)
+    assert "static __always_inline int xd_app_main(struct xdp_md *ctx)\n{ xm_ctl" in out
+    assert out.count("int xdpmon_main(struct xdp_md *ctx)") == 1       # the new entry point only
+    assert "xd_chain_x.call(ctx, 2);" in out and 'BPF_TABLE("extern", int, int, xd_chain_x, 8);' in out
+    assert ".call(" not in chain_link(c, "xd_chain_x", "xd_shared_x", None)     # the last link
+    shared = share_control(out, "xm_ctl", "xd_ctl_x", owner=True)
+    assert 'BPF_TABLE_PUBLIC("array", int, struct xm_ctl, xd_ctl_x, 1);' in shared
+    assert "xd_ctl_x.lookup(&k)" in shared and "xm_ctl.lookup" not in shared
+    assert 'BPF_TABLE("extern", int, struct xm_ctl, xd_ctl_x, 1);' in share_control(out, "xm_ctl", "xd_ctl_x",
+                                                                                   owner=False)
+
+
+def test_two_dispatchers_in_one_process_share_nothing(kernel):
+    """Their public tables have names of their own: frames run through one are not
+    counted by the other, and closing one leaves the other working."""
+    from benchmarks.dispatcher.loader import DispatcherApps
+    from benchmarks.four_app_frames import syn
+    from runtime.dataplane.bpf_test_run import TestRunner
+
+    a = DispatcherApps()
+    try:
+        b = DispatcherApps()
+        try:
+            assert a.chain != b.chain and a.ctl != b.ctl
+            assert TestRunner(a.fd).run(syn("198.18.0.1", "198.19.0.1")).retval == 2
+            assert a.counters()["entry.frames"] == a.counters()["dns_flows.frames"] == 1
+            assert b.counters()["entry.frames"] == b.counters()["traffic_accounting.frames"] == 0
+        finally:
+            b.close()
+        assert TestRunner(a.fd).run(syn("198.18.0.1", "198.19.0.1")).retval == 2
+        c = a.counters()
+        assert c["entry.frames"] == c["dns_flows.frames"] == 2 and c["entry.app_tail_call_failed"] == 0
+        syns = a.snapshot_apps()["syn_flood"]["stats"]["syns"]
+        assert [e["value"]["count"] + e["last_window"]["count"] for e in syns] == [2]
+    finally:
+        a.close()
