@@ -43,6 +43,11 @@ VARIANTS = {
                                    [(r"X\[0\] = xm_hll_estimate\(hd->z, hd->zeros, [^;]+;", "X[0] = hd->zeros;")]),
     "no_rule_relookup": ("syn_flood's rule looking up again the ip.dst entry T2 just updated",
                          [(r"r_m_39a6d1_ip_dst = m_39a6d1\.lookup\(&k\);", "r_m_39a6d1_ip_dst = NULL;")]),
+    "no_enable_refresh": ("the on-demand enable mask refreshed from the control block per frame (an array "
+                          "lookup, a test of the clock): syn_flood's bit set instead",
+                          [(r"\n    xm_enabled\(ctl, s, now\);", "\n    s->en = 1;")]),
+    "no_predicate_zeroing": ("zeroing the per-packet predicate array P[] in the scratch",
+                             [(r"\n    xm_zero_words\(s->p, sizeof\(s->p\)\);[^\n]*", "")]),
     "no_parse_struct_zeroing": ("zeroing the whole parsed-packet struct before parsing (the parser then "
                                 "writes what it reads)",
                                 [(r"__builtin_memset\(p, 0, sizeof\(\*p\)\);", "p->layers = 0; p->src.w[0] = 0; "
