@@ -113,3 +113,55 @@ def test_param_and_app_names_are_checked(programs):
         hw.set_param("syn_flood", "nope", 1)
     with pytest.raises(KeyError, match="always on"):
         hw.set_enabled("flow_watch", 1)
+
+
+UNWINDOWED = {"traffic_accounting": ("per_dst",), "dns_flows": ("flows", "rcodes")}
+
+
+def _unwindowed(apps: dict) -> dict:
+    return {app: {st: apps[app]["stats"][st] for st in stats} for app, stats in UNWINDOWED.items()}
+
+
+@pytest.mark.slow
+def test_same_statistics_on_the_parser_tests_frames(programs):
+    """The parser's hard cases, frame by frame: the crafted frames of
+    tests/test_parse_kernel.py, every truncation of nine of them, 3,000 seeded mutations
+    and every frame of the tcpdump corpus (about 11,700 frames, syn_flood on), in chunks
+    of 500 run side by side. After each chunk the snapshots are equal; a chunk that ends
+    in another window than it began in is compared on its unwindowed statistics, and the
+    next one starts two windows later (the windows a snapshot shows then hold no frame
+    that was counted on either side of a window's end)."""
+    import itertools
+
+    import test_parse_kernel as parse_tests
+    from benchmarks.four_app_frames import WINDOW_NS, wait_for_window_start
+    from benchmarks.four_apps import monotonic_ns, without_times
+    from runtime.dataplane.bpf_test_run import TestRunner
+
+    parse_tests._corpus_or_skip()
+    crafted = parse_tests.crafted_frames()
+    frames = itertools.chain(crafted.values(), (f for _, f in parse_tests.truncations(crafted)),
+                             (f for _, f in parse_tests.mutations(crafted)), (f for _, f in parse_tests.corpus_frames()))
+    gen, hw = programs(syn_enabled=True)
+    runners = [TestRunner(p.fd, want_data_out=False) for p in (gen, hw)]
+    full = partial = ran = 0
+    while chunk := list(itertools.islice(frames, 500)):
+        if monotonic_ns() % WINDOW_NS > WINDOW_NS // 2:
+            wait_for_window_start()
+        window = monotonic_ns() // WINDOW_NS
+        for f in chunk:
+            verdicts = [r.run(f).retval for r in runners]
+            assert verdicts[0] == verdicts[1] and verdicts[0] in (2, None), verdicts
+            ran += verdicts[0] is not None
+        now = monotonic_ns()
+        g, h = gen.snapshot_apps(now), hw.snapshot_apps(now)
+        if now // WINDOW_NS == window:
+            assert without_times(h) == without_times(g)
+            full += 1
+        else:
+            assert without_times(_unwindowed(h)) == without_times(_unwindowed(g))
+            partial += 1
+            wait_for_window_start()
+            wait_for_window_start()
+    assert ran > 11_000 and full >= partial
+    assert hw.events() == [] == gen.events()          # per_dst 1000: no destination had that many SYNs
