@@ -55,6 +55,7 @@ class Probe:
     """What is read before and after a run of one configuration."""
     counters: dict | None = None
     per_dst: tuple[int, int] | None = None
+    keyed_total: int | None = None
     src_entries: dict = field(default_factory=dict)
 
 
@@ -62,9 +63,12 @@ class RunCheck:
     """The check of one configuration (``prog``): ``probe()`` before and after a
     run, then ``verify(before, after, ...)``."""
 
-    def __init__(self, name: str, prog):
+    def __init__(self, name: str, prog, keyed: tuple[str, str, str] | None = None):
+        """``keyed``: (app, stat, value) of a keyed statistic whose value, summed over
+        its keys, must grow by 1 per repeat (for programs without traffic_accounting)."""
         self.name = name
         self.prog = prog
+        self.keyed = keyed
         man = getattr(prog, "manifest", None)
         self.xdpmon = man is not None and hasattr(prog, "counters")
         self.layers = frozenset(man.raw["layers"]) if self.xdpmon else None
@@ -98,6 +102,9 @@ class RunCheck:
             entries = (self.prog.stat("traffic_accounting", "per_dst") if self.xdpmon
                        else self._snapshot_apps()["traffic_accounting"]["stats"]["per_dst"])
             p.per_dst = per_dst_total(entries, dst)
+        if self.keyed and self.xdpmon:
+            app, stat, value = self.keyed
+            p.keyed_total = sum(e["value"][value] for e in self.prog.stat(app, stat))
         return p
 
     def expected_counters(self, before: dict, frames: list[bytes], repeat: int) -> dict:
@@ -128,6 +135,10 @@ class RunCheck:
             if after.per_dst != want:
                 problems.append(f"traffic_accounting.per_dst[{dst}] (packets, bytes) = {after.per_dst}, "
                                 f"expected {want} (was {before.per_dst}, +{repeat} frames of {len(frame)} bytes)")
+        if before.keyed_total is not None and after.keyed_total != before.keyed_total + repeat:
+            app, stat, value = self.keyed
+            problems.append(f"{app}.{stat} {value} (all keys) grew by {after.keyed_total - before.keyed_total}, "
+                            f"expected {repeat}")
         if problems:
             raise FrameCheckError(f"{self.name}, frame {frame_name} ({len(frame)} bytes) x {repeat} repeats: "
                                   f"the program did not see this frame on every repeat: " + "; ".join(problems))

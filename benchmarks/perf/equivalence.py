@@ -19,7 +19,8 @@ What "the same" means:
 - windows: the pass starts just after a 10 s boundary of the kernel clock (the
   longest window of specs/ is 10 s, every window divides it) and must end within
   the same 1 s window, so every program counts every frame in the same window;
-  a pass that crossed a boundary anyway is run again on fresh programs.
+  a pass that crossed a boundary anyway (a stalled machine) is reported as not
+  compared.
 """
 
 from __future__ import annotations
@@ -117,32 +118,27 @@ def run_pass(targets: list[Rn.Target], frames: list[F.BenchFrame], capture: list
     return start, end
 
 
-def compare(load_groups: dict, pairs: list[tuple[str, str, str]], frames: list[F.BenchFrame],
-            capture: list[bytes], repeat: int = 20, attempts: int = 3) -> dict:
-    """Load ``load_groups`` (name -> factory) fresh, run the pass, and compare
-    ``pairs`` of (app, config A, config B): that app's snapshot in A and B.
-    Returns {"pairs": [...], "repeat", "start_ns", "end_ns", "attempts"}; every
-    pair has its "differences" (empty when the same)."""
-    for attempt in range(1, attempts + 1):
-        targets = {n: Rn.prepare(n, f()) for n, f in load_groups.items()}
-        try:
-            wait_for_window_start()
-            start, end = run_pass(list(targets.values()), frames, capture, repeat)
-            if end // PASS_LIMIT_NS != start // PASS_LIMIT_NS:
-                continue                                 # crossed a 1 s window: again, on fresh programs
-            snaps = {n: t.prog.snapshot_apps(end) if hasattr(t.prog, "manifest") else t.prog.snapshot_apps()
-                     for n, t in targets.items()}
-            times = set()
-            for t in targets.values():
-                if hasattr(t.prog, "manifest"):
-                    times |= time_members(t.prog.manifest)
-            out = []
-            for app, a, b in pairs:
-                na = normalise(app, snaps[a][app], times, start, end)
-                nb = normalise(app, snaps[b][app], times, start, end)
-                out.append({"app": app, "a": a, "b": b, "differences": differences(na, nb)[:10]})
-            return {"pairs": out, "repeat": repeat, "start_ns": start, "end_ns": end, "attempts": attempt}
-        finally:
-            for t in targets.values():
-                t.close()
-    raise RuntimeError(f"the equivalence pass crossed a 1 s window boundary {attempts} times (a loaded machine?)")
+def compare(targets: dict, pairs: list[tuple[str, str, str]], frames: list[F.BenchFrame],
+            capture: list[bytes], repeat: int = 20) -> dict:
+    """Run the pass on ``targets`` (name -> runner.Target, freshly loaded: nothing
+    run yet) and compare ``pairs`` of (app, config A, config B): that app's
+    snapshot in A and in B. Returns {"pairs": [{"app", "a", "b", "differences"}],
+    "repeat", "start_ns", "end_ns", "same"}; a pass that crossed a 1 s window
+    (a stalled machine) is not compared ("crossed_window": True, "same": None)."""
+    wait_for_window_start()
+    start, end = run_pass(list(targets.values()), frames, capture, repeat)
+    out = {"repeat": repeat, "start_ns": start, "end_ns": end, "pass_ms": round((end - start) / 1e6, 1)}
+    if end // PASS_LIMIT_NS != start // PASS_LIMIT_NS:
+        return {**out, "crossed_window": True, "same": None, "pairs": []}
+    snaps = {n: t.prog.snapshot_apps(end) if hasattr(t.prog, "manifest") else t.prog.snapshot_apps()
+             for n, t in targets.items() if any(n in (a, b) for _, a, b in pairs)}
+    times = set()
+    for t in targets.values():
+        if hasattr(t.prog, "manifest"):
+            times |= time_members(t.prog.manifest)
+    rows = []
+    for app, a, b in pairs:
+        na = normalise(app, snaps[a][app], times, start, end)
+        nb = normalise(app, snaps[b][app], times, start, end)
+        rows.append({"app": app, "a": a, "b": b, "differences": differences(na, nb)[:10]})
+    return {**out, "crossed_window": False, "same": all(not r["differences"] for r in rows), "pairs": rows}

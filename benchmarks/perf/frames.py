@@ -27,7 +27,11 @@ CLIENT = "198.18.0.10"
 SERVER = "198.19.0.80"
 V6_CLIENT = "2001:2::10"
 V6_SERVER = "2001:2::80"
-SYN_BASE = "198.18.128.0"      # new-flow SYN sources start here (198.18.128.0/17 and up: < 198.20.0.0)
+# New-flow SYN sources: 198.19.128.0/17, which examples/traffic/generators.py never uses
+# (its sources are in 198.18.0.0/16 and 198.19.0-53.x), so the capture sample cannot
+# have given one of them a key already.
+SYN_BASE = "198.19.128.0"
+SYN_LAST = "198.19.255.255"
 SPORT, DPORT = 40000, 80
 PAYLOAD = b"x" * 100
 
@@ -109,8 +113,14 @@ def by_name(name: str) -> BenchFrame:
 
 
 def source_after(base: str, n: int) -> str:
-    """The IPv4 address ``n`` after ``base`` (the source the wrapper gives repeat ``n``)."""
-    return str(ipaddress.IPv4Address(base) + n)
+    """The IPv4 address ``n`` after ``base`` (the source the wrapper gives repeat ``n``);
+    new-flow sources must stay in SYN_BASE..SYN_LAST."""
+    addr = ipaddress.IPv4Address(base) + n
+    if addr > ipaddress.IPv4Address(SYN_LAST):
+        raise ValueError(f"new-flow source {addr} is past {SYN_LAST}: fewer rounds or a smaller repeat "
+                         f"(at most {int(ipaddress.IPv4Address(SYN_LAST)) - int(ipaddress.IPv4Address(SYN_BASE))} "
+                         f"new sources per program)")
+    return str(addr)
 
 
 def with_source(frame: BenchFrame, src: str) -> bytes:

@@ -46,8 +46,10 @@ class Target:
         self.prog.close()
 
 
-def prepare(name: str, prog, new_flow: bool = True) -> Target:
-    t = Target(name, prog, RunCheck(name, prog), TestRunner(prog.fd, want_data_out=False))
+def prepare(name: str, prog, new_flow: bool = True, keyed=None) -> Target:
+    """``prog`` ready to run: its check (``keyed``: see RunCheck) and runners, and
+    the new-flow wrapper in front of it unless ``new_flow`` is false."""
+    t = Target(name, prog, RunCheck(name, prog, keyed), TestRunner(prog.fd, want_data_out=False))
     if new_flow:
         t.wrapper = NewFlowWrapper(prog.fd)
         t.wrapped = TestRunner(t.wrapper.fd, want_data_out=False)
@@ -57,6 +59,7 @@ def prepare(name: str, prog, new_flow: bool = True) -> Target:
 def syn_frame(frame: F.BenchFrame, run_index: int, repeat: int) -> bytes:
     """The new-flow frame of run ``run_index``: its repeats see the sources after
     base + run_index * repeat (the wrapper adds 1 before each)."""
+    F.source_after(F.SYN_BASE, (run_index + 1) * repeat)       # the last source, in range
     return F.with_source(frame, F.source_after(F.SYN_BASE, run_index * repeat))
 
 
@@ -111,8 +114,10 @@ def pin_cpu() -> int:
 
 
 def measure(targets: list[Target], frames: list[F.BenchFrame], capture: list[bytes] | None,
-            rounds: int, repeat: int, warmup: int = 1, progress=None) -> Samples:
-    """``rounds`` interleaved rounds (after ``warmup`` unrecorded, checked rounds)."""
+            rounds: int, repeat: int, warmup: int = 1, progress=None, first_run: int = 1) -> Samples:
+    """``rounds`` interleaved rounds (after ``warmup`` unrecorded, checked rounds).
+    Round k's new-flow runs start at source base + (first_run + k) x repeat
+    (first_run > 0 leaves the first ``repeat`` sources to the equivalence pass)."""
     if rounds < 1 or repeat < 1:
         raise ValueError(f"rounds ({rounds}) and repeat ({repeat}) must be at least 1")
     out = Samples(repeat, rounds, None)
@@ -122,7 +127,7 @@ def measure(targets: list[Target], frames: list[F.BenchFrame], capture: list[byt
         order = targets[k % n:] + targets[:k % n]
         for frame in frames:
             for t in order:
-                ns = run_checked(t, frame, repeat, run_index=k)
+                ns = run_checked(t, frame, repeat, run_index=first_run + k)
                 if k >= warmup:
                     out.add(frame.name, t.name, ns)
         if capture:
