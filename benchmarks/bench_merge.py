@@ -46,8 +46,19 @@ from benchmarks.perf import runner as Rn
 from benchmarks.perf import scaling as S
 from benchmarks.perf import stats
 
-ROUNDS = int(os.environ.get("XDPMON_BENCH_ROUNDS", 15))
-REPEAT = int(os.environ.get("XDPMON_BENCH_REPEAT", 1000))
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    text = os.environ.get(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"bench_merge: {name}={text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ValueError(f"bench_merge: {name}={value} is out of range ({low} to {high})")
+    return value
+
+
+ROUNDS = _env_int("XDPMON_BENCH_ROUNDS", 15, 1, 100)
+REPEAT = _env_int("XDPMON_BENCH_REPEAT", 1000, 1, 1500)   # new-flow sources: (rounds + 2) x repeat < 32768
 EQ_REPEAT = 20
 CAPTURE_FRAMES = 300
 MIN_ROUNDS = 15
@@ -203,7 +214,16 @@ def run_scaling() -> dict:
 
 # ---- main ------------------------------------------------------------------------------------
 
-def main(parts=("suite", "scaling")) -> dict:
+PARTS = ("suite", "scaling")
+
+
+def main(parts=PARTS) -> dict:
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ValueError(f"bench_merge: unknown part {', '.join(unknown)} (parts: {', '.join(PARTS)})")
+    if (ROUNDS + 2) * REPEAT >= 32768:
+        raise ValueError(f"bench_merge: {ROUNDS} rounds x repeat {REPEAT} need more new-flow sources than "
+                         f"{F.SYN_BASE}/17 holds: fewer rounds or a smaller repeat")
     if os.geteuid() != 0:
         print("merge benchmark: needs root and BPF; skipped")
         return {"skipped": "needs root"}
@@ -211,7 +231,7 @@ def main(parts=("suite", "scaling")) -> dict:
         print(f"  note: XDPMON_BENCH_ROUNDS={ROUNDS} is below {MIN_ROUNDS}: a quick look, not a result")
     cpu = Rn.pin_cpu()
     path = report.OUT / "merge.json"
-    result = json.loads(path.read_text()) if path.exists() and set(parts) != {"suite", "scaling"} else {}
+    result = json.loads(path.read_text()) if path.exists() and set(parts) != set(PARTS) else {}
     result.update({"kernel": platform.release(), "cpu": cpu, "repeat": REPEAT, "rounds": ROUNDS,
                    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     if "suite" in parts:
@@ -241,4 +261,4 @@ def main(parts=("suite", "scaling")) -> dict:
 
 if __name__ == "__main__":
     from benchmarks.__main__ import print_results
-    print_results(main(tuple(sys.argv[1:]) or ("suite", "scaling")))
+    print_results(main(tuple(sys.argv[1:]) or PARTS))

@@ -86,7 +86,7 @@ def test_scaling_overlap_shapes():
 
 
 def test_external_configuration_missing_is_reported():
-    C.EXTERNAL["nothing_here"] = "benchmarks.no_such_configuration"
+    C.EXTERNAL["nothing_here"] = "benchmarks.no_such_configuration:load"
     try:
         obj, why = C.load_external("nothing_here")
     finally:

@@ -14,12 +14,16 @@ Any configuration is an object with
 - ``snapshot_apps()``: what its maps hold, in the structure of
   ``runtime.abi.snapshot.build_snapshot(...)["apps"]`` for the apps it implements
   (``{APP: {"stats": {STAT: [{"key": {...}, "value": {...}}, ...]}, ...}}``);
-- ``close()``: unload it.
+- ``close()``: unload it;
+- optionally ``set_param(app, name, value)``: the harness sets the thresholds
+  of the reference apps' rules to 2^64 - 1 through it, as it does for xdpmon's
+  programs, so that no rule fires while it measures.
 
 A configuration written elsewhere plugs in with one line in ``EXTERNAL`` below:
-its name and the module that has a ``load() -> Measured`` function. The module
-is imported only when the benchmark runs; a missing module is reported as "not
-present" and the benchmark runs without it. The hand-written C program of the
+its name and ``"module:factory"``, a callable of no arguments returning a
+``Measured`` (a class or a function). The module is imported only when the
+benchmark runs; a missing module is reported as "not present" and the benchmark
+runs without it. The hand-written C program of the
 four reference apps (``benchmarks/handwritten``) and the dispatcher
 (``benchmarks/dispatcher``) are expected there, each implementing the four
 reference apps (``REFERENCE4``, syn_flood enabled): the harness checks on every
@@ -45,11 +49,13 @@ SPECS = ROOT / "specs"
 # The paper's four reference apps (syn_flood enabled: flow_watch enables it in a real run).
 REFERENCE4 = ("traffic_accounting", "syn_flood", "flow_watch", "dns_flows")
 
-# name -> module with a ``load() -> Measured``: one line per plugged-in configuration.
+# name -> "module:factory" returning a ``Measured``: one line per plugged-in configuration.
 EXTERNAL = {
-    "handwritten": "benchmarks.handwritten",
-    "dispatcher": "benchmarks.dispatcher",
+    "handwritten": "benchmarks.handwritten.loader:HandwrittenApps",
+    "dispatcher": "benchmarks.dispatcher.loader:DispatcherApps",
 }
+# The params of the reference apps' rules (set to 2^64 - 1 in plugged-in configurations).
+REFERENCE4_PARAMS = (("flow_watch", "flow_threshold"), ("syn_flood", "per_dst"))
 
 U64_MAX = (1 << 64) - 1
 
@@ -252,19 +258,27 @@ def load_external(name: str):
     """The plugged-in configuration ``name`` loaded (``EXTERNAL``), or None with the
     reason when its module is not there. A module that is there but fails, or an
     object that does not implement ``Measured``, raises: that is a bug to see."""
-    module = EXTERNAL[name]
+    spec = EXTERNAL[name]
+    module, _, factory = spec.partition(":")
+    if not factory:
+        raise ValueError(f"EXTERNAL[{name!r}] = {spec!r}: expected 'module:factory'")
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
-        if e.name and module.startswith(e.name) or e.name == module:
-            return None, f"not present ({module} not found)"
+        if e.name and module.startswith(e.name):
+            return None, f"not present ({e.name} not found)"
         raise
-    loader = getattr(mod, "load", None)
-    if not callable(loader):
-        raise TypeError(f"{module} has no load() function returning a configuration (benchmarks/perf/configs.py)")
-    obj = loader()
+    make = getattr(mod, factory, None)
+    if not callable(make):
+        raise TypeError(f"{module} has no {factory}() returning a configuration (benchmarks/perf/configs.py)")
+    obj = make()
     missing = [m for m in ("fd", "snapshot_apps", "close") if not hasattr(obj, m)]
     if missing:
-        raise TypeError(f"{module}.load() returned {type(obj).__name__}, which lacks {', '.join(missing)} "
+        if hasattr(obj, "close"):
+            obj.close()
+        raise TypeError(f"{spec}() returned {type(obj).__name__}, which lacks {', '.join(missing)} "
                         f"(the Measured interface of benchmarks/perf/configs.py)")
+    if hasattr(obj, "set_param"):
+        for app, param in REFERENCE4_PARAMS:
+            obj.set_param(app, param, U64_MAX)
     return obj, None

@@ -121,8 +121,8 @@ def run_pass(targets: list[Rn.Target], frames: list[F.BenchFrame], capture: list
 def compare(targets: dict, pairs: list[tuple[str, str, str]], frames: list[F.BenchFrame],
             capture: list[bytes], repeat: int = 20) -> dict:
     """Run the pass on ``targets`` (name -> runner.Target, freshly loaded: nothing
-    run yet) and compare ``pairs`` of (app, config A, config B): that app's
-    snapshot in A and in B. Returns {"pairs": [{"app", "a", "b", "differences"}],
+    run yet; each ``snapshot_apps(now)`` takes the clock to read windows on) and
+    compare ``pairs`` of (app, config A, config B): that app's snapshot in A and in B. Returns {"pairs": [{"app", "a", "b", "differences"}],
     "repeat", "start_ns", "end_ns", "same"}; a pass that crossed a 1 s window
     (a stalled machine) is not compared ("crossed_window": True, "same": None)."""
     wait_for_window_start()
@@ -130,8 +130,7 @@ def compare(targets: dict, pairs: list[tuple[str, str, str]], frames: list[F.Ben
     out = {"repeat": repeat, "start_ns": start, "end_ns": end, "pass_ms": round((end - start) / 1e6, 1)}
     if end // PASS_LIMIT_NS != start // PASS_LIMIT_NS:
         return {**out, "crossed_window": True, "same": None, "pairs": []}
-    snaps = {n: t.prog.snapshot_apps(end) if hasattr(t.prog, "manifest") else t.prog.snapshot_apps()
-             for n, t in targets.items() if any(n in (a, b) for _, a, b in pairs)}
+    snaps = {n: t.prog.snapshot_apps(end) for n, t in targets.items() if any(n in (a, b) for _, a, b in pairs)}
     times = set()
     for t in targets.values():
         if hasattr(t.prog, "manifest"):

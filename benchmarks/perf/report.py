@@ -10,10 +10,15 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "results"
 
 
-def _q(s: dict | None, unit: str = "") -> str:
+def _q(s: dict | None, unit: str = "", digits: int = 1) -> str:
     if s is None:
         return "n/a"
-    return f"{s['median']:.1f}{unit} [{s['q1']:.1f}, {s['q3']:.1f}]"
+    return f"{s['median']:.{digits}f}{unit} [{s['q1']:.{digits}f}, {s['q3']:.{digits}f}]"
+
+
+def _r(s: dict | None) -> str:
+    """A ratio, two decimals."""
+    return _q(s, digits=2)
 
 
 def write_json(result: dict, path: Path = OUT / "merge.json") -> Path:
@@ -30,19 +35,23 @@ def markdown(result: dict) -> str:
            "the per-round paired difference from the floor (ns) or of the per-round ratio.", ""]
     suite = result.get("suite")
     if suite:
-        cols = suite["columns"]
-        out += ["## Costs above the floor per frame (ns/packet)", "",
-                "| frame | floor (absolute) | " + " | ".join(cols) + " |",
-                "|---|---|" + "---|" * len(cols)]
-        for row in suite["frames"]:
-            cells = [_q(row["costs"].get(c)) for c in cols]
-            out.append(f"| {row['frame']} | {_q(row['floor'])} | " + " | ".join(cells) + " |")
-        out += ["", "## Ratios (per round, median [quartiles])", "",
+        main = [c for c in suite["columns"] if not c.startswith("alone:")]
+        alone = [c for c in suite["columns"] if c.startswith("alone:")]
+        for title, cols in (("Costs above the floor per frame (ns/packet)", main),
+                            ("Each app alone, above the floor (ns/packet)", alone)):
+            out += [f"## {title}", "",
+                    "| frame | floor (absolute) | " + " | ".join(c.removeprefix("alone:") for c in cols) + " |",
+                    "|---|---|" + "---|" * len(cols)]
+            for row in suite["frames"]:
+                cells = [_q(row["costs"].get(c)) for c in cols]
+                out.append(f"| {row['frame']} | {_q(row['floor'])} | " + " | ".join(cells) + " |")
+            out.append("")
+        out += ["## Ratios (per round, median [quartiles])", "",
                 "| frame | merged / separate (9) | reference4 / separate (4) | on-demand off: merged_on_demand_off - merged_without_syn_flood (ns) |",
                 "|---|---|---|---|"]
         for row in suite["frames"]:
-            out.append(f"| {row['frame']} | {_q(row['ratios'].get('merged/separate9'))} | "
-                       f"{_q(row['ratios'].get('reference4/separate4'))} | {_q(row['costs'].get('disabled_app_ns'))} |")
+            out.append(f"| {row['frame']} | {_r(row['ratios'].get('merged/separate9'))} | "
+                       f"{_r(row['ratios'].get('reference4/separate4'))} | {_q(row['costs'].get('disabled_app_ns'))} |")
         ext = suite.get("external", {})
         if ext:
             out += ["", "Plugged-in configurations: " + "; ".join(f"{k}: {v}" for k, v in ext.items())]
@@ -60,11 +69,11 @@ def markdown(result: dict) -> str:
                 "|---|---|---|---|---|---|---|"]
         for r in scale["rows"]:
             out.append(f"| {r['overlap']} | {r['apps']} | {_q(r['merged'])} | {_q(r['separate'])} | "
-                       f"{_q(r['ratio'])} | {r['merged_insns']} | {r['separate_insns']} |")
+                       f"{_r(r['ratio'])} | {r['merged_insns']} | {r['separate_insns']} |")
         o = scale.get("of8")
         if o:
             out += ["", f"32 apps holding 8 statistics: {_q(o['merged32'])} ns vs the 8 apps: {_q(o['merged8'])} ns; "
-                    f"ratio {_q(o['ratio'])}"]
+                    f"ratio {_r(o['ratio'])}"]
     out += ["", "## Targets of the issue", "", "| target | limit | measured (median [quartiles]) | met |", "|---|---|---|---|"]
     for t in result.get("targets", []):
         m = "n/a" if t["median"] is None else f"{t['median']:.2f} [{t['q1']:.2f}, {t['q3']:.2f}] {t['unit']}"
