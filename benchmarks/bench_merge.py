@@ -19,13 +19,15 @@ floor of the same round, quartiles):
   a pass checking that merged and separate compute the same statistics;
 - ``scaling``: 1 to 64 generated apps, three degrees of overlap
   (benchmarks/perf/scaling.py), merged against separate, ns and verified
-  instructions.
+  instructions;
+- ``ondemand``: what a disabled on-demand app costs, merged with syn_flood off
+  against merged without it, alone with the floor, 31 rounds.
 
 Writes benchmarks/results/merge.json, merge.md, merge_scaling.png and
 merge_frames.png. Needs root and BPF. Timing is shared with other users of
 the kernel: run it under ``flock /tmp/xdpmon-timing.lock``.
 
-    python -m benchmarks.bench_merge [suite|scaling]     (default: both)
+    python -m benchmarks.bench_merge [suite|scaling|ondemand]     (default: all three)
     XDPMON_BENCH_ROUNDS=15  XDPMON_BENCH_REPEAT=1000  XDPMON_BENCH_CPU=1
 """
 
@@ -212,9 +214,45 @@ def run_scaling() -> dict:
                         ">= 8 costs as app i mod 8 alone (benchmarks/perf/scaling.py)"}
 
 
+# ---- what a disabled on-demand app costs --------------------------------------------------------
+
+ONDEMAND_ROUNDS = 31
+ONDEMAND_FRAMES = ("tcp_established", "tcp_synack", "dns_query", "udp_other", "truncated_tcp")
+
+
+def run_ondemand() -> dict:
+    """The difference the suite cannot resolve among 14 programs: merged with
+    syn_flood present but off against merged without it, alone with the floor,
+    more rounds, on frames that syn_flood's select would and would not take."""
+    confs = C.merge_configurations()
+    names = ["floor", "merged_on_demand_off", "merged_without_syn_flood"]
+    targets = _load({n: confs[n] for n in names}, **{n: {"new_flow": False} for n in names})
+    frames = [F.by_name(n) for n in ONDEMAND_FRAMES]
+    _log(f"on-demand: timing {ONDEMAND_ROUNDS} rounds x {len(frames)} frames x {len(targets)} programs, "
+         f"repeat {REPEAT}")
+    try:
+        samples = Rn.measure(list(targets.values()), frames, None, ONDEMAND_ROUNDS, REPEAT, first_run=1)
+    finally:
+        for t in targets.values():
+            t.close()
+    data = samples.data
+    rows, diffs = [], {}
+    for f in ONDEMAND_FRAMES:
+        d = stats.paired(data[f]["merged_on_demand_off"], data[f]["merged_without_syn_flood"])
+        diffs[f] = d
+        rows.append({"frame": f, "disabled_app_ns": stats.summary(d),
+                     "merged_on_demand_off": stats.summary(A.cost(data, f, "merged_on_demand_off")),
+                     "merged_without_syn_flood": stats.summary(A.cost(data, f, "merged_without_syn_flood"))})
+    mean = A.frame_mean(data, list(ONDEMAND_FRAMES), lambda f: diffs[f])
+    return {"rows": rows, "mean": stats.summary(mean), "rounds": ONDEMAND_ROUNDS, "seconds": round(samples.seconds, 1),
+            "targets": [A.target("disabled_app_isolated", stats.summary(mean), 2.0, "ns",
+                                 "a disabled on-demand app adds <= 2 ns/packet (3 programs, "
+                                 f"{ONDEMAND_ROUNDS} rounds, mean of {len(frames)} frames)")]}
+
+
 # ---- main ------------------------------------------------------------------------------------
 
-PARTS = ("suite", "scaling")
+PARTS = ("suite", "scaling", "ondemand")
 
 
 def main(parts=PARTS) -> dict:
@@ -238,7 +276,9 @@ def main(parts=PARTS) -> dict:
         result["suite"] = run_suite()
     if "scaling" in parts:
         result["scaling"] = run_scaling()
-    result["targets"] = (result.get("suite") or {}).get("targets", []) + (result.get("scaling") or {}).get("targets", [])
+    if "ondemand" in parts:
+        result["ondemand"] = run_ondemand()
+    result["targets"] = [t for part in ("suite", "ondemand", "scaling") for t in (result.get(part) or {}).get("targets", [])]
     report.write_json(result)
     report.write_markdown(result)
     if result.get("scaling"):

@@ -39,7 +39,9 @@ empty XDP_PASS program: the cost of BPF_PROG_TEST_RUN itself).
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -99,8 +101,7 @@ class XdpmonProgram:
     off (their enable bit clear).
     """
 
-    def __init__(self, name: str, paths=(), *, texts: dict[str, str] | None = None, on_demand: bool = True,
-                 keep_params: bool = False):
+    def __init__(self, name: str, paths=(), *, texts: dict[str, str] | None = None, on_demand: bool = True):
         from compiler.driver import compile_files
         from runtime.abi.manifest import Manifest
         from runtime.control.controller import Controller
@@ -110,7 +111,6 @@ class XdpmonProgram:
 
         self.name = name
         if texts:                                    # generated or edited specs: file name -> text
-            import tempfile
             with tempfile.TemporaryDirectory() as d:
                 extra = []
                 for fname, text in texts.items():
@@ -128,9 +128,8 @@ class XdpmonProgram:
             self.maps.init()
             self.clock = monotonic_ns
             ctl = Controller(self.manifest, self.maps, monotonic_ns)
-            if not keep_params:
-                for p in self.manifest.params:
-                    ctl.set_param(p.app, p.name, U64_MAX, by="bench")
+            for p in self.manifest.params:
+                ctl.set_param(p.app, p.name, U64_MAX, by="bench")
             self.on_demand = on_demand
             for a in self.manifest.apps:
                 if a.on_demand and on_demand:
@@ -172,7 +171,6 @@ class XdpmonProgram:
         opinion when a count is not what a check expects."""
         from runtime.dataplane.batch import walk_keys
         t = self.loaded.bpf[name]
-        import ctypes
         return sum(1 for _ in walk_keys(t.map_fd, ctypes.sizeof(t.Key), ctypes.sizeof(t.Leaf)))
 
     def close(self) -> None:

@@ -74,6 +74,14 @@ def markdown(result: dict) -> str:
         if o:
             out += ["", f"32 apps holding 8 statistics: {_q(o['merged32'])} ns vs the 8 apps: {_q(o['merged8'])} ns; "
                     f"ratio {_r(o['ratio'])}"]
+    od = result.get("ondemand")
+    if od:
+        out += ["", f"## A disabled on-demand app ({od['rounds']} rounds, 3 programs)", "",
+                "| frame | merged, syn_flood off | merged without syn_flood | difference (ns) |", "|---|---|---|---|"]
+        for r in od["rows"]:
+            out.append(f"| {r['frame']} | {_q(r['merged_on_demand_off'])} | {_q(r['merged_without_syn_flood'])} | "
+                       f"{_q(r['disabled_app_ns'])} |")
+        out.append(f"| mean of the frames | | | {_q(od['mean'])} |")
     out += ["", "## Targets of the issue", "", "| target | limit | measured (median [quartiles]) | met |", "|---|---|---|---|"]
     for t in result.get("targets", []):
         m = "n/a" if t["median"] is None else f"{t['median']:.2f} [{t['q1']:.2f}, {t['q3']:.2f}] {t['unit']}"
@@ -116,6 +124,8 @@ def plot_scaling(scale: dict, path: Path = OUT / "merge_scaling.png") -> Path | 
         ax.plot([r["apps"] for r in rows], [r["merged_insns"] for r in rows], "o-", label=f"{ov} merged")
         ax.plot([r["apps"] for r in rows], [r["separate_insns"] for r in rows], "s--", label=f"{ov} separate")
     ax.set(xscale="log", yscale="log", xlabel="apps", ylabel="verified instructions", title="verifier")
+    n = [r["apps"] for r in scale["rows"] if r["overlap"] == overlaps[0]]
+    ax.set_xticks(n, [str(x) for x in n])
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
