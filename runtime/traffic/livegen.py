@@ -1,0 +1,215 @@
+"""The live traffic generator: frames at a controlled rate, out of a veth in a namespace.
+
+``LiveGenerator(template, ifname, netns=...)`` loads livegen.c (an XDP program that
+rewrites the source of each frame and returns XDP_TX, or XDP_REDIRECT to another
+interface) and sends with BPF_PROG_TEST_RUN in live-frames mode (xdp_live.py): the
+kernel runs the program on copies of the template and transmits them, no socket, no
+skb, so one core offers millions of frames per second. ``send(count, rate_pps)``
+sends exactly ``count`` frames (the program counts what it handed to the kernel),
+``chunk`` frames per syscall, the calls paced by the clock: call ``k`` starts at
+``k * chunk / rate`` (sleeping, then spinning the last half millisecond); with no
+rate, back to back. It runs in a thread of its own that enters ``netns`` (the kernel
+looks the ingress interface up in the caller's namespace) and, with ``cpu``, is
+pinned to that CPU. Everything is bounded: ``count`` at most ``MAX_FRAMES`` per
+call, and ``timeout_s`` (the send stops there and says so).
+
+What went out is what the program counted; what arrived is for the receiver to say
+(a veth drops frames it cannot queue: its peer's ring holds 256, and ``ip -s link``
+counts the drops as the receiver's rx_dropped).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from runtime.dataplane import libbpf
+
+from . import frames as F
+from .netns import in_netns
+from .xdp_live import MAX_BATCH, LiveFrames
+
+SOURCE = Path(__file__).with_name("livegen.c")
+MAX_FRAMES = 100_000_000
+XDP_TX, XDP_REDIRECT = 3, 4
+SPIN_S = 0.0005                   # spin this long before a call's start time instead of sleeping
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What one ``send`` did."""
+    requested: int                # frames asked for
+    sent: int                     # frames the program handed to the kernel (its counter)
+    elapsed_s: float              # from the first call's start to the last call's end
+    rate_pps: float               # sent / elapsed_s
+    target_pps: float | None      # the rate asked for (None: as fast as possible)
+    calls: int                    # syscalls made
+    chunk: int                    # frames per syscall
+    kernel_ns_per_frame: float    # the kernel's mean time per frame, over the calls
+    late_calls: int               # calls that started more than a chunk's time late
+    timed_out: bool
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class _Cfg(ctypes.Structure):
+    """``struct lg_cfg`` of livegen.c."""
+    _fields_ = [("src_base", ctypes.c_uint32), ("src_count", ctypes.c_uint32), ("sport_count", ctypes.c_uint32),
+                ("sport_base", ctypes.c_uint16), ("ip_check", ctypes.c_uint16), ("l4_check", ctypes.c_uint16),
+                ("l4_check_off", ctypes.c_uint16), ("action", ctypes.c_uint32), ("ifindex", ctypes.c_uint32),
+                ("in_ifindex", ctypes.c_uint32)]
+
+
+def _ifindex(netns: str | None, ifname: str) -> int:
+    with in_netns(netns):
+        try:
+            return socket.if_nametoindex(ifname)
+        except OSError:
+            where = f"network namespace '{netns}'" if netns else "this network namespace"
+            raise ValueError(f"no interface '{ifname}' in {where}") from None
+
+
+class LiveGenerator:
+    """Sends ``template`` out of ``ifname`` (in ``netns``), ``src_count`` sources and
+    ``sport_count`` source ports in turn (one new flow per frame when either is > 1).
+
+    ``redirect_to``: the frames leave by that interface of the same namespace
+    (XDP_REDIRECT) instead of by ``ifname`` (XDP_TX). ``batch_size``: frames the
+    kernel runs between two flushes to the device (1..256).
+    """
+
+    def __init__(self, template: F.Template, ifname: str, netns: str | None = None, *, src_count: int = 1,
+                 sport_count: int = 1, redirect_to: str | None = None, batch_size: int = 64, rx_queue: int = 0):
+        F.check_range(template.src, src_count, "sources")
+        if not 1 <= sport_count <= 0xFFFF - template.sport + 1:
+            raise ValueError(f"sport_count {sport_count}: the ports {template.sport}.. must stay below 65536")
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size is 1..{MAX_BATCH}, not {batch_size}")
+        self.template, self.ifname, self.netns = template, ifname, netns
+        self.src_count, self.sport_count, self.batch_size = src_count, sport_count, batch_size
+        self._keeper: int | None = None
+        self.ifindex = _ifindex(netns, ifname)
+        target = _ifindex(netns, redirect_to) if redirect_to else 0
+        from bcc import BPF
+        self.bpf = BPF(text=SOURCE.read_text())
+        try:
+            self.fn = self.bpf.load_func("livegen", BPF.XDP)
+            import ipaddress
+            cfg = _Cfg(int(ipaddress.IPv4Address(template.src)), src_count, sport_count, template.sport,
+                       template.ip_check, template.l4_check, template.l4_check_off,
+                       XDP_REDIRECT if redirect_to else XDP_TX, target, self.ifindex)
+            self.bpf["lg_config"][ctypes.c_int(0)] = cfg
+            self._live = LiveFrames(self.fn.fd, template.frame, self.ifindex, rx_queue, batch_size)
+            self._keeper = self._keep_in_dispatcher()
+        except BaseException:
+            self.bpf.cleanup()
+            raise
+
+    def _keep_in_dispatcher(self) -> int:
+        """Attach the program to the namespace's loopback (generic XDP, a BPF link).
+
+        A test run with ``repeat > 1`` puts its program into the kernel's XDP
+        dispatcher and takes it out again at the end (bpf_prog_change_xdp), each
+        a dispatcher rebuild that waits for RCU: about 24 ms per call here, which
+        would make paced calls of a few frames impossible. A program attached
+        somewhere stays in the dispatcher, and the calls cost microseconds. The
+        loopback of a namespace made by ``ip netns add`` is down (nothing arrives),
+        and the program passes whatever does arrive there (its ingress check).
+        The link goes when it is closed, or with the process."""
+        with in_netns(self.netns):
+            return libbpf.link_create(self.fn.fd, socket.if_nametoindex("lo"), libbpf.MODE_FLAGS["generic"])
+
+    @property
+    def prog_fd(self) -> int:
+        return self.fn.fd
+
+    def frames_sent(self) -> int:
+        """Frames the program has handed to the kernel since it was loaded."""
+        return int(self.bpf["lg_counter"][ctypes.c_int(0)].frames)
+
+    def send(self, count: int, rate_pps: float | None = None, *, chunk: int | None = None, cpu: int | None = None,
+             timeout_s: float = 30.0) -> SendResult:
+        """Send ``count`` frames at ``rate_pps`` (None: as fast as the kernel goes)."""
+        if not 1 <= count <= MAX_FRAMES:
+            raise ValueError(f"count is 1..{MAX_FRAMES:,} frames, not {count}")
+        if rate_pps is not None and not rate_pps > 0:
+            raise ValueError(f"rate must be > 0 frames/s, not {rate_pps}")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout must be > 0 s, not {timeout_s}")
+        chunk = chunk or self.batch_size
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1 frame, not {chunk}")
+        box: dict = {}
+        t = threading.Thread(target=self._send_thread, args=(box, count, rate_pps, chunk, cpu, timeout_s),
+                             name="livegen", daemon=True)
+        t.start()
+        t.join(timeout_s + 10)
+        if t.is_alive():
+            raise RuntimeError(f"the generator thread did not stop within {timeout_s + 10:.0f} s")
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def _send_thread(self, box: dict, count: int, rate: float | None, chunk: int, cpu: int | None,
+                     timeout_s: float) -> None:
+        try:
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})           # this thread only
+            with in_netns(self.netns):
+                box["result"] = self._paced(count, rate, chunk, timeout_s)
+        except BaseException as e:                       # handed to send()
+            box["error"] = e
+
+    def _paced(self, count: int, rate: float | None, chunk: int, timeout_s: float) -> SendResult:
+        live, clock, sleep = self._live, time.perf_counter, time.sleep
+        before = self.frames_sent()
+        gap = chunk / rate if rate else 0.0
+        calls = late = 0
+        ns_sum = 0.0
+        left = count
+        t0 = clock()
+        deadline = t0 + timeout_s
+        timed_out = False
+        while left > 0:
+            now = clock()
+            if now > deadline:
+                timed_out = True
+                break
+            if rate:
+                due = t0 + calls * gap
+                if due - now > SPIN_S:
+                    sleep(due - now - SPIN_S)
+                while clock() < due:
+                    pass
+                if now - due > gap:
+                    late += 1
+            n = min(chunk, left)
+            if live.run(n) != 0:                         # EINTR: what went is in the counter
+                left = count - (self.frames_sent() - before)
+            else:
+                left -= n
+                ns_sum += live.duration_ns * n
+            calls += 1
+        elapsed = clock() - t0
+        sent = self.frames_sent() - before
+        return SendResult(count, sent, elapsed, sent / elapsed if elapsed > 0 else 0.0, rate, calls, chunk,
+                          ns_sum / sent if sent else 0.0, late, timed_out)
+
+    def close(self) -> None:
+        if self._keeper is not None:
+            os.close(self._keeper)           # the link: the program leaves lo
+            self._keeper = None
+        self.bpf.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
