@@ -211,3 +211,23 @@ def test_template_checksums():
     assert tcp[13] == 0x02
     u = F.build("udp", "198.18.3.4", "198.18.0.1", size=100)
     assert struct.unpack("!HH", u.frame[38:42]) == (100 - 34, 0) and u.l4_check_off == 0
+
+
+@pytest.mark.kernel
+def test_two_sending_threads_into_two_receive_queues(kernel):
+    """One thread per CPU, each its own share; the veth with 2 queues (each sender's CPU
+    picks one); xdpmon counts every frame once."""
+    from netns import VethPair
+    with VethPair(queues=2) as pair:
+        mon = Monitor(pair, [ACCOUNTING])
+        try:
+            t = F.build("udp", pair.peer_addr, pair.mon_addr, dst_mac=mac_of(pair))
+            with LiveGenerator(t, pair.PEER_IF, pair.peer_ns) as gen:
+                r = gen.send_parallel(30_001, 300_000, [0, 1])
+                assert (r.sent, r.requested) == (30_001, 30_001) and gen.frames_sent() == 30_001
+            assert mon.stat("traffic_accounting", "per_dst") == {pair.mon_addr: {"packets": 30_001,
+                                                                                 "bytes": 30_001 * 60}}
+        finally:
+            mon.close()
+        with pytest.raises(ValueError, match="cpus must be distinct CPUs"):
+            gen.send_parallel(10, None, [0, 0])

@@ -8,7 +8,7 @@
  * an earlier run wrote, so every rewritten field is written from the template's
  * values in lg_cfg, never adjusted from what the page holds.
  *
- * Per frame: n = frame number (lg_state.frames, counted here); the IPv4 source is
+ * Per frame: n = this CPU's frame number (lg_state.frames, counted here); the IPv4 source is
  * src_base + n % src_count and the L4 source port sport_base + (n / src_count) %
  * sport_count, so src_count x sport_count distinct flows in turn. The IPv4 header
  * checksum and the TCP checksum (which covers the source address and port) are
@@ -34,7 +34,7 @@ struct lg_state {
 };
 
 BPF_ARRAY(lg_config, struct lg_cfg, 1);
-BPF_ARRAY(lg_counter, struct lg_state, 1);
+BPF_PERCPU_ARRAY(lg_counter, struct lg_state, 1);   /* per CPU: senders on several CPUs */
 
 #define LG_ETH_LEN 14
 #define LG_SADDR_OFF (LG_ETH_LEN + 12)
@@ -73,7 +73,7 @@ int livegen(struct xdp_md *ctx)
     if (data + LG_TCPCSUM_OFF + 2 > end)   /* every template has 60 bytes or more */
         return XDP_ABORTED;
 
-    /* one caller (the generator's thread): a plain increment is exact */
+    /* this CPU's count: one sending thread per CPU, so a plain increment is exact */
     __u64 n = st->frames++;
     __u32 src_count = cfg->src_count ? cfg->src_count : 1;
     __u32 sport_count = cfg->sport_count ? cfg->sport_count : 1;

@@ -131,11 +131,15 @@ class LiveGenerator:
 
     def frames_sent(self) -> int:
         """Frames the program has handed to the kernel since it was loaded."""
-        return int(self.bpf["lg_counter"][ctypes.c_int(0)].frames)
+        return sum(int(v.frames) for v in self.bpf["lg_counter"][ctypes.c_int(0)])
 
     def send(self, count: int, rate_pps: float | None = None, *, chunk: int | None = None, cpu: int | None = None,
-             timeout_s: float = 30.0) -> SendResult:
-        """Send ``count`` frames at ``rate_pps`` (None: as fast as the kernel goes)."""
+             fifo_priority: int | None = None, timeout_s: float = 30.0) -> SendResult:
+        """Send ``count`` frames at ``rate_pps`` (None: as fast as the kernel goes).
+
+        ``cpu``: pin the sending thread there; ``fifo_priority``: run it SCHED_FIFO at
+        that priority (1..99), so that other processes on a shared machine do not
+        delay its calls (the kernel's real-time throttling still leaves them 5 %)."""
         if not 1 <= count <= MAX_FRAMES:
             raise ValueError(f"count is 1..{MAX_FRAMES:,} frames, not {count}")
         if rate_pps is not None and not rate_pps > 0:
@@ -145,8 +149,11 @@ class LiveGenerator:
         chunk = chunk or self.batch_size
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1 frame, not {chunk}")
+        if fifo_priority is not None and not 1 <= fifo_priority <= 99:
+            raise ValueError(f"SCHED_FIFO priority is 1..99, not {fifo_priority}")
         box: dict = {}
-        t = threading.Thread(target=self._send_thread, args=(box, count, rate_pps, chunk, cpu, timeout_s),
+        t = threading.Thread(target=self._send_thread, args=(box, count, rate_pps, chunk, cpu, fifo_priority,
+                                                             timeout_s),
                              name="livegen", daemon=True)
         t.start()
         t.join(timeout_s + 10)
@@ -156,19 +163,61 @@ class LiveGenerator:
             raise box["error"]
         return box["result"]
 
+    def send_parallel(self, count: int, rate_pps: float | None, cpus: list[int], *, chunk: int | None = None,
+                      fifo_priority: int | None = None, timeout_s: float = 30.0) -> SendResult:
+        """``send`` from one thread per CPU of ``cpus`` at once, ``count`` and ``rate_pps``
+        shared evenly (each thread numbers its frames from 0: the sources repeat across
+        threads). A veth sends to the receive queue of the sending CPU's number (modulo
+        the queues), so this is how a multi-queue receiver gets every queue used."""
+        if not cpus or len(set(cpus)) != len(cpus):
+            raise ValueError(f"cpus must be distinct CPUs, not {cpus!r}")
+        if not len(cpus) <= count <= MAX_FRAMES:
+            raise ValueError(f"count is {len(cpus)}..{MAX_FRAMES:,} frames, not {count}")
+        chunk = chunk or self.batch_size
+        k = len(cpus)
+        shares = [count // k + (i < count % k) for i in range(k)]
+        boxes = [{} for _ in cpus]
+        before = self.frames_sent()
+        threads = [threading.Thread(target=self._send_thread,
+                                    args=(b, n, rate_pps / k if rate_pps else None, chunk, cpu, fifo_priority,
+                                          timeout_s, LiveFrames(self.fn.fd, self.template.frame, self.ifindex,
+                                                                0, self.batch_size)),
+                                    name=f"livegen-{cpu}", daemon=True)
+                   for b, n, cpu in zip(boxes, shares, cpus)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout_s + 10)
+        if any(t.is_alive() for t in threads):
+            raise RuntimeError(f"a generator thread did not stop within {timeout_s + 10:.0f} s")
+        for b in boxes:
+            if "error" in b:
+                raise b["error"]
+        rs = [b["result"] for b in boxes]
+        sent = self.frames_sent() - before
+        elapsed = max(r.elapsed_s for r in rs)
+        return SendResult(count, sent, elapsed, sent / elapsed if elapsed > 0 else 0.0, rate_pps,
+                          sum(r.calls for r in rs), chunk,
+                          sum(r.kernel_ns_per_frame * r.sent for r in rs) / sent if sent else 0.0,
+                          sum(r.late_calls for r in rs), any(r.timed_out for r in rs))
+
     def _send_thread(self, box: dict, count: int, rate: float | None, chunk: int, cpu: int | None,
-                     timeout_s: float) -> None:
+                     fifo: int | None, timeout_s: float, live: LiveFrames | None = None) -> None:
         try:
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})           # this thread only
+            if fifo is not None:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(fifo))
             with in_netns(self.netns):
-                box["result"] = self._paced(count, rate, chunk, timeout_s)
+                box["result"] = self._paced(live or self._live, count, rate, chunk, timeout_s)
         except BaseException as e:                       # handed to send()
             box["error"] = e
 
-    def _paced(self, count: int, rate: float | None, chunk: int, timeout_s: float) -> SendResult:
-        live, clock, sleep = self._live, time.perf_counter, time.sleep
-        before = self.frames_sent()
+    def _paced(self, live: LiveFrames, count: int, rate: float | None, chunk: int, timeout_s: float) -> SendResult:
+        """One thread's paced calls; its count is its own (no other thread may send on
+        this CPU meanwhile)."""
+        clock, sleep = time.perf_counter, time.sleep
+        before = self._cpu_frames()
         gap = chunk / rate if rate else 0.0
         calls = late = 0
         ns_sum = 0.0
@@ -191,15 +240,24 @@ class LiveGenerator:
                     late += 1
             n = min(chunk, left)
             if live.run(n) != 0:                         # EINTR: what went is in the counter
-                left = count - (self.frames_sent() - before)
+                left = count - (self._cpu_frames() - before)
             else:
                 left -= n
                 ns_sum += live.duration_ns * n
             calls += 1
         elapsed = clock() - t0
-        sent = self.frames_sent() - before
+        sent = self._cpu_frames() - before
         return SendResult(count, sent, elapsed, sent / elapsed if elapsed > 0 else 0.0, rate, calls, chunk,
                           ns_sum / sent if sent else 0.0, late, timed_out)
+
+    def _cpu_frames(self) -> int:
+        """Frames counted on the calling thread's CPU (the thread is pinned while it sends:
+        without a pin, the total)."""
+        values = self.bpf["lg_counter"][ctypes.c_int(0)]
+        mine = os.sched_getaffinity(0)
+        if len(mine) != 1:
+            return sum(int(v.frames) for v in values)
+        return int(values[next(iter(mine))].frames)
 
     def close(self) -> None:
         if self._keeper is not None:
