@@ -15,10 +15,13 @@ must add up: sent == seen + dropped.
    program's own time per frame (bpf stats) and the CPU's sys+irq+softirq share.
 2. Highest loss-free rate: per configuration and round, a bisection (on a log scale,
    ``STEPS`` trials) between ``LOW`` and ``HIGH`` frames/s; a trial is loss-free when
-   seen == sent; a loss is confirmed by a second trial at the same rate before the
-   search goes down (one hiccup of the shared machine does not end it). A rate the
-   generator did not reach (achieved < 95 %) counts as not loss-free either: the
-   result is then the generator's limit, and says so.
+   seen == sent; a rate fails when ``TRIES`` trials at it all fail (the machine is
+   shared: other users' work stalls the receiver now and then, and a single stall
+   must not end the search; a rate the receiver cannot handle fails every time). A rate the
+   generator did not reach (achieved < 95 %) counts as a failure too: the result is
+   then the generator's limit, and says so. The same search with 0.5 % loss
+   allowed (a partial drop rate), which on this shared VM says more about the
+   receiver's capacity than the no-loss rate (see the README).
 3. Queues: the veth with 2 receive queues (numrxqueues 2). With one generator
    (CPU 0) every frame goes to one queue: a veth picks the receive queue by the
    number of the sending CPU. So the two-queue run has two generator threads, one
@@ -52,8 +55,12 @@ from benchmarks.live_rig import CHUNK, Rig, enable_bpf_stats  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 LOADS = [int(x) for x in os.environ.get("XDPMON_LIVE_LOADS", "200000,500000,1000000").split(",")]
 ROUNDS = int(os.environ.get("XDPMON_LIVE_ROUNDS", "3"))
+SEARCH_ROUNDS = max(1, ROUNDS - 1)    # the searches take longer: one round fewer
+QUEUE_ROUNDS = 1
+TRIES = 3                             # trials at one rate before it counts as failed
 TRIAL_S = float(os.environ.get("XDPMON_LIVE_TRIAL_S", "0.25"))
-LOW, HIGH, STEPS = 50_000, 4_000_000, 8
+LOW, HIGH, STEPS = 50_000, 4_000_000, 6
+TOLERANCES = [0.0, 0.005]     # no loss (NDR), and at most 0.5 % lost (a partial drop rate, PDR)
 REACHED = 0.95
 
 
@@ -116,45 +123,49 @@ def fixed_loads(rig, progs, configs) -> list[dict]:
     return trials
 
 
-def _search(rig, p, name, gen_cpus=None) -> dict:
+def _search(rig, p, name, gen_cpus=None, tolerance: float = 0.0) -> dict:
+    """Bisection for the highest rate whose loss is at most ``tolerance`` of the frames
+    sent (0: none lost)."""
     lo, hi, log = LOW, HIGH, []
     best, hi_why = None, "upper bound of the search"
     for _ in range(STEPS):
         mid = math.sqrt(lo * hi)
         tries = []
-        for _attempt in range(2):
+        for _attempt in range(TRIES):
             t = rig.trial(name, p.fd, mid, TRIAL_S, gen_cpus)
             _check(t)
             tries.append(t)
-            if t.loss_free and t.rate_pps >= REACHED * mid:
+            if _outcome(t, mid, tolerance) == "ok":
                 break
         t = tries[-1]
-        ok = t.loss_free and t.rate_pps >= REACHED * mid
+        ok = _outcome(t, mid, tolerance) == "ok"
         log += [{"target": mid, "achieved": x.rate_pps, "sent": x.sent, "seen": x.seen, "dropped": x.dropped,
-                 "outcome": _outcome(x, mid)} for x in tries]
+                 "outcome": _outcome(x, mid, tolerance)} for x in tries]
         if ok:
             lo, best = mid, t
         else:
-            hi, hi_why = mid, _outcome(t, mid)
-    return {"config": name, "loss_free_pps": best.rate_pps if best else None, "bracket": [lo, hi],
+            hi, hi_why = mid, _outcome(t, mid, tolerance)
+    return {"config": name, "tolerance": tolerance, "loss_free_pps": best.rate_pps if best else None,
+            "bracket": [lo, hi],
             "limit": hi_why, "generator_bound": hi_why == "not reached", "trials": log,
             "napi_ns_per_frame": best.napi_ns_per_frame if best else None,
             "prog_ns": best.prog_ns if best else None}
 
 
-def _outcome(t, target: float) -> str:
-    if not t.loss_free:
+def _outcome(t, target: float, tolerance: float = 0.0) -> str:
+    if t.sent - t.seen > tolerance * t.sent:
         return "loss"
     return "ok" if t.rate_pps >= REACHED * target else "not reached"
 
 
 def loss_free(rig, progs, configs) -> list[dict]:
     out = []
-    for r in range(ROUNDS):
+    for r in range(SEARCH_ROUNDS):
         order = configs[r % len(configs):] + configs[:r % len(configs)]
         for c in order:
-            res, _ = _with(rig, progs, c.name, lambda p, c=c: _search(rig, p, c.name))
-            out.append(dict(res, round=r))
+            for tol in TOLERANCES:
+                res, _ = _with(rig, progs, c.name, lambda p, c=c, tol=tol: _search(rig, p, c.name, None, tol))
+                out.append(dict(res, round=r))
     return out
 
 
@@ -168,14 +179,16 @@ QUEUE_SETUPS = [
 def queue_rates(progs, configs) -> list[dict]:
     """The loss-free search with 1 and with 2 receive queues, the DROP configurations."""
     out = []
-    for r in range(ROUNDS):
+    for r in range(QUEUE_ROUNDS):
         for name, nq, rx_cpus, gen_cpus in QUEUE_SETUPS:
             rig = Rig(queues=nq, gen_cpu=0, rx_cpus=rx_cpus)
             try:
                 for c in configs:
                     if c.verdict == "DROP":
-                        res, _ = _with(rig, progs, c.name, lambda p, c=c: _search(rig, p, c.name, gen_cpus))
-                        out.append(dict(res, setup=name, round=r))
+                        for tol in TOLERANCES:
+                            res, _ = _with(rig, progs, c.name,
+                                           lambda p, c=c, tol=tol: _search(rig, p, c.name, gen_cpus, tol))
+                            out.append(dict(res, setup=name, round=r))
             finally:
                 rig.close()
     return out
@@ -221,20 +234,25 @@ def summarise(fixed, lossfree, configs) -> dict:
                 "napi_ns_per_frame": spread([t["napi_ns_per_frame"] for t in rows]),
                 "prog_ns_per_frame": spread([t["prog_ns"] for t in rows]),
                 "napi_cpu_vs_floor": spread(ratios) if ratios else None,
+                # derived, not measured: the rate at which the NAPI thread would use the whole CPU
+                "cpu_bound_pps": spread([1e9 / t["napi_ns_per_frame"] for t in rows if t["napi_ns_per_frame"]]),
             }
     lf = {}
-    for c in configs:
-        rows = [x for x in lossfree if x["config"] == c.name]
-        rates = [x["loss_free_pps"] or 0.0 for x in rows]
-        ratios = []
-        for x in rows:
-            f = next(y for y in lossfree if y["config"] == FLOOR[c.verdict] and y["round"] == x["round"])
-            if f["loss_free_pps"] and x["loss_free_pps"]:
-                ratios.append(x["loss_free_pps"] / f["loss_free_pps"])
-        lf[c.name] = {"verdict": verdict[c.name], "loss_free_pps": spread(rates),
-                      "vs_floor": spread(ratios) if ratios else None,
-                      "generator_bound_rounds": sum(x["generator_bound"] for x in rows)}
-    return {"cpu_at_fixed_load": cpu, "loss_free": lf}
+    for tol in TOLERANCES:
+        key = "no loss" if tol == 0 else f"loss <= {100 * tol:g} %"
+        for c in configs:
+            rows = [x for x in lossfree if x["config"] == c.name and x["tolerance"] == tol]
+            rates = [x["loss_free_pps"] or 0.0 for x in rows]
+            ratios = []
+            for x in rows:
+                f = next(y for y in lossfree if y["config"] == FLOOR[c.verdict] and y["round"] == x["round"]
+                         and y["tolerance"] == tol)
+                if f["loss_free_pps"] and x["loss_free_pps"]:
+                    ratios.append(x["loss_free_pps"] / f["loss_free_pps"])
+            lf.setdefault(key, {})[c.name] = {
+                "verdict": verdict[c.name], "rate_pps": spread(rates), "vs_floor": spread(ratios) if ratios else None,
+                "generator_bound_rounds": sum(x["generator_bound"] for x in rows)}
+    return {"cpu_at_fixed_load": cpu, "highest_rate": lf}
 
 
 def plot(summary, configs, path_cpu: Path, path_lf: Path) -> None:
@@ -259,12 +277,18 @@ def plot(summary, configs, path_cpu: Path, path_lf: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     names = [c.name for c in configs]
-    med = [summary["loss_free"][n]["loss_free_pps"]["median"] / 1e3 for n in names]
-    lo = [m - summary["loss_free"][n]["loss_free_pps"]["min"] / 1e3 for m, n in zip(med, names)]
-    hi = [summary["loss_free"][n]["loss_free_pps"]["max"] / 1e3 - m for m, n in zip(med, names)]
-    ax.bar(names, med, yerr=[lo, hi], capsize=4, color=["#888" if n.startswith("floor") else "#36c" for n in names])
-    ax.set_ylabel("highest loss-free rate, kpps")
-    ax.set_title("Highest loss-free rate per configuration (median, min-max)")
+    kinds = list(summary["highest_rate"])
+    w = 0.8 / len(kinds)
+    for i, kind in enumerate(kinds):
+        rows = summary["highest_rate"][kind]
+        med = [rows[n]["rate_pps"]["median"] / 1e3 for n in names]
+        lo = [m - rows[n]["rate_pps"]["min"] / 1e3 for m, n in zip(med, names)]
+        hi = [rows[n]["rate_pps"]["max"] / 1e3 - m for m, n in zip(med, names)]
+        ax.bar([j + i * w for j in range(len(names))], med, w, yerr=[lo, hi], capsize=4, label=kind)
+    ax.set_xticks([j + 0.4 - w / 2 for j in range(len(names))], names)
+    ax.set_ylabel("highest rate, kpps")
+    ax.set_title("Highest rate with no loss / loss <= 0.5 % (median, min-max)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path_lf, dpi=120)
     plt.close(fig)
@@ -295,6 +319,8 @@ def main() -> dict:
     summary = summarise(fixed, lossfree, configs)
     out = {
         "setup": {"kernel": os.uname().release, "cpus": os.cpu_count(), "generator_cpu": 0, "receiver_cpu": 1,
+                  "search_rounds": SEARCH_ROUNDS, "queue_rounds": QUEUE_ROUNDS, "tries_per_rate": TRIES,
+                  "tolerances": TOLERANCES,
                   "frames": "UDP, 60 bytes, 1024 sources in turn, to the monitor's address",
                   "chunk_frames_per_call": CHUNK, "batch": 64, "trial_s": TRIAL_S, "rounds": ROUNDS,
                   "loads_pps": LOADS, "search": {"low": LOW, "high": HIGH, "steps": STEPS},
@@ -302,9 +328,10 @@ def main() -> dict:
                   "elapsed_s": round(time.monotonic() - t0, 1)},
         "summary": summary,
         "queues": {"one_generator": q, "loss_free": qr, "loss_free_summary": {
-            f"{setup} / {c.name}": spread([x["loss_free_pps"] or 0.0 for x in qr
-                                           if x["setup"] == setup and x["config"] == c.name])
-            for setup, *_ in QUEUE_SETUPS for c in configs if c.verdict == "DROP"}},
+            f"{setup} / {c.name} / {'no loss' if tol == 0 else f'loss <= {100 * tol:g} %'}": spread(
+                [x["loss_free_pps"] or 0.0 for x in qr
+                 if x["setup"] == setup and x["config"] == c.name and x["tolerance"] == tol])
+            for setup, *_ in QUEUE_SETUPS for c in configs if c.verdict == "DROP" for tol in TOLERANCES}},
         "trials": {"fixed": fixed, "loss_free": lossfree},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -312,12 +339,13 @@ def main() -> dict:
     plot(summary, configs, RESULTS / "live_cpu.png", RESULTS / "live_lossfree.png")
     res = {}
     for c in configs:
-        s = summary["loss_free"][c.name]
-        v = s["vs_floor"]
-        res[f"loss-free {c.name} (kpps, median [min-max])"] = (
-            f"{s['loss_free_pps']['median'] / 1e3:.0f} [{s['loss_free_pps']['min'] / 1e3:.0f}-"
-            f"{s['loss_free_pps']['max'] / 1e3:.0f}]" + (f", x{v['median']:.2f} of the floor" if v else "")
-            + (f" (generator-bound in {s['generator_bound_rounds']} rounds)" if s["generator_bound_rounds"] else ""))
+        for kind, rows in summary["highest_rate"].items():
+            s = rows[c.name]
+            v = s["vs_floor"]
+            res[f"highest rate, {kind}, {c.name} (kpps, median [min-max])"] = (
+                f"{s['rate_pps']['median'] / 1e3:.0f} [{s['rate_pps']['min'] / 1e3:.0f}-"
+                f"{s['rate_pps']['max'] / 1e3:.0f}]" + (f", x{v['median']:.2f} of the floor" if v else "")
+                + (f" (generator-bound in {s['generator_bound_rounds']} rounds)" if s["generator_bound_rounds"] else ""))
         for load in LOADS:
             x = summary["cpu_at_fixed_load"][c.name][str(load)]
             r = x["napi_cpu_vs_floor"]
@@ -330,7 +358,7 @@ def main() -> dict:
         res.setdefault(f"2 queues, 1 generator: {x['config']} per-queue NAPI CPU %", []).append(
             "/".join(f"{100 * b:.1f}" for b in x["per_queue_busy"]))
     for k, v in out["queues"]["loss_free_summary"].items():
-        res[f"loss-free, {k} (kpps)"] = f"{v['median'] / 1e3:.0f} [{v['min'] / 1e3:.0f}-{v['max'] / 1e3:.0f}]"
+        res[f"highest rate, {k} (kpps)"] = f"{v['median'] / 1e3:.0f} [{v['min'] / 1e3:.0f}-{v['max'] / 1e3:.0f}]"
     res["elapsed"] = f"{out['setup']['elapsed_s']} s"
     return res
 

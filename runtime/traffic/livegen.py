@@ -38,6 +38,8 @@ SOURCE = Path(__file__).with_name("livegen.c")
 MAX_FRAMES = 100_000_000
 XDP_TX, XDP_REDIRECT = 3, 4
 SPIN_S = 0.0005                   # spin this long before a call's start time instead of sleeping
+ENOSPC = 28
+ENOSPC_WAIT_S = 0.001             # after ENOSPC (no XDP memory model id free: xdp_live.py)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class SendResult:
     kernel_ns_per_frame: float    # the kernel's mean time per frame, over the calls
     late_calls: int               # calls that started more than a chunk's time late
     timed_out: bool
+    retries: int = 0              # calls the kernel refused for now (EINTR, ENOSPC), made again
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -199,7 +202,7 @@ class LiveGenerator:
         return SendResult(count, sent, elapsed, sent / elapsed if elapsed > 0 else 0.0, rate_pps,
                           sum(r.calls for r in rs), chunk,
                           sum(r.kernel_ns_per_frame * r.sent for r in rs) / sent if sent else 0.0,
-                          sum(r.late_calls for r in rs), any(r.timed_out for r in rs))
+                          sum(r.late_calls for r in rs), any(r.timed_out for r in rs), sum(r.retries for r in rs))
 
     def _send_thread(self, box: dict, count: int, rate: float | None, chunk: int, cpu: int | None,
                      fifo: int | None, timeout_s: float, live: LiveFrames | None = None) -> None:
@@ -219,7 +222,7 @@ class LiveGenerator:
         clock, sleep = time.perf_counter, time.sleep
         before = self._cpu_frames()
         gap = chunk / rate if rate else 0.0
-        calls = late = 0
+        calls = late = retries = 0
         ns_sum = 0.0
         left = count
         t0 = clock()
@@ -239,8 +242,12 @@ class LiveGenerator:
                 if now - due > gap:
                     late += 1
             n = min(chunk, left)
-            if live.run(n) != 0:                         # EINTR: what went is in the counter
+            err = live.run(n)
+            if err:                                      # EINTR, ENOSPC: what went is in the counter
                 left = count - (self._cpu_frames() - before)
+                retries += 1
+                if err == ENOSPC:
+                    sleep(ENOSPC_WAIT_S)                 # old page pools are being released
             else:
                 left -= n
                 ns_sum += live.duration_ns * n
@@ -248,7 +255,7 @@ class LiveGenerator:
         elapsed = clock() - t0
         sent = self._cpu_frames() - before
         return SendResult(count, sent, elapsed, sent / elapsed if elapsed > 0 else 0.0, rate, calls, chunk,
-                          ns_sum / sent if sent else 0.0, late, timed_out)
+                          ns_sum / sent if sent else 0.0, late, timed_out, retries)
 
     def _cpu_frames(self) -> int:
         """Frames counted on the calling thread's CPU (the thread is pinned while it sends:

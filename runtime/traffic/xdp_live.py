@@ -18,6 +18,11 @@ and this module checks before asking:
 
 The syscall returns when all ``repeat`` frames went, or early with EINTR when a
 signal is pending (the frames run so far went too: the caller's program counts them).
+Each call makes a page pool and registers it as an XDP memory model (an id of at
+most 65,534); the pool, and its id, go once the frames it sent are freed, which may
+be later than the call. Thousands of calls a second can run out of ids for a moment:
+the call fails with ENOSPC, and may be retried shortly after.
+
 The attr is the one of runtime/dataplane/bpf_test_run.py.
 """
 
@@ -78,9 +83,9 @@ class LiveFrames:
         self._nr = _syscall_nr()
 
     def run(self, repeat: int) -> int:
-        """Send ``repeat`` frames (one syscall); 0, or the errno of a failure
-        (EINTR: stopped early by a signal). Raises for an error that is not the
-        caller's to retry."""
+        """Send ``repeat`` frames (one syscall); 0, or the errno of a failure the
+        caller may retry (EINTR: stopped early by a signal; ENOSPC: no XDP memory
+        model id free for now). Raises for any other error."""
         a = self._attr
         a.repeat = repeat
         a.duration = 0
@@ -88,7 +93,7 @@ class LiveFrames:
         if _syscall(self._nr, BPF_PROG_TEST_RUN, self._ref, self._size) == 0:
             return 0
         err = ctypes.get_errno()
-        if err == 4:                      # EINTR
+        if err in (4, 28):                # EINTR; ENOSPC: see the module doc
             return err
         raise OSError(err, f"BPF_PROG_TEST_RUN (live frames) on prog fd {a.prog_fd}, ingress ifindex "
                            f"{self._ctx.ingress_ifindex}: {os.strerror(err)}" + _hint(err))
