@@ -32,7 +32,7 @@ must add up: sent == seen + dropped.
 Ratios are against the floor of the same verdict, per round (the same round's
 trials), median and range over the rounds. Results: benchmarks/results/live.json,
 live_cpu.png, live_lossfree.png. Needs root, BPF and 2 CPUs; run under the timing
-lock: ``flock /tmp/xdpmon-timing.lock python -m benchmarks live``.
+lock: ``flock /tmp/xdpmon-timing.lock python benchmarks/bench_live.py``.
 """
 
 from __future__ import annotations

@@ -78,18 +78,17 @@ def drop_wrapped(c: str) -> str:
 
 
 def _xdpmon_drop() -> Loaded:
+    """The live engine (params at their defaults, the ring buffer open, as for
+    xdpmon-pass) on the wrapped C."""
+    import dataclasses
+
     from compiler.driver import compile_files
-    from runtime.abi.manifest import Manifest
-    from runtime.dataplane.loader import load
-    from runtime.dataplane.maps import ProgramMaps
+    from runtime.engines.live import LiveEngine
     art = compile_files(specs())
-    if art.manifest.get("stages", {}).get("map"):
+    if (art.manifest.get("stages") or {}).get("map"):
         raise ValueError("the merged program has tail-called stages: a wrapper cannot see the last one's verdict")
-    loaded = load(drop_wrapped(art.c))
-    manifest = Manifest.of(art.manifest)
-    maps = ProgramMaps(loaded.bpf, manifest)
-    at = list(manifest.counter_names).index("frames")
-    return Loaded(loaded.fd, lambda: maps.counters()[at], loaded.close)
+    eng = LiveEngine(dataclasses.replace(art, c=drop_wrapped(art.c)))
+    return Loaded(eng.fd, lambda: eng.snapshot()["counters"]["frames"], eng.close)
 
 
 CONFIGS = [
