@@ -11,6 +11,8 @@
     asl        the host of the apps' Python handlers; imports abi
     control    the one writer of params, enable bits, blocklist; the control
                socket; the deployment config; imports abi, dataplane
+    traffic    live traffic: frames at a controlled rate from a network namespace
+               (BPF_PROG_TEST_RUN live frames); imports dataplane
     export     (to come) Prometheus metrics; imports abi
     ui         rendering snapshots and readings; imports abi
     monitor    a running instance: load, attach, read every interval, serve,

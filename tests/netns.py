@@ -3,7 +3,8 @@
 ``VethPair()`` creates ``<base>-m`` (the monitor side, interface ``mon``) and
 ``<base>-p`` (the peer, interface ``peer``) with 198.18.x.1/30 and 198.18.x.2/30,
 links up, no default route, and IPv6 off (no router solicitations or MLD
-reports: every frame the monitor sees is one the test sent). ``send(frames)``
+reports: every frame the monitor sees is one the test sent); ``queues``: receive and
+transmit queues of each end (veth's numrxqueues/numtxqueues). ``send(frames)``
 sends raw Ethernet frames from the peer (an AF_PACKET socket in a child process
 inside the peer namespace), at most ``MAX_FRAMES`` per call. ``run_in_monitor``
 starts a command in the monitor namespace;
@@ -77,7 +78,7 @@ class VethPair:
     MON_IF = "mon"
     PEER_IF = "peer"
 
-    def __init__(self, base: str | None = None, mtu: int = 1500):
+    def __init__(self, base: str | None = None, mtu: int = 1500, queues: int = 1):
         n = next(_seq)
         self.base = base or f"xmt{os.getpid() % 100000}n{n}"
         self.mon_ns, self.peer_ns = f"{self.base}-m", f"{self.base}-p"
@@ -88,8 +89,9 @@ class VethPair:
                 sh("ip", "netns", "add", ns)
                 sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                    "net.ipv6.conf.default.disable_ipv6=1")
-            sh("ip", "link", "add", self.MON_IF, "netns", self.mon_ns, "mtu", str(mtu), "type", "veth",
-               "peer", "name", self.PEER_IF, "netns", self.peer_ns, "mtu", str(mtu))
+            q = ["numtxqueues", str(queues), "numrxqueues", str(queues)] if queues != 1 else []
+            sh("ip", "link", "add", self.MON_IF, "netns", self.mon_ns, "mtu", str(mtu), *q, "type", "veth",
+               "peer", "name", self.PEER_IF, "netns", self.peer_ns, "mtu", str(mtu), *q)
             sh("ip", "-n", self.mon_ns, "addr", "add", f"{self.mon_addr}/30", "dev", self.MON_IF)
             sh("ip", "-n", self.peer_ns, "addr", "add", f"{self.peer_addr}/30", "dev", self.PEER_IF)
             for ns, dev in ((self.mon_ns, self.MON_IF), (self.peer_ns, self.PEER_IF)):

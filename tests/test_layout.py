@@ -26,6 +26,7 @@ MAY_IMPORT = {
     "asl": {"abi", "control"},
     "control": {"abi", "dataplane"},
     "export": {"abi"},
+    "traffic": {"dataplane"},
     "ui": {"abi"},
     "monitor": {"abi", "dataplane", "engines", "asl", "control", "export", "ui"},
     "cli": {"abi", "capture", "dataplane", "engines", "asl", "control", "export", "ui", "monitor"},
