@@ -52,7 +52,10 @@ def test_same_statistics_as_merged_syn_flood_on(programs):
     assert _entry(per_dst, **{"ip.dst": VICTIM})["value"] == {"packets": 13 + 1200 + 5, "bytes": 13 * 54 + 1200 * 54
                                                               + 5 * 254}
     assert _entry(per_dst, **{"ip.dst": "198.19.0.20"})["value"]["packets"] == 3 + 1   # other udp, 4000-byte udp
-    assert _entry(per_dst, **{"ip.dst": "198.19.0.20"})["value"]["bytes"] == 3 * 72 + 4000
+    # the 4,000-byte frame: a single-buffer program (both are) counts the linear part a test
+    # run gives it (an interface gives such a program no longer frame)
+    from runtime.dataplane.bpf_test_run import XDP_TEST_RUN_LINEAR
+    assert _entry(per_dst, **{"ip.dst": "198.19.0.20"})["value"]["bytes"] == 3 * 72 + XDP_TEST_RUN_LINEAR
     assert len(per_dst) == 10     # every IP destination (ARP and the triple-tagged frame are not IP)
     syns = h["syn_flood"]["stats"]["syns"]
     assert _entry(syns, **{"ip.dst": VICTIM}) == {"key": {"ip.dst": VICTIM}, "value": {"count": 13 + 1200},
@@ -63,7 +66,7 @@ def test_same_statistics_as_merged_syn_flood_on(programs):
                                                  for r, n in ((0, 3), (2, 1), (3, 2), (5, 1))]
     flows = h["dns_flows"]["stats"]["flows"]
     q = _entry(flows, **{"ip.src": "198.18.2.1", "ip.dst": "198.19.0.53", "udp.sport": 5353, "udp.dport": 53})
-    assert q["value"]["count"] == 4 and q["value"]["first"] < q["value"]["last"]
+    assert q["value"]["count"] == 4 and q["value"]["first"] <= q["value"]["last"]   # (one tick of the coarse clock may hold them all)
     assert _entry(flows, **{"ip.src": "198.19.0.53", "ip.dst": "198.18.2.1", "udp.sport": 53,
                             "udp.dport": 5353})["value"]["count"] == 7
     assert len(flows) == 6        # 2 queries, the responses, the cut one, IPv6, QinQ: every UDP/53 flow

@@ -492,7 +492,7 @@ int xdpmon_main(struct xdp_md *ctx)
     struct addr16 src, dst;
     __u8 proto;
     __u32 l4off;
-    __u64 len = bpf_xdp_get_buff_len(ctx);     /* pkt.len: the whole frame */
+    __u64 len = (__u64)(ctx->data_end - ctx->data);   /* pkt.len: a single-buffer program sees linear frames only */
 
     if (type == bpf_htons(ETH_P_IPV4)) {
         __u8 *ip = data + off;
@@ -559,7 +559,7 @@ int xdpmon_main(struct xdp_md *ctx)
     sport = bpf_ntohs(*(__be16 *)l4);
     dport = bpf_ntohs(*(__be16 *)(l4 + 2));
 
-    __u64 now = bpf_ktime_get_ns();
+    __u64 now = bpf_ktime_get_coarse_ns();   /* 1 s windows: the last tick's time will do, as xdpmon's */
     struct hw_ctl *ctl = hw_ctl.lookup(ZERO_KEY);
     struct fw_hll *hd = fw_hll.lookup(ZERO_KEY);
     if (!ctl || !hd)
