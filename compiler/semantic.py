@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dsl import ast as A
 from dsl.errors import Diagnostic, SpecError, suggest
-from dsl.fields import FIELDS, LAYERS, TCP_FLAG_BITS, Field, Kind, implied_layers
+from dsl.fields import FIELDS, LAYERS, TCP_FLAG_BITS, Kind, implied_layers
 from dsl.units import (COUNT_MULT, COUNT_UNITS, DURATION_UNITS, MAX_U64, NS_PER, UnitError,
                        count as unit_count, duration_ns)
 
