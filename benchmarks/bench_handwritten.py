@@ -82,8 +82,8 @@ class Counts:
     """What one configuration's statistics say of one frame's keys, at one clock."""
 
     def __init__(self, prog, keys: dict):
-        from benchmarks.four_apps import monotonic_ns
-        self.now = monotonic_ns()
+        from benchmarks.four_apps import kernel_clock_ns
+        self.now = kernel_clock_ns()
         apps = prog.snapshot_apps(self.now)
         self.window = self.now // WINDOW_NS
         per_dst = _one(apps["traffic_accounting"]["stats"]["per_dst"], **{"ip.dst": keys["dst"]})
@@ -138,7 +138,7 @@ def check_same_statistics(progs: dict, frames: dict, attempts: int = 3) -> None:
     equal snapshots. A run that ends in the next window is tried again two windows later
     (the earlier run then lies in no window a snapshot shows)."""
     from benchmarks.four_app_frames import wait_for_window_start
-    from benchmarks.four_apps import monotonic_ns, without_times
+    from benchmarks.four_apps import kernel_clock_ns, without_times
     from runtime.dataplane.bpf_test_run import TestRunner
 
     runners = {name: TestRunner(progs[name].fd, want_data_out=False) for name in APP_CONFIGS}
@@ -149,7 +149,7 @@ def check_same_statistics(progs: dict, frames: dict, attempts: int = 3) -> None:
         for frame in frames.values():
             for name in APP_CONFIGS:      # single runs: a test run of repeats yields the CPU between them
                 assert {r.retval for r in runners[name].run_many([frame] * 3)} == {2}
-        now = monotonic_ns()
+        now = kernel_clock_ns()
         if now // WINDOW_NS == window:
             break
     else:

@@ -255,43 +255,40 @@ def summarise(fixed, lossfree, configs) -> dict:
     return {"cpu_at_fixed_load": cpu, "highest_rate": lf}
 
 
+def _grouped_bars(plt, path: Path, groups: list[str], series: dict[str, list[dict]], scale: float,
+                  ylabel: str, title: str, capsize: int) -> None:
+    """One bar per series in each group: its median, with a min-max error bar (values
+    ``{"median", "min", "max"}`` times ``scale``), saved to ``path``."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    w = 0.8 / len(series)
+    for i, (label, spreads) in enumerate(series.items()):
+        med = [scale * v["median"] for v in spreads]
+        lo = [m - scale * v["min"] for m, v in zip(med, spreads)]
+        hi = [scale * v["max"] - m for m, v in zip(med, spreads)]
+        ax.bar([j + i * w for j in range(len(groups))], med, w, yerr=[lo, hi], capsize=capsize, label=label)
+    ax.set_xticks([j + 0.4 - w / 2 for j in range(len(groups))], groups)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot(summary, configs, path_cpu: Path, path_lf: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    w = 0.8 / len(configs)
-    for i, c in enumerate(configs):
-        med = [100 * summary["cpu_at_fixed_load"][c.name][str(x)]["napi_cpu"]["median"] for x in LOADS]
-        lo = [m - 100 * summary["cpu_at_fixed_load"][c.name][str(x)]["napi_cpu"]["min"] for m, x in zip(med, LOADS)]
-        hi = [100 * summary["cpu_at_fixed_load"][c.name][str(x)]["napi_cpu"]["max"] - m for m, x in zip(med, LOADS)]
-        ax.bar([j + i * w for j in range(len(LOADS))], med, w, yerr=[lo, hi], capsize=3, label=c.name)
-    ax.set_xticks([j + 0.4 - w / 2 for j in range(len(LOADS))], [f"{x / 1e3:.0f} kpps" for x in LOADS])
-    ax.set_ylabel("receiving CPU busy (NAPI thread), % of a core")
-    ax.set_title("Receiver CPU at fixed offered load (median, min-max)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path_cpu, dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    cpu = summary["cpu_at_fixed_load"]
+    _grouped_bars(plt, path_cpu, [f"{x / 1e3:.0f} kpps" for x in LOADS],
+                  {c.name: [cpu[c.name][str(x)]["napi_cpu"] for x in LOADS] for c in configs}, 100,
+                  "receiving CPU busy (NAPI thread), % of a core",
+                  "Receiver CPU at fixed offered load (median, min-max)", 3)
     names = [c.name for c in configs]
-    kinds = list(summary["highest_rate"])
-    w = 0.8 / len(kinds)
-    for i, kind in enumerate(kinds):
-        rows = summary["highest_rate"][kind]
-        med = [rows[n]["rate_pps"]["median"] / 1e3 for n in names]
-        lo = [m - rows[n]["rate_pps"]["min"] / 1e3 for m, n in zip(med, names)]
-        hi = [rows[n]["rate_pps"]["max"] / 1e3 - m for m, n in zip(med, names)]
-        ax.bar([j + i * w for j in range(len(names))], med, w, yerr=[lo, hi], capsize=4, label=kind)
-    ax.set_xticks([j + 0.4 - w / 2 for j in range(len(names))], names)
-    ax.set_ylabel("highest rate, kpps")
-    ax.set_title("Highest rate with no loss / loss <= 0.5 % (median, min-max)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path_lf, dpi=120)
-    plt.close(fig)
+    rates = summary["highest_rate"]
+    _grouped_bars(plt, path_lf, names, {kind: [rates[kind][n]["rate_pps"] for n in names] for kind in rates},
+                  1e-3, "highest rate, kpps", "Highest rate with no loss / loss <= 0.5 % (median, min-max)", 4)
 
 
 def main() -> dict:

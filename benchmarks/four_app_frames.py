@@ -103,7 +103,7 @@ def wait_for_window_start(margin_ns: int = 10_000_000) -> int:
     that window's number. Frames run right after share one window (a run of the mixed set
     takes well under a second). The clock is the coarse one (a tick, 4 ms at HZ=250, may
     pass before it moves): the margin is more than a tick."""
-    from benchmarks.four_apps import monotonic_ns
-    now = monotonic_ns()
+    from benchmarks.four_apps import kernel_clock_ns
+    now = kernel_clock_ns()
     time.sleep((WINDOW_NS - now % WINDOW_NS + margin_ns) / 1e9)
-    return monotonic_ns() // WINDOW_NS
+    return kernel_clock_ns() // WINDOW_NS

@@ -30,7 +30,7 @@ U64_MAX = (1 << 64) - 1
 TIME_VALUES = {("dns_flows", "flows"): ("first", "last")}
 
 
-def monotonic_ns() -> int:
+def kernel_clock_ns() -> int:
     """The kernel's clock as these programs read it: bpf_ktime_get_coarse_ns(),
     CLOCK_MONOTONIC_COARSE (xdpmon's live build where every window is >= 100 ms, and the
     hand-written program likewise)."""
@@ -87,7 +87,7 @@ class GeneratedApps:
 
     def snapshot(self, now: int | None = None) -> dict:
         from runtime.abi.snapshot import build_snapshot
-        now = monotonic_ns() if now is None else now
+        now = kernel_clock_ns() if now is None else now
         return build_snapshot(self.manifest, self.maps.raw_state(), now)
 
     def snapshot_apps(self, now: int | None = None) -> dict:

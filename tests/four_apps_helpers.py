@@ -9,21 +9,37 @@ import pytest
 WINDOW_NS = 1_000_000_000
 
 
+def paired_programs(other):
+    """A fixture body: ``make(syn_enabled)`` loads xdpmon's merged program and ``other``
+    (a configuration class) side by side, both closed when the test ends."""
+    from benchmarks.four_apps import GeneratedApps
+
+    made = []
+
+    def make(syn_enabled: bool):
+        pair = GeneratedApps(syn_enabled=syn_enabled), other(syn_enabled=syn_enabled)
+        made.extend(pair)
+        return pair
+    yield make
+    for p in made:
+        p.close()
+
+
 def run_side_by_side(progs, frames) -> dict[str, int]:
     """Each frame through every program in turn, ``repeats`` times (one test run each:
     a test run of several repeats yields the CPU between them when others wait for it,
     tens of ms on a busy machine); every verdict is XDP_PASS. Returns the longest
     wall-clock time (ns) the SYN flood frame's runs took over the programs."""
-    from benchmarks.four_apps import monotonic_ns
+    from benchmarks.four_apps import kernel_clock_ns
     from runtime.dataplane.bpf_test_run import TestRunner
 
     runners = [TestRunner(p.fd, want_data_out=False) for p in progs]
     wall = 0
     for what, frame, n in frames:
         for r in runners:
-            t0 = monotonic_ns()
+            t0 = kernel_clock_ns()
             verdicts = {res.retval for res in r.run_many([frame] * n)}
-            t1 = monotonic_ns()
+            t1 = kernel_clock_ns()
             assert verdicts == {2}, f"{what}: verdicts {verdicts}"
             if what == "syn flood":
                 wall = max(wall, t1 - t0)
@@ -49,14 +65,14 @@ def in_one_window(make, frames, attempts: int = 3):
     longer; each attempt has fresh programs): returns (programs, the clock of the
     snapshots, run_side_by_side's info)."""
     from benchmarks.four_app_frames import wait_for_window_start
-    from benchmarks.four_apps import monotonic_ns
+    from benchmarks.four_apps import kernel_clock_ns
 
     took = []
     for _ in range(attempts):
         progs = make()
         window = wait_for_window_start()
         info = run_side_by_side(progs, frames)
-        now = monotonic_ns()
+        now = kernel_clock_ns()
         if now // WINDOW_NS == window:
             return progs, now, info
         took.append(now - window * WINDOW_NS)

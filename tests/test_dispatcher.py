@@ -10,7 +10,7 @@ syn_flood's program (their shared control block) and the flood passes the rate l
 from __future__ import annotations
 
 import pytest
-from four_apps_helpers import check_limited_sends, entry, in_one_window, rules_on, strip_action
+from four_apps_helpers import check_limited_sends, entry, in_one_window, paired_programs, rules_on, strip_action
 
 pytestmark = pytest.mark.kernel
 
@@ -20,19 +20,7 @@ APPS = ("traffic_accounting", "syn_flood", "flow_watch", "dns_flows")
 @pytest.fixture
 def programs(kernel):
     from benchmarks.dispatcher.loader import DispatcherApps
-    from benchmarks.four_apps import GeneratedApps
-
-    made = []
-
-    def make(syn_enabled: bool):
-        g = GeneratedApps(syn_enabled=syn_enabled)
-        made.append(g)
-        d = DispatcherApps(syn_enabled=syn_enabled)
-        made.append(d)
-        return g, d
-    yield make
-    for p in made:
-        p.close()
+    yield from paired_programs(DispatcherApps)
 
 
 def test_same_statistics_as_merged_and_every_program_ran(programs):

@@ -15,27 +15,15 @@ compared as their first 1,000 and the counts bounded by each run's own time.
 from __future__ import annotations
 
 import pytest
-from four_apps_helpers import check_limited_sends, entry as _entry, in_one_window, rules_on, strip_action
+from four_apps_helpers import check_limited_sends, entry as _entry, in_one_window, paired_programs, rules_on, strip_action
 
 pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture
 def programs(kernel):
-    from benchmarks.four_apps import GeneratedApps
     from benchmarks.handwritten.loader import HandwrittenApps
-
-    made = []
-
-    def make(syn_enabled: bool):
-        g = GeneratedApps(syn_enabled=syn_enabled)
-        made.append(g)
-        h = HandwrittenApps(syn_enabled=syn_enabled)
-        made.append(h)
-        return g, h
-    yield make
-    for p in made:
-        p.close()
+    yield from paired_programs(HandwrittenApps)
 
 
 def test_same_statistics_as_merged_syn_flood_on(programs):
@@ -138,7 +126,7 @@ def test_same_statistics_on_the_parser_tests_frames(programs):
 
     import test_parse_kernel as parse_tests
     from benchmarks.four_app_frames import WINDOW_NS, wait_for_window_start
-    from benchmarks.four_apps import monotonic_ns, without_times
+    from benchmarks.four_apps import kernel_clock_ns, without_times
     from runtime.dataplane.bpf_test_run import TestRunner
 
     parse_tests._corpus_or_skip()
@@ -149,14 +137,14 @@ def test_same_statistics_on_the_parser_tests_frames(programs):
     runners = [TestRunner(p.fd, want_data_out=False) for p in (gen, hw)]
     full = partial = ran = 0
     while chunk := list(itertools.islice(frames, 500)):
-        if monotonic_ns() % WINDOW_NS > WINDOW_NS // 2:
+        if kernel_clock_ns() % WINDOW_NS > WINDOW_NS // 2:
             wait_for_window_start()
-        window = monotonic_ns() // WINDOW_NS
+        window = kernel_clock_ns() // WINDOW_NS
         for f in chunk:
             verdicts = [r.run(f).retval for r in runners]
             assert verdicts[0] == verdicts[1] and verdicts[0] in (2, None), verdicts
             ran += verdicts[0] is not None
-        now = monotonic_ns()
+        now = kernel_clock_ns()
         g, h = gen.snapshot_apps(now), hw.snapshot_apps(now)
         if now // WINDOW_NS == window:
             assert without_times(h) == without_times(g)

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.four_apps import APPS, ROOT, U64_MAX, monotonic_ns
+from benchmarks.four_apps import APPS, ROOT, U64_MAX, kernel_clock_ns
 
 from .wrap import chain_link, share_control
 
@@ -121,7 +121,7 @@ class DispatcherApps:
 
     def snapshot_apps(self, now: int | None = None) -> dict:
         from runtime.abi.snapshot import build_snapshot
-        now = monotonic_ns() if now is None else now
+        now = kernel_clock_ns() if now is None else now
         return {link.app: build_snapshot(link.manifest, link.maps.raw_state(), now)["apps"][link.app]
                 for link in self.links}
 

@@ -14,7 +14,7 @@ import ctypes
 import struct
 from pathlib import Path
 
-from benchmarks.four_apps import monotonic_ns
+from benchmarks.four_apps import kernel_clock_ns
 from runtime.abi.hll import estimate as hll_estimate
 from runtime.abi.records import addr_text
 from runtime.abi.snapshot import window_bounds
@@ -106,7 +106,7 @@ class HandwrittenApps:
         return [(_raw(k), [_raw(v) for v in t.getvalue(k)]) for k in t.keys()]
 
     def snapshot_apps(self, now: int | None = None) -> dict:
-        now = monotonic_ns() if now is None else now
+        now = kernel_clock_ns() if now is None else now
         ctl = self._ctl()
         bounds = {**window_bounds(now, WINDOW_NS), "not_kept": []}
         return {

@@ -107,7 +107,7 @@ class XdpmonProgram:
         from runtime.control.controller import Controller
         from runtime.dataplane.loader import load
         from runtime.dataplane.maps import ProgramMaps
-        from runtime.engines.live import monotonic_ns
+        from runtime.engines.live import program_clock
 
         self.name = name
         if texts:                                    # generated or edited specs: file name -> text
@@ -126,8 +126,8 @@ class XdpmonProgram:
         try:
             self.maps = ProgramMaps(self.loaded.bpf, self.manifest)
             self.maps.init()
-            self.clock = monotonic_ns
-            ctl = Controller(self.manifest, self.maps, monotonic_ns)
+            self.clock = program_clock(self.manifest)      # the clock the program reads
+            ctl = Controller(self.manifest, self.maps, self.clock)
             for p in self.manifest.params:
                 ctl.set_param(p.app, p.name, U64_MAX, by="bench")
             self.on_demand = on_demand

@@ -197,11 +197,16 @@ def prefix_mask_words(prefixlen: int) -> tuple[int, int, int, int]:
     return struct.unpack("=4I", ones.to_bytes(16, "big"))
 
 
+# struct xm_filter (compiler/abi.py FILTER_STATE): entries, flags, trie_longest, n_lens,
+# n_lens_v4, n_ifaces, then lens[lens_max] and masks[4 * lens_max]
+_FILTER_HEAD = struct.Struct("=QQIIII")
+_FILTER_IFACES_AT = 28
+
+
 def encode_filter_state(entries: int, flags: int, trie_longest: int, lens, lens_max: int, n_ifaces: int = 0) -> bytes:
-    """struct xm_filter (compiler/abi.py FILTER_STATE): entries, flags, the trie's longest
-    prefix length, the interfaces counted, and the hash map's lengths (longest first) with
-    their masks; an IPv4
-    source tries those of 96 bits and more (an IPv4 /n is 96 + n; user space blocks no IPv6
+    """struct xm_filter: entries, flags, the trie's longest prefix length, the interfaces
+    counted, and the hash map's lengths (longest first) with their masks. An IPv4 source
+    tries those of 96 bits and more (an IPv4 /n is 96 + n; user space blocks no IPv6
     prefix holding IPv4 addresses)."""
     lens = sorted(lens, reverse=True)
     if len(lens) > lens_max:
@@ -209,23 +214,25 @@ def encode_filter_state(entries: int, flags: int, trie_longest: int, lens, lens_
     n_v4 = sum(1 for n in lens if n >= 96)
     padded = lens + [0] * (lens_max - len(lens))
     masks = [w for n in lens for w in prefix_mask_words(n)] + [0] * (4 * (lens_max - len(lens)))
-    return struct.pack(f"=QQIIII{lens_max}I{4 * lens_max}I", entries, flags, trie_longest, len(lens), n_v4, n_ifaces,
-                       *padded, *masks)
+    return (_FILTER_HEAD.pack(entries, flags, trie_longest, len(lens), n_v4, n_ifaces)
+            + struct.pack(f"={lens_max}I{4 * lens_max}I", *padded, *masks))
 
 
 def decode_filter_state(data: bytes, lens_max: int) -> tuple[int, int, int, tuple[int, ...]]:
     """(entries, flags, trie_longest, lens) of struct xm_filter."""
-    entries, flags, trie_longest, n = struct.unpack_from("=QQII", data)
-    lens = struct.unpack_from(f"={lens_max}I", data, 32)[:n]
+    entries, flags, trie_longest, n, _, _ = _FILTER_HEAD.unpack_from(data)
+    lens = struct.unpack_from(f"={lens_max}I", data, _FILTER_HEAD.size)[:n]
     return entries, flags, trie_longest, tuple(lens)
 
 
 def filter_state_ifaces(data: bytes) -> int:
     """struct xm_filter's n_ifaces: the interfaces the program counts frames of."""
-    return struct.unpack_from("=I", data, 28)[0]
+    return struct.unpack_from("=I", data, _FILTER_IFACES_AT)[0]
 
 
-DERIVED_COUNTERS = ("frames", "verdict.pass")
+def with_filter_state_ifaces(data: bytes, n_ifaces: int) -> bytes:
+    """struct xm_filter ``data`` with its n_ifaces set (the rest as it is)."""
+    return data[:_FILTER_IFACES_AT] + struct.pack("=I", n_ifaces) + data[_FILTER_IFACES_AT + 4:]
 
 
 def derive_counters(names, values: list[int]) -> list[int]:

@@ -31,7 +31,8 @@ from typing import Callable
 from runtime.abi.manifest import Manifest
 from runtime.dataplane import libbpf, sets
 from runtime.abi.records import (EventDecoder, decode_control, decode_filter_state, decode_u64s, derive_counters,
-                                 encode_control, encode_filter_state, encode_u64s, filter_state_ifaces)
+                                 encode_control, encode_filter_state, encode_u64s, filter_state_ifaces,
+                                 with_filter_state_ifaces)
 from runtime.abi.snapshot import RawState, app_maps, build_app_snapshot
 
 from runtime.abi.entries import Entries
@@ -192,9 +193,7 @@ class MapAccess:
                 self._put(f.interfaces_map, k, bytes(16))
                 have.add(k)
         # the program looks the interface map up only while the filter state counts some
-        state = bytearray(self._read(f.state_map, 0))
-        state[28:32] = _U32.pack(len(have))
-        self._write(f.state_map, 0, bytes(state))
+        self._write(f.state_map, 0, with_filter_state_ifaces(self._read(f.state_map, 0), len(have)))
 
     def interface_counters(self) -> dict[int, dict[str, int]]:
         """{ifindex: {"frames", "bytes"}} of the interfaces counted (set_interfaces)."""
