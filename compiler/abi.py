@@ -61,6 +61,15 @@ assert CMS_COUNT_BITS + CMS_TAG_BITS == 64, "a count-min cell is one u64"
 CMS_COUNT_MASK = (1 << CMS_COUNT_BITS) - 1
 CMS_TAG_MASK = (1 << CMS_TAG_BITS) - 1
 
+# A keyed map whose key fields' values (dsl Field.value_bits) fit in this many bits
+# together, and whose size covers them all, is an array indexed by the key (dns.rcode:
+# 16 entries), not a hash map: one lookup with no hashing, no insert, never full.
+INDEX_KEY_BITS_MAX = 12
+# A fused map no rule reads in the kernel keeps a value per CPU (compiler/plan.py per_cpu)
+# when one copy of its values takes at most this many bytes: the kernel allocates a copy
+# per possible CPU, so a 64-core host gives such a map at most 32 MiB.
+PERCPU_COPY_BYTES_MAX = 512 << 10
+
 # ---- events ------------------------------------------------------------------------------
 
 # One ring buffer per program, shared by every app with rules (records carry

@@ -155,9 +155,11 @@ def value_struct(m: ir.StatMap) -> Struct:
                 regs = dict(s.options)["registers"]
                 own.append(Member(f"{s.name}_z", off, 8, "__u64", "hll_z", slot=s.name))
                 own.append(Member(f"{s.name}_zeros", off + 8, 8, "__u64", "hll_zeros", slot=s.name))
-                own.append(Member(f"{s.name}_regs", off + 16, regs, f"__u8[{regs}]", "hll_regs",
+                # the estimate of z and zeros, kept as a register grows (rules read it)
+                own.append(Member(f"{s.name}_est", off + 16, 8, "__u64", "hll_est", slot=s.name))
+                own.append(Member(f"{s.name}_regs", off + 24, regs, f"__u8[{regs}]", "hll_regs",
                                   slot=s.name, count=regs))
-                off += 16 + _align(regs, 8)
+                off += 24 + _align(regs, 8)
             else:
                 raise AssertionError(f"{s.func} in a fused map")
             members += own

@@ -48,6 +48,8 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
         if m.kind == "fused":
             d["key"] = mp.key.to_json() if mp.key else None
             d["value"] = mp.value.to_json()
+            if mp.index:
+                d["index"] = [p.to_json() for p in mp.index]      # an array: entry i has the key of i's bits
         elif m.kind == "track":
             d["key"] = mp.key.to_json()
             d["value"] = abi.TRACK_VALUE.to_json()

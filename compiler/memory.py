@@ -234,9 +234,9 @@ def _shapes(plan: Plan):
     for m in plan.maps:
         if m.kind == "fused":
             if m.key:
-                yield m.name, m.bpf_type, m.entries, m.key.size, m.value.size, m.kind, m
+                yield m.name, m.bpf_type, m.entries, 4 if m.index else m.key.size, m.value.size, m.kind, m
             else:
-                yield m.name, "array", 1, 4, m.value.size, m.kind, m
+                yield m.name, m.bpf_type, 1, 4, m.value.size, m.kind, m
         elif m.kind == "track":
             yield m.name, m.bpf_type, m.entries, m.key.size, abi.TRACK_VALUE.size, m.kind, m
             yield f"{m.name}_b", "array", abi.TRACK_BUCKETS, 4, abi.TRACK_BUCKET.size, m.kind, m

@@ -41,10 +41,16 @@ class Field:
     layer: str         # the layer that must be present for the field to exist
     doc: str
     either: tuple[str, str] | None = None  # port pseudo-fields: (sport, dport)
+    domain: int | None = None  # bits its values fit in, where fewer than ``bits`` (dns.rcode: 4)
 
     @property
     def nbytes(self) -> int:
         return max(1, (self.bits + 7) // 8)
+
+    @property
+    def value_bits(self) -> int:
+        """The bits every value of the field fits in (the parser masks it so)."""
+        return self.domain or self.bits
 
 
 # Layers and what each one implies is present too. A packet "has" a layer when it
@@ -87,8 +93,8 @@ def implied_layers(layer: str) -> set[str]:
     return out
 
 
-def _f(name, kind, bits, layer, doc, either=None):
-    return Field(name, Kind(kind), bits, layer, doc, either)
+def _f(name, kind, bits, layer, doc, either=None, domain=None):
+    return Field(name, Kind(kind), bits, layer, doc, either, domain)
 
 
 _FIELDS = [
@@ -96,10 +102,10 @@ _FIELDS = [
     _f("eth.src", "mac", 48, "eth", "source MAC address"),
     _f("eth.dst", "mac", 48, "eth", "destination MAC address"),
     _f("eth.type", "int", 16, "eth", "EtherType after any VLAN tags"),
-    _f("vlan.id", "int", 16, "vlan", "VLAN id of the outer tag (802.1Q or 802.1ad)"),
-    _f("vlan.pcp", "int", 8, "vlan", "priority code point of the outer tag"),
-    _f("vlan.inner", "int", 16, "vlan", "VLAN id of the inner tag in QinQ, 0 if none"),
-    _f("vlan.depth", "int", 8, "vlan", "number of VLAN tags (1 or 2)"),
+    _f("vlan.id", "int", 16, "vlan", "VLAN id of the outer tag (802.1Q or 802.1ad)", domain=12),
+    _f("vlan.pcp", "int", 8, "vlan", "priority code point of the outer tag", domain=3),
+    _f("vlan.inner", "int", 16, "vlan", "VLAN id of the inner tag in QinQ, 0 if none", domain=12),
+    _f("vlan.depth", "int", 8, "vlan", "number of VLAN tags (1 or 2)", domain=2),
     # IPv4
     _f("ipv4.src", "ip4", 32, "ipv4", "IPv4 source address"),
     _f("ipv4.dst", "ip4", 32, "ipv4", "IPv4 destination address"),
@@ -108,24 +114,24 @@ _FIELDS = [
     _f("ipv4.tos", "int", 8, "ipv4", "type of service / DSCP+ECN byte"),
     _f("ipv4.len", "int", 16, "ipv4", "total length from the header"),
     _f("ipv4.id", "int", 16, "ipv4", "identification"),
-    _f("ipv4.ihl", "int", 8, "ipv4", "header length in 32-bit words"),
+    _f("ipv4.ihl", "int", 8, "ipv4", "header length in 32-bit words", domain=4),
     _f("ipv4.df", "bool", 1, "ipv4", "don't-fragment flag"),
     _f("ipv4.mf", "bool", 1, "ipv4", "more-fragments flag"),
-    _f("ipv4.frag_off", "int", 16, "ipv4", "fragment offset in 8-byte units"),
+    _f("ipv4.frag_off", "int", 16, "ipv4", "fragment offset in 8-byte units", domain=13),
     # IPv6
     _f("ipv6.src", "ip6", 128, "ipv6", "IPv6 source address"),
     _f("ipv6.dst", "ip6", 128, "ipv6", "IPv6 destination address"),
     _f("ipv6.nexthdr", "int", 8, "ipv6", "upper-layer protocol after extension headers"),
     _f("ipv6.hlim", "int", 8, "ipv6", "hop limit"),
     _f("ipv6.tc", "int", 8, "ipv6", "traffic class"),
-    _f("ipv6.flow", "int", 32, "ipv6", "flow label (20 bits)"),
+    _f("ipv6.flow", "int", 32, "ipv6", "flow label (20 bits)", domain=20),
     _f("ipv6.plen", "int", 16, "ipv6", "payload length from the header"),
     # Family-neutral IP
     _f("ip.src", "ip", 128, "ip", "source address (IPv4 as v4-mapped IPv6)"),
     _f("ip.dst", "ip", 128, "ip", "destination address (IPv4 as v4-mapped IPv6)"),
     _f("ip.proto", "int", 8, "ip", "upper-layer protocol (IPv6: after extension headers)"),
     _f("ip.ttl", "int", 8, "ip", "TTL (IPv4) or hop limit (IPv6)"),
-    _f("ip.version", "int", 8, "ip", "4 or 6"),
+    _f("ip.version", "int", 8, "ip", "4 or 6", domain=3),
     _f("ip.frag", "bool", 1, "ip", "the packet is an IP fragment (first or not)"),
     # TCP
     _f("tcp.sport", "int", 16, "tcp", "TCP source port"),
@@ -163,12 +169,12 @@ _FIELDS = [
     # DNS header (UDP port 53, either direction)
     _f("dns.id", "int", 16, "dns", "transaction id"),
     _f("dns.qr", "bool", 1, "dns", "response flag (QR)"),
-    _f("dns.opcode", "int", 8, "dns", "opcode"),
+    _f("dns.opcode", "int", 8, "dns", "opcode", domain=4),
     _f("dns.aa", "bool", 1, "dns", "authoritative answer flag"),
     _f("dns.tc", "bool", 1, "dns", "truncation flag"),
     _f("dns.rd", "bool", 1, "dns", "recursion desired flag"),
     _f("dns.ra", "bool", 1, "dns", "recursion available flag"),
-    _f("dns.rcode", "int", 8, "dns", "response code"),
+    _f("dns.rcode", "int", 8, "dns", "response code", domain=4),
     _f("dns.qdcount", "int", 16, "dns", "question count"),
     _f("dns.ancount", "int", 16, "dns", "answer count"),
     _f("dns.nscount", "int", 16, "dns", "authority count"),

@@ -138,7 +138,10 @@ def test_budget_refusal_names_the_biggest_statistic(tmp_path):
 def test_budget_refusal_of_a_shared_map_and_a_sketch(tmp_path):
     plan = plan_of(tmp_path, "app a { t2 { c = count() by ip.dst } }\napp b { t2 { s = sum(pkt.len) by ip.dst } }\n")
     (d,) = memory.check(memory.estimate(plan, cpus=2), memory.Budget(1000, "set by --memory-budget"))
-    assert d.headline().startswith("a.mon:1:18: error: statistics a.c, b.s share a map that needs 1.5 MiB")
+    # a value per CPU (16,384 x 16 B a copy): 16,384 buckets, 16,384 x (48 + 16 + 8 + 2 x 16)
+    assert d.headline().startswith("a.mon:1:18: error: statistics a.c, b.s share a map that needs 1.9 MiB of "
+                                   "kernel memory (percpu_hash map")
+    assert memory.map_bytes("percpu_hash", 16_384, 16, 16, 2) == 960 + 16 * 16_384 + 16_384 * (48 + 16 + 8 + 2 * 16)
     plan = plan_of(tmp_path, "app a { t2 { n = distinct(ip.src, registers=65536) } }\n")
     (d,) = memory.check(memory.estimate(plan, cpus=2), memory.Budget(1000, "set by --memory-budget"))
     # the registers and the sketch's header: 312 + 65536 x 8 + 312 + 32
@@ -307,7 +310,8 @@ def test_check_memory_lists_every_map(tmp_path):
     assert lines[3].split() == ["m_39a6d1", "hash", "100,000", "16", "8", f"{9_298_272 + (cpus - 2) * 80:,}", "a.c"]
     assert lines[4].split() == ["xm_blockhash", "hash", "10,000", "20", "24", "1,303,104", "(fixed)"]
     assert lines[5].split() == ["xm_blocklist", "lpm_trie", "10,000", "20", "24", "640,000", "(fixed)"]
-    assert lines[6].split()[:3] == ["m_b91fab", "hash", "1,000"] and lines[6].split()[-1] == "a.d"
+    # a copy of 8 kB, no rule reads it: a value per CPU
+    assert lines[6].split()[:3] == ["m_b91fab", "percpu_hash", "1,000"] and lines[6].split()[-1] == "a.d"
     assert len(lines) == 1 + 2 + 13 + 1 and lines[-1].split()[0] == "total"
 
 

@@ -118,6 +118,24 @@ def test_distinct_matches_python_mirror(engine):
     assert flows == hll.estimate(z, regs.count(0), 4096, slot["hll"]["am2"], slot["hll"]["log2m_fp"])
 
 
+
+def test_a_rule_reads_the_estimate_a_keyed_distinct_keeps(engine):
+    """T2 keeps a keyed sketch's estimate in the entry as a register grows; the rule reads
+    it. Ports 1..6 from one source, then port 2 again (no register grows): the estimate
+    (exact for so few) passes 3 on the 4th port and stays 6 on the repeat, so the rule
+    fires on frames 4, 5, 6 and 7; another source's first port reads 1."""
+    eng = engine("""app s { t1 { select tcp } t2 { d = distinct(l4.dport) by ip.src window 1s }
+                            t3 { when d > 3 { alert "many ports" limit 100/s } } }""")
+    run(eng, [tcp(dport=p) for p in (1, 2, 3, 4, 5, 6, 2)] + [tcp(src="198.18.0.2", dport=9)])
+    snap = eng.snapshot()
+    assert [(e["key"]["ip.src"], e["value"]["distinct"]) for e in stat(snap, "s", "d")] == [
+        ("198.18.0.1", 6), ("198.18.0.2", 1)]
+    assert rule_fired(snap["counters"]) == 4
+    (m,) = [m for m in eng.manifest.raw["maps"] if m["kind"] == "fused"]
+    est = next(mb for mb in m["value"]["members"] if mb["role"] == "hll_est")
+    (kb, vb), _ = sorted(eng.maps.raw_state().maps[m["name"]])
+    assert int.from_bytes(vb[est["offset"]:est["offset"] + 8], "little") == 6
+
 def test_cms_and_unkeyed_values(engine):
     eng = engine("""app c { t1 { select ip }
       t2 { heavy = cms(ip.src, width=64, depth=3)

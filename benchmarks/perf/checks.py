@@ -76,7 +76,7 @@ class RunCheck:
         self.has_accounting = "traffic_accounting" in (apps if apps is not None else self._snapshot_apps())
         # (app, stat) -> the hash map keyed by ip.src (among other fields) that holds it
         self.src_maps = ({(u["app"], u["stat"]): m["name"] for m in man.raw["maps"]
-                          if m["bpf_type"] in ("hash", "lru_hash") and "ip.src" in m["key_fields"]
+                          if "hash" in m["bpf_type"] and "ip.src" in m["key_fields"]
                           for u in m["uses"]} if self.xdpmon else {})
         self._outcomes: dict[bytes, str] = {}
 

@@ -82,10 +82,27 @@ class Event:
 
 
 @dataclass(frozen=True)
+class KeyIndex:
+    """How a keyed array map's index holds its key (compiler/plan.py key_index): each
+    part is (offset, size) of a key member and (shift, bits) of its value in the index."""
+    key_size: int
+    parts: tuple[tuple[int, int, int, int], ...]
+
+    def key(self, i: int) -> bytes:
+        """The key bytes of entry ``i``."""
+        out = bytearray(self.key_size)
+        for off, size, shift, bits in self.parts:
+            out[off:off + size] = ((i >> shift) & ((1 << bits) - 1)).to_bytes(size, "little")
+        return bytes(out)
+
+
+@dataclass(frozen=True)
 class StateMap:
     """A BPF map whose bytes a snapshot decodes."""
     name: str
     hashed: bool                    # hash (key, value) items; else an array of values
+    index: KeyIndex | None = None   # a keyed array: read as the (key, value) items of its entries in use
+    percpu: dict | None = None      # a value per CPU: the value struct (layout) they are combined by
 
 
 @dataclass(frozen=True)
@@ -183,9 +200,18 @@ def _app(a: dict) -> App:
                tuple(s["name"] for s in a["stats"]))
 
 
+def _key_index(m: dict) -> KeyIndex | None:
+    if not m.get("index"):
+        return None
+    members = {mb["name"]: mb for mb in m["key"]["members"]}
+    return KeyIndex(m["key"]["size"], tuple((members[p["member"]]["offset"], members[p["member"]]["size"],
+                                             p["shift"], p["bits"]) for p in m["index"]))
+
+
 def _state_maps(maps: list[dict]):
     for m in maps:
-        yield StateMap(m["name"], m["bpf_type"] != "array")
+        yield StateMap(m["name"], "hash" in m["bpf_type"], _key_index(m),
+                       m["value"] if m["bpf_type"].startswith(("percpu", "lru_percpu")) else None)
         for companion in ("buckets_map", "header_map"):      # track buckets, HyperLogLog header
             if companion in m:
                 yield StateMap(m[companion], False)

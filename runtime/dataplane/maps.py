@@ -35,6 +35,7 @@ from runtime.abi.records import (EventDecoder, decode_control, decode_filter_sta
                                  with_filter_state_ifaces)
 from runtime.abi.snapshot import RawState, app_maps, build_app_snapshot
 
+from runtime.abi import percpu
 from runtime.abi.entries import Entries
 
 from .batch import read_columns
@@ -203,6 +204,15 @@ class MapAccess:
         return dict(sorted(out.items()))
 
     # ---- reading ---------------------------------------------------------------------------
+    def _indexed_items(self, m) -> Entries:
+        """The entries in use (not all zero) of keyed array ``m``, as (key, value) items
+        in key order: what a hash map of the same keys holds (a snapshot leaves out
+        entries whose values are all empty either way)."""
+        values = self._array_values(m.name)
+        size = len(values[0]) if values else 0
+        used = [(m.index.key(i), v) for i, v in enumerate(values) if v.count(0) != len(v)]
+        return Entries.of(sorted(used), m.index.key_size, size)
+
     def counters(self) -> list[int]:
         """The global counters, summed over the CPUs, frames and verdict.pass derived."""
         names = self.manifest.counter_names
@@ -214,7 +224,10 @@ class MapAccess:
         raw = RawState()
         for m in self.manifest.state_maps:
             if maps is None or m.name in maps:
-                raw.maps[m.name] = self._hash_items(m.name) if m.hashed else self._array_values(m.name)
+                if m.index:
+                    raw.maps[m.name] = self._indexed_items(m)
+                else:
+                    raw.maps[m.name] = self._hash_items(m.name) if m.hashed else self._array_values(m.name)
         raw.counters = self.counters() if counters else []
         raw.params = self.params()
         raw.ctl_mask, raw.ctl_until = self.ctl()
@@ -279,6 +292,8 @@ class ProgramMaps(MapAccess):
     def __init__(self, bpf, manifest: Manifest | dict):
         super().__init__(manifest)
         self.bpf = bpf
+        # the statistics maps with a value per CPU, combined when read (runtime/abi/percpu.py)
+        self._percpu_values = {m.name: m.percpu for m in self.manifest.state_maps if m.percpu}
         self._waiter = None             # select.poll on the rings' epoll fd (poll_events with a timeout)
         self._ring_lock = threading.Lock()   # libbpf's ring_buffer takes one consumer at a time
 
@@ -302,7 +317,12 @@ class ProgramMaps(MapAccess):
         """In bounded chunks (runtime/dataplane/batch.py): memory for the entries
         present, not for the map's declared size; keys and values end to end."""
         t = self.bpf[name]
-        return read_columns(t.map_fd, ctypes.sizeof(t.Key), ctypes.sizeof(t.Leaf))
+        e = read_columns(t.map_fd, ctypes.sizeof(t.Key), ctypes.sizeof(t.Leaf))
+        value = self._percpu_values.get(name)
+        if value is None:
+            return e
+        ncpu = ctypes.sizeof(t.Leaf) // ctypes.sizeof(t.sLeaf)     # BCC: a value per possible CPU
+        return Entries(e.key_bytes, percpu.combine(e.value_bytes, len(e), ncpu, value), e.key_size, value["size"])
 
     def _hash_items(self, name: str) -> Entries:
         return self._entries(name)

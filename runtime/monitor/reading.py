@@ -76,7 +76,7 @@ def fill_levels(manifest: Manifest, raw) -> dict:
     """Entries of each hash map against its size (arrays are always full: left out)."""
     out = {}
     for m in manifest.raw["maps"]:
-        if m.get("bpf_type", "array") == "array" or "size" not in m:
+        if "hash" not in m.get("bpf_type", "array") or "size" not in m:
             continue
         n = len(raw.maps.get(m["name"], ()))
         stats = sorted({f"{u['app']}.{u['stat']}" for u in m.get("uses", ())})

@@ -917,6 +917,11 @@ BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
 /* The events of every app with rules (1): 256 KiB */
 BPF_RINGBUF_OUTPUT(xm_events, 64);
 
+static __always_inline struct xm_v_m_b91fab *xm_find_m_b91fab(struct xm_k_m_b91fab *k)
+{
+    return m_b91fab.lookup(k);
+}
+
 /* Find the entry of key k in m_b91fab, inserting zeros if new. A failed insert is
  * counted; one for want of room (the map is full) marks the map full in this CPU's
  * scratch (*full), and until then a new key is counted without trying the insert again. */
@@ -1012,7 +1017,7 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_v_m_b91fab *r_m_b91fab_ip_src = NULL;
         __u8 r_m_b91fab_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
         r_m_b91fab_ip_src = t2_m_b91fab;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
-        if (r_m_b91fab_ip_src_ok && !r_m_b91fab_ip_src) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = m_b91fab.lookup(&k); } }
+        if (r_m_b91fab_ip_src_ok && !r_m_b91fab_ip_src) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = xm_find_m_b91fab(&k); } }
         if (r_m_b91fab_ip_src_ok) {
             H[0] = 1;
             if (r_m_b91fab_ip_src) X[0] = r_m_b91fab_ip_src->s_0ba951;

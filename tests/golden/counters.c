@@ -926,7 +926,12 @@ struct xm_v_m_340ff2 {
 } __attribute__((aligned(8)));
 
 BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
-BPF_ARRAY(m_340ff2, struct xm_v_m_340ff2, 1);
+BPF_PERCPU_ARRAY(m_340ff2, struct xm_v_m_340ff2, 1);
+
+static __always_inline struct xm_v_m_b91fab *xm_find_m_b91fab(struct xm_k_m_b91fab *k)
+{
+    return m_b91fab.lookup(k);
+}
 
 /* Find the entry of key k in m_b91fab, inserting zeros if new. A failed insert is
  * counted; one for want of room (the map is full) marks the map full in this CPU's
@@ -1031,7 +1036,7 @@ int xdpmon_main(struct xdp_md *ctx)
         if (v) {
             XM_FRESH(P);
             if (P[0]) {   /* s_370a2f: count() */
-                __sync_fetch_and_add(&v->s_370a2f, 1);
+                v->s_370a2f += 1;
             }
             if (P[0]) {   /* s_5284c8: max(pkt.len) */
                 xm_max(&v->s_5284c8, (__u64)p->len);

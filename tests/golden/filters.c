@@ -924,7 +924,12 @@ struct xm_v_m_74fa9b {
     __u64 s_bf1306;
 } __attribute__((aligned(8)));
 
-BPF_TABLE("hash", struct xm_k_m_74fa9b, struct xm_v_m_74fa9b, m_74fa9b, 16384);
+BPF_TABLE("percpu_hash", struct xm_k_m_74fa9b, struct xm_v_m_74fa9b, m_74fa9b, 16384);
+
+static __always_inline struct xm_v_m_74fa9b *xm_find_m_74fa9b(struct xm_k_m_74fa9b *k)
+{
+    return m_74fa9b.lookup(k);
+}
 
 /* Find the entry of key k in m_74fa9b, inserting zeros if new. A failed insert is
  * counted; one for want of room (the map is full) marks the map full in this CPU's
@@ -1009,7 +1014,7 @@ int xdpmon_main(struct xdp_md *ctx)
         if (v) {
             XM_FRESH(P);
             if (P[9]) {   /* s_bf1306: count() */
-                __sync_fetch_and_add(&v->s_bf1306, 1);
+                v->s_bf1306 += 1;
             }
         }
     }

@@ -923,7 +923,12 @@ struct xm_v_m_f3a4a3 {
 } __attribute__((aligned(8)));
 
 BPF_TABLE("hash", struct xm_k_m_39a6d1, struct xm_v_m_39a6d1, m_39a6d1, 16384);
-BPF_TABLE("lru_hash", struct xm_k_m_f3a4a3, struct xm_v_m_f3a4a3, m_f3a4a3, 16384);
+BPF_TABLE("lru_percpu_hash", struct xm_k_m_f3a4a3, struct xm_v_m_f3a4a3, m_f3a4a3, 16384);
+
+static __always_inline struct xm_v_m_39a6d1 *xm_find_m_39a6d1(struct xm_k_m_39a6d1 *k)
+{
+    return m_39a6d1.lookup(k);
+}
 
 /* Find the entry of key k in m_39a6d1, inserting zeros if new. A failed insert is
  * counted; one for want of room (the map is full) marks the map full in this CPU's
@@ -949,6 +954,11 @@ static __always_inline struct xm_v_m_39a6d1 *xm_upsert_m_39a6d1(struct xm_k_m_39
     }
     return m_39a6d1.lookup(k);
 }
+static __always_inline struct xm_v_m_f3a4a3 *xm_find_m_f3a4a3(struct xm_k_m_f3a4a3 *k)
+{
+    return m_f3a4a3.lookup(k);
+}
+
 /* Find the entry of key k in m_f3a4a3, inserting zeros if new (an LRU map makes room). */
 static __always_inline struct xm_v_m_f3a4a3 *xm_upsert_m_f3a4a3(struct xm_k_m_f3a4a3 *k, __u64 now, __u64 *full)
 {
@@ -1057,7 +1067,7 @@ int xdpmon_main(struct xdp_md *ctx)
         if (v) {
             XM_FRESH(P);
             if (P[0]) {   /* s_20e66f: count() */
-                __sync_fetch_and_add(&v->s_20e66f, 1);
+                v->s_20e66f += 1;
             }
         }
     }

@@ -624,7 +624,7 @@ struct xm_zero_t { __u8 b[264]; };
 struct xm_scratch {
     __u64 en;           /* enable bits of on-demand apps, this packet */
     __u64 next;         /* while refreshing them: the next time one runs out */
-    __u64 full[2];       /* per map that can be full: no insert tried before this time */
+    __u64 full[1];       /* per map that can be full: no insert tried before this time */
     __u64 x[2];
     __u8 p[8];          /* predicates, padded to whole __u64s */
     __u8 h[2];
@@ -936,6 +936,7 @@ struct xm_v_m_b91fab {
     __u64 s_ee5d43_e;
     __u64 s_ee5d43_z;
     __u64 s_ee5d43_zeros;
+    __u64 s_ee5d43_est;
     __u8 s_ee5d43_regs[64];
     __u64 s_ee5d43_z_last;
     __u64 s_ee5d43_zeros_last;
@@ -966,10 +967,15 @@ struct xm_ev_sketches_r0_a0 {
 BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
 BPF_ARRAY(m_2347c5, __u64, 1024);
 BPF_ARRAY(m_2347c5_hdr, struct xm_hll_hdr, 1);
-BPF_TABLE("hash", struct xm_k_m_8e9310, struct xm_v_m_8e9310, m_8e9310, 16384);
+BPF_PERCPU_ARRAY(m_8e9310, struct xm_v_m_8e9310, 256);   /* keyed by ip.proto: an entry per value, per CPU */
 BPF_ARRAY(m_4066ee, __u64, 2048);
 /* The events of every app with rules (1): 256 KiB */
 BPF_RINGBUF_OUTPUT(xm_events, 64);
+
+static __always_inline struct xm_v_m_b91fab *xm_find_m_b91fab(struct xm_k_m_b91fab *k)
+{
+    return m_b91fab.lookup(k);
+}
 
 /* Find the entry of key k in m_b91fab, inserting zeros if new. A failed insert is
  * counted; one for want of room (the map is full) marks the map full in this CPU's
@@ -995,29 +1001,16 @@ static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b9
     }
     return m_b91fab.lookup(k);
 }
-/* Find the entry of key k in m_8e9310, inserting zeros if new. A failed insert is
- * counted; one for want of room (the map is full) marks the map full in this CPU's
- * scratch (*full), and until then a new key is counted without trying the insert again. */
+/* The entry of key k in m_8e9310, an array: its index is the key's bits (every entry exists). */
+static __always_inline struct xm_v_m_8e9310 *xm_find_m_8e9310(struct xm_k_m_8e9310 *k)
+{
+    __u32 i = ((__u32)(k->ip_proto & 0xff));
+    return m_8e9310.lookup(&i);
+}
+
 static __always_inline struct xm_v_m_8e9310 *xm_upsert_m_8e9310(struct xm_k_m_8e9310 *k, __u64 now, __u64 *full)
 {
-    struct xm_v_m_8e9310 *v = m_8e9310.lookup(k);
-    if (v)
-        return v;
-    if (*full > now) {
-        xm_count(26);      /* full: counted, no insert tried */
-        return 0;
-    }
-    struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
-    if (!zero)
-        return 0;
-    int rc = m_8e9310.insert(k, (struct xm_v_m_8e9310 *)zero);
-    if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */) {
-        xm_count(26);
-        if (rc == -7)                /* full: try again in 100 ms */
-            *full = now + 100000000ULL;
-        return 0;
-    }
-    return m_8e9310.lookup(k);
+    return xm_find_m_8e9310(k);
 }
 
 
@@ -1091,6 +1084,7 @@ int xdpmon_main(struct xdp_md *ctx)
                         v->s_ee5d43_regs[i] = r;
                         v->s_ee5d43_z = v->s_ee5d43_z - xm_hll_pow(old) + xm_hll_pow(r);
                         if (old == 0) v->s_ee5d43_zeros -= 1;
+                        v->s_ee5d43_est = xm_hll_estimate(v->s_ee5d43_z, v->s_ee5d43_zeros, 64, 2904ULL, 393216ULL);   /* only as a register grows */
                     }
                 }
             }
@@ -1135,13 +1129,13 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_k_m_8e9310 k;
         __builtin_memset(&k, 0, sizeof(k));
         k.ip_proto = p->ip_proto;
-        struct xm_v_m_8e9310 *v = xm_upsert_m_8e9310(&k, now, &s->full[1]);
+        struct xm_v_m_8e9310 *v = xm_upsert_m_8e9310(&k, now, 0);
         if (v) {
             XM_FRESH(P);
             if (P[0]) {   /* s_42cd9a: hist(pkt.len) */
                 __u32 b = xm_log2_bucket((__u64)p->len);
                 if (b < 33)
-                    __sync_fetch_and_add(&v->s_42cd9a[b], 1);
+                    v->s_42cd9a[b] += 1;
             }
         }
     }

@@ -619,7 +619,7 @@ struct xm_zero_t { __u8 b[72]; };
 struct xm_scratch {
     __u64 en;           /* enable bits of on-demand apps, this packet */
     __u64 next;         /* while refreshing them: the next time one runs out */
-    __u64 full[2];       /* per map that can be full: no insert tried before this time */
+    __u64 full[1];       /* per map that can be full: no insert tried before this time */
     __u64 x[2];
     __u8 p[16];          /* predicates, padded to whole __u64s */
     __u8 h[2];
@@ -980,9 +980,14 @@ struct xm_ev_responder_r0_a0 {
 } __attribute__((aligned(8)));
 
 BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
-BPF_TABLE("hash", struct xm_k_m_4fa344, struct xm_v_m_4fa344, m_4fa344, 16384);
+BPF_PERCPU_ARRAY(m_4fa344, struct xm_v_m_4fa344, 16);   /* keyed by dns.rcode: an entry per value, per CPU */
 /* The events of every app with rules (2): 512 KiB */
 BPF_RINGBUF_OUTPUT(xm_events, 128);
+
+static __always_inline struct xm_v_m_b91fab *xm_find_m_b91fab(struct xm_k_m_b91fab *k)
+{
+    return m_b91fab.lookup(k);
+}
 
 /* Find the entry of key k in m_b91fab, inserting zeros if new. A failed insert is
  * counted; one for want of room (the map is full) marks the map full in this CPU's
@@ -1008,29 +1013,16 @@ static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b9
     }
     return m_b91fab.lookup(k);
 }
-/* Find the entry of key k in m_4fa344, inserting zeros if new. A failed insert is
- * counted; one for want of room (the map is full) marks the map full in this CPU's
- * scratch (*full), and until then a new key is counted without trying the insert again. */
+/* The entry of key k in m_4fa344, an array: its index is the key's bits (every entry exists). */
+static __always_inline struct xm_v_m_4fa344 *xm_find_m_4fa344(struct xm_k_m_4fa344 *k)
+{
+    __u32 i = ((__u32)(k->dns_rcode & 0xf));
+    return m_4fa344.lookup(&i);
+}
+
 static __always_inline struct xm_v_m_4fa344 *xm_upsert_m_4fa344(struct xm_k_m_4fa344 *k, __u64 now, __u64 *full)
 {
-    struct xm_v_m_4fa344 *v = m_4fa344.lookup(k);
-    if (v)
-        return v;
-    if (*full > now) {
-        xm_count(25);      /* full: counted, no insert tried */
-        return 0;
-    }
-    struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
-    if (!zero)
-        return 0;
-    int rc = m_4fa344.insert(k, (struct xm_v_m_4fa344 *)zero);
-    if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */) {
-        xm_count(25);
-        if (rc == -7)                /* full: try again in 100 ms */
-            *full = now + 100000000ULL;
-        return 0;
-    }
-    return m_4fa344.lookup(k);
+    return xm_find_m_4fa344(k);
 }
 
 
@@ -1131,11 +1123,11 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_k_m_4fa344 k;
         __builtin_memset(&k, 0, sizeof(k));
         k.dns_rcode = (p->dns_flags & 0xf);
-        struct xm_v_m_4fa344 *v = xm_upsert_m_4fa344(&k, now, &s->full[1]);
+        struct xm_v_m_4fa344 *v = xm_upsert_m_4fa344(&k, now, 0);
         if (v) {
             XM_FRESH(P);
             if ((P[10] && (s->en & ((1ULL << 0))))) {   /* s_2249e1: count() */
-                __sync_fetch_and_add(&v->s_2249e1, 1);
+                v->s_2249e1 += 1;
             }
         }
     }
@@ -1148,7 +1140,7 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_v_m_b91fab *r_m_b91fab_ip_src = NULL;
         __u8 r_m_b91fab_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
         r_m_b91fab_ip_src = t2_m_b91fab;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
-        if (r_m_b91fab_ip_src_ok && !r_m_b91fab_ip_src) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = m_b91fab.lookup(&k); } }
+        if (r_m_b91fab_ip_src_ok && !r_m_b91fab_ip_src) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = xm_find_m_b91fab(&k); } }
         if (r_m_b91fab_ip_src_ok) {
             H[0] = 1;
             if (r_m_b91fab_ip_src) X[0] = (r_m_b91fab_ip_src->s_ebdadb_e == ep_1000000000 ? r_m_b91fab_ip_src->s_ebdadb : 0);
@@ -1241,7 +1233,7 @@ int xdpmon_main(struct xdp_md *ctx)
         struct xm_v_m_b91fab *r_m_b91fab_ip_src = NULL;
         __u8 r_m_b91fab_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
         r_m_b91fab_ip_src = t2_m_b91fab;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
-        if (r_m_b91fab_ip_src_ok && !r_m_b91fab_ip_src) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = m_b91fab.lookup(&k); } }
+        if (r_m_b91fab_ip_src_ok && !r_m_b91fab_ip_src) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = xm_find_m_b91fab(&k); } }
         if (r_m_b91fab_ip_src_ok) {
             H[0] = 1;
             if (r_m_b91fab_ip_src) X[0] = (r_m_b91fab_ip_src->s_773876_e == ep_1000000000 ? r_m_b91fab_ip_src->s_773876 : 0);

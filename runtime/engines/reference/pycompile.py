@@ -566,6 +566,8 @@ class PyProgram:
             c(ind + 1, f"v[{z}] = (v[{z}] - POW[_old] + POW[_r]) & M64")
             c(ind + 1, "if _old == 0:")
             c(ind + 2, f"v[{zs}] = (v[{zs}] - 1) & M64")
+            self._estimator(sp)
+            c(ind + 1, f"v[{idx[s.name + '_est']}] = EST_{s.name}(v[{z}], v[{zs}])   # kept as a register grows")
         else:
             raise AssertionError(s.func)
 
@@ -746,10 +748,10 @@ class PyProgram:
         idx = self.value_plans[mp.name].index
         s = sp.slot
         if s.func == "distinct":
-            self._estimator(sp)
-            # z == 0: never updated (a key of another slot of this map): 0 distinct
+            # z == 0: never updated (a key of another slot of this map): 0 distinct; else the
+            # estimate T2 keeps
             z = f"{ptr}[{idx[s.name + '_z']}]"
-            val = f"(EST_{s.name}({z}, {ptr}[{idx[s.name + '_zeros']}]) if {z} else 0)"
+            val = f"({ptr}[{idx[s.name + '_est']}] if {z} else 0)"
         elif s.func == "min":
             val = f"(({ptr}[{idx[s.name]}] ^ M64) if {ptr}[{idx[s.name]}] else 0)"
         else:
