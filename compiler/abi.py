@@ -65,10 +65,11 @@ CMS_TAG_MASK = (1 << CMS_TAG_BITS) - 1
 # together, and whose size covers them all, is an array indexed by the key (dns.rcode:
 # 16 entries), not a hash map: one lookup with no hashing, no insert, never full.
 INDEX_KEY_BITS_MAX = 12
-# A fused map no rule reads in the kernel keeps a value per CPU (compiler/plan.py per_cpu)
+# A fused map no rule reads in the kernel keeps a value per CPU (compiler/percpu.py)
 # when one copy of its values takes at most this many bytes: the kernel allocates a copy
-# per possible CPU, so a 64-core host gives such a map at most 32 MiB.
-PERCPU_COPY_BYTES_MAX = 512 << 10
+# per possible CPU, so a 64-core host gives such a map at most 64 MiB (traffic_accounting's
+# 65,536 destinations of packets and bytes: 1 MiB a copy).
+PERCPU_COPY_BYTES_MAX = 1 << 20
 
 # ---- events ------------------------------------------------------------------------------
 

@@ -514,3 +514,20 @@ def dump(prog: ProgramIR) -> str:
             for act in r.actions:
                 out.append(f"      {action_str(act)}")
     return "\n".join(out) + "\n"
+
+
+def pred_values(p) -> list:
+    """The values a predicate compares (a PCmp's two sides, a PIn's value)."""
+    if isinstance(p, PCmp):
+        return [p.left, p.right]
+    if isinstance(p, PIn):
+        return [p.value]
+    return []
+
+
+def walk_values(v):
+    """``v`` and every value it is computed from."""
+    yield v
+    if isinstance(v, VArith):
+        yield from walk_values(v.left)
+        yield from walk_values(v.right)

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 
 from dsl.fields import Field, Kind
 
-from . import abi, ir
+from . import abi, ir, percpu
 from . import identity as I
 from . import layout as L
+from .ir import pred_values, walk_values
 from .parse_outcomes import OUTCOMES, decoders_for
 
 
@@ -126,24 +127,6 @@ def key_index(key: L.Struct, fields, size: int) -> tuple[IndexPart, ...]:
     return tuple(parts)
 
 
-# Slots whose per-CPU values user space combines exactly: sums add, maxima (and minima,
-# kept as ~min) take the largest (runtime/abi/percpu.py).
-PERCPU_FUNCS = ("count", "sum", "min", "max", "hist")
-PERCPU_TYPES = {"hash": "percpu_hash", "lru_hash": "lru_percpu_hash", "array": "percpu_array"}
-
-
-def per_cpu(m: ir.StatMap, read_in_kernel, entries: int, value: L.Struct) -> bool:
-    """A fused map only user space reads (no rule reads it in the kernel), whose slots
-    combine exactly and whose copy of the values is small (abi.PERCPU_COPY_BYTES_MAX) is
-    per-CPU: each CPU updates its own value with plain adds, and no two cores contend
-    for the cache line of a hot key (a flood towards one victim). A map a rule reads
-    stays shared: the rule needs the total, across CPUs, at once; so does a large map
-    (a copy per CPU of 65,536 entries of 88 B is 360 MiB on 64 cores)."""
-    return (m.kind == "fused" and m.name not in read_in_kernel
-            and all(s.func in PERCPU_FUNCS for s in m.slots)
-            and entries * value.size <= abi.PERCPU_COPY_BYTES_MAX)
-
-
 @dataclass(frozen=True)
 class MapPlan:
     map: ir.StatMap
@@ -157,7 +140,7 @@ class MapPlan:
     identity: str = ""
     fingerprint: str = ""
     index: tuple[IndexPart, ...] = ()     # a keyed array: the key's bits in the index (key_index)
-    percpu: bool = False                  # a value per CPU, summed by user space (per_cpu)
+    percpu: bool = False                  # a value per CPU, combined by user space (compiler/percpu.py)
 
     @property
     def name(self) -> str:
@@ -607,21 +590,6 @@ def closure(prog: ir.ProgramIR, pid: int) -> set[int]:
     return out
 
 
-def pred_values(p) -> list:
-    if isinstance(p, ir.PCmp):
-        return [p.left, p.right]
-    if isinstance(p, ir.PIn):
-        return [p.value]
-    return []
-
-
-def walk_values(v):
-    yield v
-    if isinstance(v, ir.VArith):
-        yield from walk_values(v.left)
-        yield from walk_values(v.right)
-
-
 # ---- large sets ----------------------------------------------------------------------------------
 
 def set_plans(prog: ir.ProgramIR) -> tuple[SetPlan, ...]:
@@ -749,8 +717,8 @@ class _Builder:
             if index:
                 bpf_type, entries = "array", 1 << sum(p.bits for p in index)
                 fixed = [p.to_json() for p in index]
-            if per_cpu(m, read_in_kernel, entries, value):
-                bpf_type = PERCPU_TYPES[bpf_type]
+            if m.name not in read_in_kernel and percpu.combinable(m, entries):
+                bpf_type = percpu.TYPES[bpf_type]
         elif m.kind == "track":
             bpf_type = "lru_hash"
             track = TrackPlan(m.track, self.app_gate(m.track.app), max(1, m.track.expire_ns // abi.TRACK_BUCKETS))
@@ -763,7 +731,7 @@ class _Builder:
                      slots[0].hash_key.to_json(), m.slots[0].window_ns]
         return MapPlan(m, bpf_type, entries, key, value, slots,
                        self.ctr[f"map.{m.name}.insert_failed"], track, m.identity,
-                       map_fingerprint(m, bpf_type, fixed, key, value), index, bpf_type in PERCPU_TYPES.values())
+                       map_fingerprint(m, bpf_type, fixed, key, value), index, bpf_type in percpu.TYPES.values())
 
     # ---- T3 -----------------------------------------------------------------------------
     def t3_plan(self, a: ir.AppIR, actions: dict) -> T3Plan:

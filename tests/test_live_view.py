@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.kernel]
 
 SPEC = """app acct {
   t1 { select ip }
-  t2 { per_dst = count() as packets, sum(pkt.len) as bytes by ip.dst size 4 }
+  t2 { per_dst = count() as packets, sum(pkt.len) as bytes by ip.dst }
 }
 app od {
   mode on_demand
@@ -31,6 +31,7 @@ STATUS = {"name": "edge1", "uptime_s": 42, "interfaces": [{"name": "mon", "mode"
           "blocks": 1, "enforce": False}
 
 
+# per_dst (a value per CPU) and od.n (read by od's rule) are two maps of one key (compiler/percpu.py).
 # per_dst ranked by packets (its first value), ties in key order; rates over the 2 s since the
 # last reading; od on until 34 s (now 3 s); its rule fired for frames 4..10 towards 198.18.0.1
 SCREEN = """\
@@ -60,11 +61,12 @@ filters: 1 entry (log only)  would drop 0  dropped 0
 │ rules fired: r0 7; events 7 (3.5/s); ring full 0; queue dropped 0; rate-limited 0                │
 ╰──────────────────────────────────────────────────────────────────────────────────────────────────╯
 map fill
-┏━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━┓
-┃ map      ┃ statistics         ┃    entries ┃ fill ┃
-┡━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━┩
-│ m_39a6d1 │ acct.per_dst, od.n │ 6 / 16,384 │   0% │
-└──────────┴────────────────────┴────────────┴──────┘"""
+┏━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━┓
+┃ map      ┃ statistics   ┃    entries ┃ fill ┃
+┡━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━┩
+│ m_39a6d1 │ acct.per_dst │ 6 / 16,384 │   0% │
+│ m_cd24c8 │ od.n         │ 6 / 16,384 │   0% │
+└──────────┴──────────────┴────────────┴──────┘"""
 
 
 @pytest.fixture

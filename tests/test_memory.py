@@ -97,7 +97,7 @@ def test_the_issues_map():
 
 
 def test_estimate_of_a_program(tmp_path):
-    plan = plan_of(tmp_path, "app a {\n  t2 { c = count() by ip.dst size 100000 }\n}\n")
+    plan = plan_of(tmp_path, "app a {\n  t2 { c = count() by ip.dst size 200000 }\n}\n")
     est = memory.estimate(plan, cpus=2)
     assert [(m.name, m.bpf_type, m.entries, m.key_size, m.value_size, m.bytes, m.stats) for m in est.maps] == [
         ("xm_counters", "percpu_array", 28, 4, 8, 984, ()),
@@ -114,22 +114,22 @@ def test_estimate_of_a_program(tmp_path):
         ("xm_blockhash", "hash", 10_000, 20, 24, 960 + 16 * 16_384 + 104 * 10_000, ()),
         ("xm_filter", "array", 1, 4, 192, 312 + 192, ()),
         ("xm_ifaces", "percpu_hash", 64, 4, 16, 960 + 16 * 64 + 64 * 64 + 2 * 16 * 64, ()),
-        ("m_39a6d1", "hash", 100_000, 16, 8, 9_298_272, ("a.c",)),
+        ("m_39a6d1", "hash", 200_000, 16, 8, 18_595_424, ("a.c",)),
     ]
-    assert est.total == 9_949_408 + 1_303_104 + 8_696
-    assert est.to_json(memory.Budget(1 << 30, "x"))["total_bytes"] == 9_949_408 + 1_303_104 + 8_696
-    assert memory.estimate(plan, cpus=4).total == 9_949_408 + 1_303_104 + 8_696 + 28 * 8 * 2 + 48 * 2 + 2 * (72 + 8) + 2 * 16 * 64
+    assert est.total == 18_595_424 + 651_136 + 1_303_104 + 8_696
+    assert est.to_json(memory.Budget(1 << 30, "x"))["total_bytes"] == 18_595_424 + 651_136 + 1_303_104 + 8_696
+    assert memory.estimate(plan, cpus=4).total == 18_595_424 + 651_136 + 1_303_104 + 8_696 + 28 * 8 * 2 + 48 * 2 + 2 * (72 + 8) + 2 * 16 * 64
 
 
 def test_budget_refusal_names_the_biggest_statistic(tmp_path):
     plan = plan_of(tmp_path, "app a {\n  t2 { d = count() by ip.src size 1000\n"
-                             "       c = count() by ip.dst size 100000 }\n}\n")
+                             "       c = count() by ip.dst size 200000 }\n}\n")
     est = memory.estimate(plan, cpus=2)
     assert memory.check(est, memory.Budget(est.total, "x")) == []
     (d,) = memory.check(est, memory.Budget(est.total - 1, "set by --memory-budget"))
     assert d.headline() == (
-        "a.mon:3:12: error: statistic a.c needs 8.9 MiB of kernel memory (hash map m_39a6d1: 100,000 entries, "
-        "key 16 B, value 8 B); the program's maps need 10.8 MiB, above the memory budget of 10.8 MiB "
+        "a.mon:3:12: error: statistic a.c needs 17.7 MiB of kernel memory (hash map m_39a6d1: 200,000 entries, "
+        "key 16 B, value 8 B); the program's maps need 19.7 MiB, above the memory budget of 19.7 MiB "
         "(set by --memory-budget)")
     assert d.hint == ("declare fewer entries with 'size' (a hash map is allocated whole when the program loads), "
                       "or raise the budget with --memory-budget")
@@ -275,11 +275,11 @@ def test_accounting_is_the_kernels(kernel, typ, entries, key, value):
 
 # ---- refusing before loading, and ENOMEM ----------------------------------------------------------
 
-TWO_MAPS = "app a {\n  t2 { d = count() by ip.src size 1000\n       c = count() by ip.dst size 100000 }\n}\n"
-REFUSED = ("a.mon:3:12: error: statistic a.c needs 8.9 MiB of kernel memory (hash map m_39a6d1: 100,000 entries, "
-           "key 16 B, value 8 B); the program's maps need 10.8 MiB, above the memory budget of 4.0 MiB "
+TWO_MAPS = "app a {\n  t2 { d = count() by ip.src size 1000\n       c = count() by ip.dst size 200000 }\n}\n"
+REFUSED = ("a.mon:3:12: error: statistic a.c needs 17.7 MiB of kernel memory (hash map m_39a6d1: 200,000 entries, "
+           "key 16 B, value 8 B); the program's maps need 19.7 MiB, above the memory budget of 4.0 MiB "
            "(set by --memory-budget)\n"
-           "         c = count() by ip.dst size 100000 }\n"
+           "         c = count() by ip.dst size 200000 }\n"
            "             ^^^^^^^\n"
            "hint: declare fewer entries with 'size' (a hash map is allocated whole when the program loads), "
            "or raise the budget with --memory-budget\n"
@@ -290,10 +290,10 @@ def test_check_refuses_above_the_budget(tmp_path):
     (tmp_path / "a.mon").write_text(TWO_MAPS)
     r = xdpmon(["check", "--memory-budget", "4Mi", "a.mon"], tmp_path)
     assert (r.returncode, r.stdout, r.stderr) == (2, "", REFUSED)
-    r = xdpmon(["check", "--memory-budget", "16Mi", "a.mon"], tmp_path)
+    r = xdpmon(["check", "--memory-budget", "32Mi", "a.mon"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "a: mode always; t1 all packets; t2 2 stats (d, c); t3 0 rules; params -\n"
-    assert r.stderr == ("(kernel memory 10.8 MiB of a 16.0 MiB budget; --memory lists the maps)\n"
+    assert r.stderr == ("(kernel memory 19.7 MiB of a 32.0 MiB budget; --memory lists the maps)\n"
                         "(2 notes; --notes shows them)\n")
 
 
@@ -303,11 +303,11 @@ def test_check_memory_lists_every_map(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     cpus = memory.possible_cpus()
-    assert lines[1] == (f"kernel memory: 10.8 MiB in 13 maps ({cpus} possible CPUs); "
+    assert lines[1] == (f"kernel memory: 19.7 MiB in 13 maps ({cpus} possible CPUs); "
                         "budget 1.0 GiB (set by --memory-budget)")
     assert lines[2].split() == ["map", "type", "entries", "key", "value", "bytes", "statistics"]
-    # largest first; a hash map of 100,000 entries is 9,298,272 B on 2 CPUs, 16 + 8 more per further CPU
-    assert lines[3].split() == ["m_39a6d1", "hash", "100,000", "16", "8", f"{9_298_272 + (cpus - 2) * 80:,}", "a.c"]
+    # largest first; a hash map of 200,000 entries is 18,595,424 B on 2 CPUs, 72 + 8 more per further CPU
+    assert lines[3].split() == ["m_39a6d1", "hash", "200,000", "16", "8", f"{18_595_424 + (cpus - 2) * 80:,}", "a.c"]
     assert lines[4].split() == ["xm_blockhash", "hash", "10,000", "20", "24", "1,303,104", "(fixed)"]
     assert lines[5].split() == ["xm_blocklist", "lpm_trie", "10,000", "20", "24", "640,000", "(fixed)"]
     # a copy of 8 kB, no rule reads it: a value per CPU
@@ -334,7 +334,7 @@ def test_replay_refuses_before_loading(tmp_path, kernel):
     r = xdpmon(["replay", "--engine", "reference", "--memory-budget", "4Mi", "--json", "a.mon", "--pcap", str(pcap)],
                tmp_path)
     assert r.returncode == 0, r.stderr
-    r = xdpmon(["replay", "--memory-budget", "16Mi", "--json", "a.mon", "--pcap", str(pcap)], tmp_path)
+    r = xdpmon(["replay", "--memory-budget", "32Mi", "--json", "a.mon", "--pcap", str(pcap)], tmp_path)
     assert r.returncode == 0, r.stderr
 
 
@@ -348,7 +348,7 @@ def test_engine_refuses_before_loading(tmp_path, kernel):
         open_engine("kernel", art, memory_budget=4 << 20)
     assert e.value.diagnostics[0].headline() == REFUSED.splitlines()[0]
     assert map_fds() == before                 # no map was created
-    with open_engine("kernel", art, memory_budget=16 << 20) as eng:
+    with open_engine("kernel", art, memory_budget=32 << 20) as eng:
         assert eng.memory.total == memory.estimate(art.plan).total
 
 
@@ -360,14 +360,14 @@ def test_compile_load_check_and_report_above_the_budget(tmp_path, kernel):
     r = xdpmon(["compile", "--report", "--json", "--memory-budget", "4Mi", "a.mon"], tmp_path)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert rep["loaded"] == {"error": "its maps need 10.8 MiB, above the memory budget of 4.0 MiB", "kind": "budget"}
+    assert rep["loaded"] == {"error": "its maps need 19.7 MiB, above the memory budget of 4.0 MiB", "kind": "budget"}
     est = memory.estimate(compile_text(tmp_path, TWO_MAPS).plan)
     assert rep["memory"] == est.to_json(memory.Budget(4 << 20, ""))
     assert rep["memory"]["budget_bytes"] == 4 << 20 and rep["memory"]["total_bytes"] == est.total
     r = xdpmon(["compile", "--report", "--memory-budget", "1Gi", "a.mon"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "loaded program: " in r.stdout and "not loaded" not in r.stdout
-    assert f"kernel memory: 10.8 MiB in 13 maps ({memory.possible_cpus()} possible CPUs)" in r.stdout
+    assert f"kernel memory: 19.7 MiB in 13 maps ({memory.possible_cpus()} possible CPUs)" in r.stdout
 
 
 def too_big_for_this_machine() -> str:

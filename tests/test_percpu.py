@@ -1,4 +1,4 @@
-"""Statistics kept per CPU (compiler/plan.py per_cpu) and combined when read
+"""Statistics kept per CPU (compiler/percpu.py) and combined when read
 (runtime/abi/percpu.py).
 
 Which maps are per-CPU; ``combine`` against a model written entry by entry; and, on
@@ -61,9 +61,50 @@ def test_which_maps_are_per_cpu(tmp_path):
     }
     # distinct needs its registers combined, so it stays shared; a large map stays shared
     by = maps_by_stat(compiled(tmp_path, "app d { t2 { f = distinct(ip.src) by ip.dst\n"
-                                         "              big = count(), sum(pkt.len) by ip.src size 65536 } }"))
+                                         "              big = count(), sum(pkt.len) by ip.src size 131072 } }"))
     assert by["d.f"]["bpf_type"] == "hash" and by["d.big"]["bpf_type"] == "hash"
-    assert 65536 * 16 > abi.PERCPU_COPY_BYTES_MAX >= 16384 * 32      # (dns_flows' flows: per CPU)
+    assert 131072 * 16 > abi.PERCPU_COPY_BYTES_MAX >= 65536 * 16     # (traffic_accounting: per CPU)
+
+
+def test_statistics_rules_read_are_kept_apart_where_the_others_can_be_per_cpu(tmp_path):
+    """One key, two maps: what a rule reads (shared, named for it) and the rest (per CPU);
+    one map again where the rest could not be per-CPU (a second lookup would buy nothing)."""
+    art = compiled(tmp_path, """
+app acct { t2 { per_dst = count(), sum(pkt.len) by ip.dst size 65536 } }
+app det  { t1 { select tcp } t2 { syns = count() by ip.dst window 1s }
+           t3 { when syns > 5 { alert "x" } } }
+app wide { t2 { seen = distinct(ip.src) by ip.dst } }
+""")
+    # the others of the key hold a distinct, which can not be per-CPU: one map for all
+    assert [(m["bpf_type"], m["identity"], sorted(f"{u['app']}.{u['stat']}" for u in m["uses"]))
+            for m in art.manifest["maps"]] == [
+        ("hash", "fused key(ip.dst) full count", ["acct.per_dst", "acct.per_dst", "det.syns", "wide.seen"])]
+    art = compiled(tmp_path, """
+app acct { t2 { per_dst = count(), sum(pkt.len) by ip.dst size 65536 } }
+app det  { t1 { select tcp } t2 { syns = count() by ip.dst window 1s }
+           t3 { when syns > 5 { alert "x" } } }
+""")
+    assert sorted((m["bpf_type"], m["identity"], m["size"]) for m in art.manifest["maps"]) == [
+        ("hash", "fused key(ip.dst) full count read by rules", 16384),
+        ("percpu_hash", "fused key(ip.dst) full count", 65536),
+    ]
+    # the same statistic in two apps, one of which reads it in a rule: one slot, kept once,
+    # in the map rules read
+    art = compiled(tmp_path, """
+app acct { t1 { select tcp } t2 { n = count() by ip.dst } }
+app det  { t1 { select tcp } t2 { n = count() by ip.dst }  t3 { when n > 5 { alert "x" } } }
+""")
+    assert [(m["bpf_type"], m["identity"], [sorted(u["app"] for u in s["uses"]) for s in m["slots"]])
+            for m in art.manifest["maps"]] == [
+        ("hash", "fused key(ip.dst) full count read by rules", [["acct", "det"]])]
+    # the distinct can not be per-CPU: it and syns are one map again, of the base name
+    art = compiled(tmp_path, """
+app det  { t1 { select tcp } t2 { syns = count() by ip.dst window 1s }
+           t3 { when syns > 5 { alert "x" } } }
+app wide { t2 { seen = distinct(ip.src) by ip.dst } }
+""")
+    assert [(m["bpf_type"], m["identity"], sorted(u["stat"] for u in m["uses"])) for m in art.manifest["maps"]] == [
+        ("hash", "fused key(ip.dst) full count", ["seen", "syns"])]
 
 
 # ---- combine, against a model --------------------------------------------------------------------

@@ -7,6 +7,12 @@
 - Statistics keyed by the same fields (in any order) and with the same
   full-map policy live in ONE hash map whose value holds all their slots,
   each updated under its own guard and window: one lookup per packet per key.
+  Except that the statistics rules read (in the kernel, at the packet) are kept
+  apart from the others where that lets the others keep a value per CPU
+  (compiler/percpu.py): a flood's SYN count beside the traffic accounting of the
+  same destinations would make every frame's accounting an atomic add on a line
+  all cores share. The map of the read ones is named for it ("... read by rules"),
+  whether or not other statistics share the key, so that adding one keeps its name.
 - Unkeyed counters share one single-entry array; unkeyed sketches (distinct,
   cms) and track tables get maps of their own (shared when identical).
 
@@ -20,7 +26,7 @@ from __future__ import annotations
 from dsl.fields import Field
 
 from .. import identity as I
-from .. import ir
+from .. import ir, percpu
 
 SKETCH_FUNCS = ("distinct", "cms")
 
@@ -34,11 +40,11 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
     order: list = []
     track_groups: dict = {}
     spec_order: list = []      # (app, stat, member) as written: how a stat's values are listed
+    read_slots = _slots_read_by_rules(prog)
     for ps in prog.pending_stats:
         st = ps.stat
         prog.stat_keys[(ps.app, st.name)] = tuple(k.field.name for k in st.key)
-        key_fields = tuple(sorted(st.key, key=lambda k: k.field.name))
-        key = tuple(k.field for k in key_fields)
+        key = _key_fields(st)
         gate = _gate(ps)
         if st.kind == "track":
             ident = ("track", tuple(f.name for f in key), ps.open_guard, ps.close_guard, st.expire_ns, gate)
@@ -54,13 +60,13 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
             continue
         for agg in st.aggregates:
             sketch = not key and agg.func in SKETCH_FUNCS
-            slot_ident = (agg.func, tuple(a.field.name for a in agg.args), tuple(f.name for f in key),
-                          ps.guard, st.window_ns, agg.options, gate)
+            slot_ident = _slot_key(ps, agg, key)
             if sketch:
                 gkey = ("sketch", slot_ident)
                 kind = "hll" if agg.func == "distinct" else "cms"
             else:
-                gkey = ("fused", tuple(f.name for f in key), st.on_full if key else "count")
+                gkey = ("fused", tuple(f.name for f in key), st.on_full if key else "count",
+                        slot_ident in read_slots)
                 kind = "fused"
             g = groups.get(gkey)
             if g is None:
@@ -79,6 +85,7 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
             else:
                 slot["uses"].append(use)
 
+    _join_unless_per_cpu(groups, order)
     pred_text = I.pred_texts(prog.preds)
 
     def slot_identity(sd, key) -> str:
@@ -100,7 +107,11 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
         for sk, sd in g["slots"].items():
             slot_ident[(gk, sk)] = slot_identity(sd, g["key"])
         if g["kind"] == "fused":
-            map_ident[gk] = f"fused key({I.fields_text(g['key'])}) full {g['on_full']}"
+            # the statistics rules read, apart (named so whether or not others share the key);
+            # joined again with the others: the one map of the key
+            read = gk[3] and not g.get("joined")
+            map_ident[gk] = (f"fused key({I.fields_text(g['key'])}) full {g['on_full']}"
+                             + (" read by rules" if read else ""))
         else:
             map_ident[gk] = f"{g['kind']} " + next(iter(slot_ident[(gk, sk)] for sk in g["slots"]))
     map_names = I.assign("m", list(map_ident.values()))
@@ -140,6 +151,46 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
     prog.track_maps = track_maps
     prog.pending_stats = []
     return prog
+
+
+def _key_fields(st) -> tuple[Field, ...]:
+    return tuple(k.field for k in sorted(st.key, key=lambda k: k.field.name))
+
+
+def _slot_key(ps, agg, key) -> tuple:
+    """What makes two aggregates one slot (compiler/identity.py names it)."""
+    return (agg.func, tuple(a.field.name for a in agg.args), tuple(f.name for f in key),
+            ps.guard, ps.stat.window_ns, agg.options, _gate(ps))
+
+
+def _slots_read_by_rules(prog: ir.ProgramIR) -> set[tuple]:
+    """The slots some rule reads through one of the statistics that use them: every
+    use of such a slot is in the map of what rules read (a slot is kept once)."""
+    read = percpu.stats_read_by_rules(prog)
+    return {_slot_key(ps, agg, _key_fields(ps.stat)) for ps in prog.pending_stats
+            if ps.stat.kind != "track" and (ps.app, ps.stat.name) in read for agg in ps.stat.aggregates}
+
+
+def _join_unless_per_cpu(groups: dict, order: list) -> None:
+    """The statistics of one key that rules read and those they do not are two groups;
+    join them again (into the first) where the second could not be per-CPU anyway: two
+    maps would then cost a second lookup of the key and save nothing."""
+    for gk in [k for kind, k in order if kind == "agg" and k[0] == "fused" and k[3]]:
+        other = gk[:3] + (False,)
+        if other not in groups:
+            continue
+        g = groups[other]
+        slots = tuple(ir.Slot(f"s{i}", sd["func"], sd["args"], sd["guard"], sd["window"], sd["options"], ())
+                      for i, sd in enumerate(g["slots"].values()))
+        probe = ir.StatMap("probe", "fused", g["key"], slots, g["size"] if g["key"] else 1, g["on_full"], ())
+        if percpu.combinable(probe, probe.size):
+            continue
+        first, second = sorted((gk, other), key=lambda k: order.index(("agg", k)))
+        groups[first]["size"] = max(groups[first]["size"], groups[second]["size"])
+        for sk, sd in groups.pop(second)["slots"].items():     # (no slot is in both: _slots_read_by_rules)
+            groups[first]["slots"][sk] = sd
+        groups[first]["joined"] = True
+        order.remove(("agg", second))
 
 
 def key_of(fields: tuple[Field, ...]) -> str:

@@ -901,10 +901,10 @@ static __always_inline void xm_enabled(struct xm_ctl *ctl, struct xm_scratch *s,
 
 /* ==== maps of the apps' statistics ================================================== */
 
-struct xm_k_m_b91fab {
+struct xm_k_m_fd4bad {
     __u8 ip_src[16];
 } __attribute__((aligned(8)));
-struct xm_v_m_b91fab {
+struct xm_v_m_fd4bad {
     __u64 s_0ba951;
 } __attribute__((aligned(8)));
 struct xm_ev_bitwise_r0_a0 {
@@ -913,21 +913,21 @@ struct xm_ev_bitwise_r0_a0 {
     __u32 rule;
 } __attribute__((aligned(8)));
 
-BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
+BPF_TABLE("hash", struct xm_k_m_fd4bad, struct xm_v_m_fd4bad, m_fd4bad, 16384);
 /* The events of every app with rules (1): 256 KiB */
 BPF_RINGBUF_OUTPUT(xm_events, 64);
 
-static __always_inline struct xm_v_m_b91fab *xm_find_m_b91fab(struct xm_k_m_b91fab *k)
+static __always_inline struct xm_v_m_fd4bad *xm_find_m_fd4bad(struct xm_k_m_fd4bad *k)
 {
-    return m_b91fab.lookup(k);
+    return m_fd4bad.lookup(k);
 }
 
-/* Find the entry of key k in m_b91fab, inserting zeros if new. A failed insert is
+/* Find the entry of key k in m_fd4bad, inserting zeros if new. A failed insert is
  * counted; one for want of room (the map is full) marks the map full in this CPU's
  * scratch (*full), and until then a new key is counted without trying the insert again. */
-static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k, __u64 now, __u64 *full)
+static __always_inline struct xm_v_m_fd4bad *xm_upsert_m_fd4bad(struct xm_k_m_fd4bad *k, __u64 now, __u64 *full)
 {
-    struct xm_v_m_b91fab *v = m_b91fab.lookup(k);
+    struct xm_v_m_fd4bad *v = m_fd4bad.lookup(k);
     if (v)
         return v;
     if (*full > now) {
@@ -937,14 +937,14 @@ static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b9
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
-    int rc = m_b91fab.insert(k, (struct xm_v_m_b91fab *)zero);
+    int rc = m_fd4bad.insert(k, (struct xm_v_m_fd4bad *)zero);
     if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */) {
         xm_count(24);
         if (rc == -7)                /* full: try again in 100 ms */
             *full = now + 100000000ULL;
         return 0;
     }
-    return m_b91fab.lookup(k);
+    return m_fd4bad.lookup(k);
 }
 
 
@@ -991,16 +991,16 @@ int xdpmon_main(struct xdp_md *ctx)
     P[6] = (P[4] && P[0] && P[5]);  /* tests/golden/bitwise.mon:6 */
 
     /* ---- T2: one lookup per map ---- */
-    struct xm_v_m_b91fab *t2_m_b91fab = NULL;   /* T2's entry, read again by T3 */
+    struct xm_v_m_fd4bad *t2_m_fd4bad = NULL;   /* T2's entry, read again by T3 */
     XM_FRESH(P);
-    /* m_b91fab: fused map, key (ip.src) */
+    /* m_fd4bad: fused map, key (ip.src) */
     /*   bitwise.low_bits  (tests/golden/bitwise.mon:6) */
     if ((p->layers & XM_L_IP) && (P[6])) {
-        struct xm_k_m_b91fab k;
+        struct xm_k_m_fd4bad k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_src, p->src.b, 16);
-        struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k, now, &s->full[0]);
-        t2_m_b91fab = v;      /* the entry this packet's rules read (T3) */
+        struct xm_v_m_fd4bad *v = xm_upsert_m_fd4bad(&k, now, &s->full[0]);
+        t2_m_fd4bad = v;      /* the entry this packet's rules read (T3) */
         if (v) {
             XM_FRESH(P);
             if (P[6]) {   /* s_0ba951: count() */
@@ -1014,13 +1014,13 @@ int xdpmon_main(struct xdp_md *ctx)
     if (P[0]) {
         X[0] = 0;
         H[0] = 0;
-        struct xm_v_m_b91fab *r_m_b91fab_ip_src = NULL;
-        __u8 r_m_b91fab_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
-        r_m_b91fab_ip_src = t2_m_b91fab;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
-        if (r_m_b91fab_ip_src_ok && !r_m_b91fab_ip_src) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = xm_find_m_b91fab(&k); } }
-        if (r_m_b91fab_ip_src_ok) {
+        struct xm_v_m_fd4bad *r_m_fd4bad_ip_src = NULL;
+        __u8 r_m_fd4bad_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
+        r_m_fd4bad_ip_src = t2_m_fd4bad;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
+        if (r_m_fd4bad_ip_src_ok && !r_m_fd4bad_ip_src) { { struct xm_k_m_fd4bad k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_fd4bad_ip_src = xm_find_m_fd4bad(&k); } }
+        if (r_m_fd4bad_ip_src_ok) {
             H[0] = 1;
-            if (r_m_b91fab_ip_src) X[0] = r_m_b91fab_ip_src->s_0ba951;
+            if (r_m_fd4bad_ip_src) X[0] = r_m_fd4bad_ip_src->s_0ba951;
         }
         P[2] = ((p->layers & XM_L_IP) && H[0] && ((X[0] & 1ULL) == 1ULL));   /* p2 */
         P[3] = (P[1] && P[0] && P[2]);   /* p3 */

@@ -925,7 +925,7 @@ struct xm_v_m_340ff2 {
     __u64 s_5284c8;
 } __attribute__((aligned(8)));
 
-BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
+BPF_TABLE("percpu_hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
 BPF_PERCPU_ARRAY(m_340ff2, struct xm_v_m_340ff2, 1);
 
 static __always_inline struct xm_v_m_b91fab *xm_find_m_b91fab(struct xm_k_m_b91fab *k)
@@ -1013,10 +1013,10 @@ int xdpmon_main(struct xdp_md *ctx)
         if (v) {
             XM_FRESH(P);
             if (P[0]) {   /* s_29224c: count() */
-                __sync_fetch_and_add(&v->s_29224c, 1);
+                v->s_29224c += 1;
             }
             if (P[0]) {   /* s_48dca4: sum(pkt.len) */
-                __sync_fetch_and_add(&v->s_48dca4, (__u64)p->len);
+                v->s_48dca4 += (__u64)p->len;
             }
             if (P[4]) {   /* s_46eb41: count() window 1000000000 ns */
                 if (v->s_46eb41_e != ep_1000000000) {   /* another window (the slot's own marker): keep the last, reset */
@@ -1024,7 +1024,7 @@ int xdpmon_main(struct xdp_md *ctx)
                     v->s_46eb41_e = ep_1000000000;
                     xm_zero_words(&v->s_46eb41, 8);
                 }
-                __sync_fetch_and_add(&v->s_46eb41, 1);
+                v->s_46eb41 += 1;
             }
         }
     }

@@ -925,14 +925,14 @@ static __always_inline void xm_enabled(struct xm_ctl *ctl, struct xm_scratch *s,
 
 /* ==== maps of the apps' statistics ================================================== */
 
-struct xm_k_m_b91fab {
+struct xm_k_m_fd4bad {
     __u8 ip_src[16];
 } __attribute__((aligned(8)));
 struct xm_k_m_4fa344 {
     __u8 dns_rcode;
     __u8 _pad0[7];
 } __attribute__((aligned(8)));
-struct xm_v_m_b91fab {
+struct xm_v_m_fd4bad {
     __u64 s_35190f_e;
     __u64 s_35190f;
     __u64 s_35190f_last;
@@ -979,22 +979,22 @@ struct xm_ev_responder_r0_a0 {
     __u8 _pad0[7];
 } __attribute__((aligned(8)));
 
-BPF_TABLE("hash", struct xm_k_m_b91fab, struct xm_v_m_b91fab, m_b91fab, 16384);
+BPF_TABLE("hash", struct xm_k_m_fd4bad, struct xm_v_m_fd4bad, m_fd4bad, 16384);
 BPF_PERCPU_ARRAY(m_4fa344, struct xm_v_m_4fa344, 16);   /* keyed by dns.rcode: an entry per value, per CPU */
 /* The events of every app with rules (2): 512 KiB */
 BPF_RINGBUF_OUTPUT(xm_events, 128);
 
-static __always_inline struct xm_v_m_b91fab *xm_find_m_b91fab(struct xm_k_m_b91fab *k)
+static __always_inline struct xm_v_m_fd4bad *xm_find_m_fd4bad(struct xm_k_m_fd4bad *k)
 {
-    return m_b91fab.lookup(k);
+    return m_fd4bad.lookup(k);
 }
 
-/* Find the entry of key k in m_b91fab, inserting zeros if new. A failed insert is
+/* Find the entry of key k in m_fd4bad, inserting zeros if new. A failed insert is
  * counted; one for want of room (the map is full) marks the map full in this CPU's
  * scratch (*full), and until then a new key is counted without trying the insert again. */
-static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b91fab *k, __u64 now, __u64 *full)
+static __always_inline struct xm_v_m_fd4bad *xm_upsert_m_fd4bad(struct xm_k_m_fd4bad *k, __u64 now, __u64 *full)
 {
-    struct xm_v_m_b91fab *v = m_b91fab.lookup(k);
+    struct xm_v_m_fd4bad *v = m_fd4bad.lookup(k);
     if (v)
         return v;
     if (*full > now) {
@@ -1004,14 +1004,14 @@ static __always_inline struct xm_v_m_b91fab *xm_upsert_m_b91fab(struct xm_k_m_b9
     struct xm_zero_t *zero = xm_zero.lookup(XM_ZERO_KEY);
     if (!zero)
         return 0;
-    int rc = m_b91fab.insert(k, (struct xm_v_m_b91fab *)zero);
+    int rc = m_fd4bad.insert(k, (struct xm_v_m_fd4bad *)zero);
     if (rc != 0 && rc != -17 /* EEXIST: another CPU inserted it */) {
         xm_count(24);
         if (rc == -7)                /* full: try again in 100 ms */
             *full = now + 100000000ULL;
         return 0;
     }
-    return m_b91fab.lookup(k);
+    return m_fd4bad.lookup(k);
 }
 /* The entry of key k in m_4fa344, an array: its index is the key's bits (every entry exists). */
 static __always_inline struct xm_v_m_4fa344 *xm_find_m_4fa344(struct xm_k_m_4fa344 *k)
@@ -1077,17 +1077,17 @@ int xdpmon_main(struct xdp_md *ctx)
     }
 
     /* ---- T2: one lookup per map ---- */
-    struct xm_v_m_b91fab *t2_m_b91fab = NULL;   /* T2's entry, read again by T3 */
+    struct xm_v_m_fd4bad *t2_m_fd4bad = NULL;   /* T2's entry, read again by T3 */
     XM_FRESH(P);
-    /* m_b91fab: fused map, key (ip.src) */
+    /* m_fd4bad: fused map, key (ip.src) */
     /*   responder.q  (tests/golden/t3_on_demand.mon:19) */
     /*   watcher.q  (tests/golden/t3_on_demand.mon:5) */
     if ((p->layers & XM_L_IP) && (P[2] || (P[2] && (s->en & ((1ULL << 0)))))) {
-        struct xm_k_m_b91fab k;
+        struct xm_k_m_fd4bad k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_src, p->src.b, 16);
-        struct xm_v_m_b91fab *v = xm_upsert_m_b91fab(&k, now, &s->full[0]);
-        t2_m_b91fab = v;      /* the entry this packet's rules read (T3) */
+        struct xm_v_m_fd4bad *v = xm_upsert_m_fd4bad(&k, now, &s->full[0]);
+        t2_m_fd4bad = v;      /* the entry this packet's rules read (T3) */
         if (v) {
             XM_FRESH(P);
             if (P[2]) {   /* s_35190f: sum(pkt.len) window 1000000000 ns */
@@ -1137,19 +1137,19 @@ int xdpmon_main(struct xdp_md *ctx)
     if (P[2]) {
         X[0] = 0;
         H[0] = 0;
-        struct xm_v_m_b91fab *r_m_b91fab_ip_src = NULL;
-        __u8 r_m_b91fab_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
-        r_m_b91fab_ip_src = t2_m_b91fab;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
-        if (r_m_b91fab_ip_src_ok && !r_m_b91fab_ip_src) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = xm_find_m_b91fab(&k); } }
-        if (r_m_b91fab_ip_src_ok) {
+        struct xm_v_m_fd4bad *r_m_fd4bad_ip_src = NULL;
+        __u8 r_m_fd4bad_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
+        r_m_fd4bad_ip_src = t2_m_fd4bad;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
+        if (r_m_fd4bad_ip_src_ok && !r_m_fd4bad_ip_src) { { struct xm_k_m_fd4bad k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_fd4bad_ip_src = xm_find_m_fd4bad(&k); } }
+        if (r_m_fd4bad_ip_src_ok) {
             H[0] = 1;
-            if (r_m_b91fab_ip_src) X[0] = (r_m_b91fab_ip_src->s_ebdadb_e == ep_1000000000 ? r_m_b91fab_ip_src->s_ebdadb : 0);
+            if (r_m_fd4bad_ip_src) X[0] = (r_m_fd4bad_ip_src->s_ebdadb_e == ep_1000000000 ? r_m_fd4bad_ip_src->s_ebdadb : 0);
         }
         X[1] = 0;
         H[1] = 0;
-        if (r_m_b91fab_ip_src_ok) {
+        if (r_m_fd4bad_ip_src_ok) {
             H[1] = 1;
-            if (r_m_b91fab_ip_src) X[1] = (r_m_b91fab_ip_src->s_35190f_e == ep_1000000000 ? r_m_b91fab_ip_src->s_35190f : 0);
+            if (r_m_fd4bad_ip_src) X[1] = (r_m_fd4bad_ip_src->s_35190f_e == ep_1000000000 ? r_m_fd4bad_ip_src->s_35190f : 0);
         }
         P[3] = ((p->layers & XM_L_IP) && H[0] && (par->v[0] < X[0]));   /* p3 */
         P[4] = (P[3] && P[2]);   /* p4 */
@@ -1230,13 +1230,13 @@ int xdpmon_main(struct xdp_md *ctx)
     if ((s->en & ((1ULL << 0))) && P[2]) {
         X[0] = 0;
         H[0] = 0;
-        struct xm_v_m_b91fab *r_m_b91fab_ip_src = NULL;
-        __u8 r_m_b91fab_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
-        r_m_b91fab_ip_src = t2_m_b91fab;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
-        if (r_m_b91fab_ip_src_ok && !r_m_b91fab_ip_src) { { struct xm_k_m_b91fab k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_b91fab_ip_src = xm_find_m_b91fab(&k); } }
-        if (r_m_b91fab_ip_src_ok) {
+        struct xm_v_m_fd4bad *r_m_fd4bad_ip_src = NULL;
+        __u8 r_m_fd4bad_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
+        r_m_fd4bad_ip_src = t2_m_fd4bad;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
+        if (r_m_fd4bad_ip_src_ok && !r_m_fd4bad_ip_src) { { struct xm_k_m_fd4bad k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_fd4bad_ip_src = xm_find_m_fd4bad(&k); } }
+        if (r_m_fd4bad_ip_src_ok) {
             H[0] = 1;
-            if (r_m_b91fab_ip_src) X[0] = (r_m_b91fab_ip_src->s_773876_e == ep_1000000000 ? r_m_b91fab_ip_src->s_773876 : 0);
+            if (r_m_fd4bad_ip_src) X[0] = (r_m_fd4bad_ip_src->s_773876_e == ep_1000000000 ? r_m_fd4bad_ip_src->s_773876 : 0);
         }
         P[7] = ((p->layers & XM_L_IP) && H[0] && (X[0] > 100ULL));   /* p7 */
         P[8] = (P[7] && P[2]);   /* p8 */
