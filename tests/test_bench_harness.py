@@ -70,7 +70,8 @@ def test_quartiles_and_paired_differences():
     assert stats.summary([10, 20, 30, 40, 50]) == {"median": 30, "q1": 20, "q3": 40, "n": 5}
     assert stats.paired([5, 7], [1, 2]) == [4, 5]
     assert stats.summed([[1, 2], [10, 20]]) == [11, 22]
-    assert stats.ratios([2, 3], [4, 0]) == []
+    assert stats.ratios([2, 3], [4, 0]) == []                      # half the rounds: refused
+    assert stats.ratios([2, 3, 4, 9], [4, 6, -8, 3]) == [0.5, 0.5, 3.0]    # one round of four left out
     with pytest.raises(ValueError, match="different lengths"):
         stats.paired([1], [1, 2])
 

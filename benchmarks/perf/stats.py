@@ -41,10 +41,9 @@ def summed(series: list[list[float]]) -> list[float]:
 
 
 def ratios(a: list[float], b: list[float]) -> list[float]:
-    """a[r] / b[r] for every round r (b[r] <= 0 is refused: a cost that small is noise)."""
-    out = []
-    for x, y in zip(a, b):
-        if y <= 0:
-            return []
-        out.append(x / y)
-    return out
+    """a[r] / b[r] for every round r whose b[r] is positive. A round where b[r] <= 0 (the
+    floor's run of it was interrupted: every cost of that round comes out negative) is
+    left out, and the summary's ``n`` says how many rounds count; more than a quarter of
+    them left out is refused (no ratio): a cost that small is noise."""
+    out = [x / y for x, y in zip(a, b) if y > 0]
+    return out if len(out) * 4 >= len(b) * 3 else []
