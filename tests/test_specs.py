@@ -47,8 +47,7 @@ def test_flow_watch_alone_names_an_unknown_app():
 
     with pytest.raises(SpecError) as info:
         load([ROOT / "specs" / "flow_watch.mon"])
-    (diag,) = info.value.diagnostics
-    assert diag.message == "'enable' names unknown app 'syn_flood'"
+    assert [d.message for d in info.value.diagnostics] == ["'enable' names unknown app 'syn_flood'"] * 2
 
 
 def test_all_specs_load_together(program):
@@ -69,7 +68,8 @@ FACTS = [
      {"min_bytes": 1_000_000, "ratio": 10}, 1, None),
     ("dns_flows", "always",
      {"flows": ["count", "sum_pkt_len", "first", "last"], "rcodes": ["count"]}, {}, 0, None),
-    ("flow_watch", "always", {"flows": ["distinct"]}, {"flow_threshold": 5000}, 1, None),
+    ("flow_watch", "always", {"flows": ["distinct"], "syns": ["cms_ip_dst"]},
+     {"syn_threshold": 500, "flow_threshold": 5000}, 2, None),
     ("half_open_tcp", "always", {"pending": []}, {"max_pending": 10_000}, 1,
      "examples/asl/half_open_tcp.py"),
     ("pkt_sizes", "always", {"sizes": ["hist_pkt_len", "count", "bytes"]}, {}, 0, None),
@@ -132,9 +132,13 @@ def test_flow_watch_enables_syn_flood(program):
     assert agg.func == "distinct"
     assert [a.field.name for a in agg.args] == ["ip.src", "ip.dst", "l4.sport", "l4.dport"]
     assert agg.option("registers") == 4096              # unkeyed default
-    (rule,) = app.rules
-    (enable,) = rule.actions
-    assert (enable.app, enable.duration_ns) == ("syn_flood", 60 * S)
+    # and SYNs per destination, in a count-min sketch, against half of syn_flood's per_dst
+    syns = app.stat("syns")
+    assert (syns.key, syns.window_ns) == ((), S)
+    (cms,) = syns.aggregates
+    assert cms.func == "cms" and [a.field.name for a in cms.args] == ["ip.dst"]
+    assert [r.actions[0].app for r in app.rules] == ["syn_flood", "syn_flood"]
+    assert {r.actions[0].duration_ns for r in app.rules} == {60 * S}
     assert app.guaranteed_layers == {"pkt", "ip", "l4"}
 
 

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.four_apps import APPS, ROOT, U64_MAX, kernel_clock_ns
+from benchmarks.four_apps import APPS, U64_MAX, kernel_clock_ns, spec_file
 
 from .wrap import chain_link, share_control
 
@@ -77,7 +77,7 @@ class DispatcherApps:
         from compiler.driver import compile_files
         from runtime.dataplane.maps import ProgramMaps
 
-        specs = [str(ROOT / "specs" / f"{app}.mon")] + ([str(SYN_FLOOD_STUB)] if app == "flow_watch" else [])
+        specs = [str(spec_file(app))] + ([str(SYN_FLOOD_STUB)] if app == "flow_watch" else [])
         art = compile_files(specs)
         if art.manifest["stages"].get("map"):
             raise ValueError(f"{app} compiles to {len(art.manifest['stages']['functions'])} stages: "

@@ -45,6 +45,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from benchmarks.four_apps import spec_file
+
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
 
@@ -248,7 +250,7 @@ def merge_configurations() -> dict:
     confs["merged"] = lambda: XdpmonProgram("merged", spec_paths(names))
     confs["merged_on_demand_off"] = lambda: XdpmonProgram("merged_on_demand_off", spec_paths(names), on_demand=False)
     confs["merged_without_syn_flood"] = lambda: XdpmonProgram("merged_without_syn_flood", texts=without_syn_flood())
-    confs["reference4"] = lambda: XdpmonProgram("reference4", spec_paths(REFERENCE4))
+    confs["reference4"] = lambda: XdpmonProgram("reference4", [spec_file(a) for a in REFERENCE4])
     return confs
 
 

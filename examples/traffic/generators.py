@@ -113,6 +113,30 @@ def syn_flood(n: int = 2000, seed: int = 4, t0: int = 0, victim: str = "198.19.0
     return out
 
 
+def flood_inside_traffic(seconds: int = 20, flood_at: int = 8, flood_for: int = 6, rate_pps: int = 2000,
+                         sources: int | None = None, seed: int = 12, t0: int = 1_767_225_600 * S,
+                         victim: str = "198.19.0.80") -> list[tuple[int, bytes]]:
+    """Ordinary traffic for ``seconds`` (full TCP connections to 8 servers, DNS queries and
+    answers, about 1,000 frames a second) with a SYN flood to ``victim`` from ``flood_at``
+    for ``flood_for`` seconds at ``rate_pps``: from spoofed sources (a new random one per
+    SYN), or from ``sources`` real ones (each SYNs again and again)."""
+    rnd = random.Random(seed)
+    per_s = 60
+    benign = benign_tcp_flows(per_s * seconds, seed, t0) + dns_traffic(per_s * seconds, seed + 1, t0)
+    span = max(ts for ts, _ in benign) - t0 or 1
+    benign = [(t0 + (ts - t0) * seconds * S // span, f) for ts, f in benign]      # spread over the seconds
+    if sources is None:
+        flood = syn_flood(rate_pps * flood_for, seed + 2, t0 + flood_at * S, victim, rate_pps)
+    else:
+        srcs = [client(rnd) for _ in range(sources)]
+        gap = S // rate_pps
+        flood = [(t0 + flood_at * S + i * gap,
+                  bytes(_eth(i) / IP(src=srcs[i % sources], dst=victim) /
+                        TCP(sport=1024 + i % 60000, dport=80, flags="S", seq=rnd.randrange(1 << 32))))
+                 for i in range(rate_pps * flood_for)]
+    return sorted(benign + flood, key=lambda x: x[0])
+
+
 def port_scan(n: int = 500, seed: int = 5, t0: int = 0, scanner: str = "198.18.66.6", target: str = "198.19.0.10") -> list[tuple[int, bytes]]:
     """One source probing n TCP ports of one host, with RSTs back for closed ports."""
     rnd = random.Random(seed)

@@ -4,6 +4,8 @@
     ctx.log                      its logger (``xdpmon.asl.APP``)
     ctx.options                  the app's ASL options from the deployment config (read-only mapping)
     ctx.emit(kind, **fields)     an application event: one JSON line (runtime/export/events.py)
+    ctx.now()                    the program's clock, ns: what event ``ts`` fields are read on (the
+                                 kernel's clock live, the capture's time in replay)
     ctx.params                   the app's params as the program reads them now (read-only mapping)
     ctx.set_param(name, value)   set one of the app's own params (a number, or text with units: "2k")
     ctx.stats(name)              the current value of one of the app's statistics, as a snapshot shows it
@@ -46,7 +48,7 @@ class AslContext:
 
     def __init__(self, manifest: Manifest | dict, app: str, *, controller: Controller | None = None,
                  writer=None, snapshot: Callable[[str, list[str] | None], dict] | None = None,
-                 options: Mapping | None = None):
+                 options: Mapping | None = None, clock: Callable[[], int] | None = None):
         man = Manifest.of(manifest)
         a = man.app(app)
         self.app: str = app
@@ -58,7 +60,12 @@ class AslContext:
         self._writer = writer
         self._snapshot = snapshot
         self._by = f"asl:{app}"
+        self._clock = clock
         self.emitted = 0
+
+    def now(self) -> int:
+        """The program's clock in ns (0 when the host was given none)."""
+        return self._clock() if self._clock is not None else 0
 
     # ---- events --------------------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:

@@ -65,7 +65,8 @@ class AslHost:
 
     def __init__(self, manifest: Manifest | dict, stubs: dict[str, str], *, controller=None, events=None,
                  snapshot: Callable[[str, list[str] | None], dict] | None = None,
-                 options: dict[str, dict] | None = None, queue_size: int = QUEUE_SIZE):
+                 options: dict[str, dict] | None = None, queue_size: int = QUEUE_SIZE,
+                 clock: Callable[[], int] | None = None):
         self.manifest = Manifest.of(manifest)
         self.live = False
         self.notes: list[str] = []
@@ -84,7 +85,7 @@ class AslHost:
             mod = load_module(app.name, path, None) if path else stub
             source = str(path) if path else "generated stub"
             ctx = AslContext(self.manifest, app.name, controller=controller, writer=events, snapshot=snapshot,
-                             options=opts.get("options"))
+                             options=opts.get("options"), clock=clock)
             try:
                 obj = mod.HANDLER(ctx)
             except Exception as e:

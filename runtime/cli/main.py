@@ -342,7 +342,8 @@ def _asl_host(art, eng, as_json: bool):
     controller = Controller(art.manifest, eng.maps, clock, blocklist=blocklist)
     writer = EventWriter(stream=io.StringIO() if as_json else sys.stdout, interfaces=(), clock=clock, keep=as_json)
     try:
-        host = AslHost(art.manifest, art.stubs, controller=controller, events=writer, snapshot=eng.app_snapshot)
+        host = AslHost(art.manifest, art.stubs, controller=controller, events=writer, snapshot=eng.app_snapshot,
+                       clock=clock)
     except AslLoadError as e:
         eng.close()
         click.echo(f"xdpmon: {e}", err=True)
@@ -377,7 +378,7 @@ def replay(files, captures, engine, as_json, asl, top, memory_budget):
     eng = _open_engine_or_exit(engine, art, memory_budget)
     try:
         host, writer = _asl_host(art, eng, as_json) if asl else (None, None)
-        rep = Replay(eng, host.deliver if host else None, keep_events=as_json)
+        rep = Replay(eng, host.deliver if host else None, keep_events=as_json, on_tick=host.tick if host else None)
         with interrupt.calling(rep.interrupt):
             rep.run(captures)
         for problem in rep.problems:

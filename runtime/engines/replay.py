@@ -24,6 +24,8 @@ from runtime.capture.pcap import CaptureError, read_frames
 
 from .base import REFUSED_REASONS, Engine, ReplayStats
 
+TICK_NS = 1_000_000_000        # the ASL's on_tick() period in capture time (live: the run loop's second)
+
 
 class _Interrupted(BaseException):
     """Raised by Replay.interrupt() while the replay waits for its next frame."""
@@ -36,6 +38,10 @@ class Replay:
     engine: Engine
     on_events: Callable[[list[dict]], object] | None = None
     keep_events: bool = False
+    # called once per second of capture time, after that second's events (the ASL host's
+    # tick: a handler's on_tick() sees the capture's seconds go by as live it sees the clock's)
+    on_tick: Callable[[], object] | None = None
+    next_tick_ns: int | None = None
     events: list[dict] = field(default_factory=list)
     event_counts: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
@@ -66,6 +72,8 @@ class Replay:
                 self.busy = True
                 if self.stopping:
                     break
+                if self.on_tick is not None:
+                    self._tick_before(fr.ts_ns)
                 if fr.refused is None:
                     run(fr.ts_ns, fr.data, fr.wire_len)
                 else:
@@ -75,6 +83,16 @@ class Replay:
                 self.busy = False
         finally:
             self.busy = False
+
+    def _tick_before(self, ts_ns: int) -> None:
+        """The ticks of every second boundary of capture time up to ``ts_ns`` (one per
+        boundary crossed; a gap of minutes ticks once, as a late live tick would)."""
+        if self.next_tick_ns is None:
+            self.next_tick_ns = (ts_ns // TICK_NS + 1) * TICK_NS
+        elif ts_ns >= self.next_tick_ns:
+            self.flush()
+            self.on_tick()
+            self.next_tick_ns = (ts_ns // TICK_NS + 1) * TICK_NS
 
     def feed_capture(self, path: str) -> bool:
         """Replay one capture; False (with the reason in ``problems``) when it

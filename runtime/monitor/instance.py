@@ -110,7 +110,8 @@ class Instance:
         self.events_out = EventWriter(self.opts.events_path, host=self.hostname,
                                       interfaces=list(self.opts.interfaces), instance=self.opts.name)
         host = AslHost(self.art.manifest, self.art.stubs, controller=self.controller,
-                       snapshot=eng.app_snapshot, events=self.events_out, options=self.opts.asl or {})
+                       snapshot=eng.app_snapshot, events=self.events_out, options=self.opts.asl or {},
+                       clock=eng.now)
         self.started.notes += host.notes
         host.start_live(eng.maps)
         return host
