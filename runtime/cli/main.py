@@ -132,7 +132,8 @@ def check(files, notes, show_memory, memory_budget):
     else:
         click.echo(f"(kernel memory {fmt_bytes(est.total)} of a {fmt_bytes(budget.bytes)} budget; "
                    "--memory lists the maps)", err=True)
-    found = list(program.notes) + _asl_notes(program)
+    from compiler import triggers
+    found = list(program.notes) + _asl_notes(program) + triggers.notes(plan.prog)
     if found:
         if notes:
             render(found, sources, color=_color(sys.stderr))
