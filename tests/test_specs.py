@@ -67,7 +67,7 @@ FACTS = [
      {"queries": ["count", "bytes"], "responses": ["count", "bytes"]},
      {"min_bytes": 1_000_000, "ratio": 10}, 1, None),
     ("dns_flows", "always",
-     {"flows": ["count", "sum_pkt_len", "first", "last"], "rcodes": ["count"]}, {}, 0, None),
+     {"flows": ["count", "sum_pkt_len", "first", "last"], "rcodes": ["count"]}, {}, 0, "examples/asl/dns_flows.py"),
     ("flow_watch", "always", {"flows": ["distinct"], "syns": ["cms_ip_dst"]},
      {"syn_threshold": 500, "flow_threshold": 5000}, 2, None),
     ("half_open_tcp", "always", {"pending": []}, {"max_pending": 10_000}, 1,
