@@ -81,3 +81,103 @@ def test_half_open_summaries_and_the_growth_alert(kernel, tmp_path):
                for h in half)
     assert [e["fields"] for e in events if e["kind"] == "half_open_growing"] == [
         {"from": 10001, "to": 16001, "summaries": 3, "top_destination": "198.19.0.80"}]
+
+
+def test_traffic_report(kernel, tmp_path):
+    frames = G.flood_inside_traffic(seconds=12, flood_at=4, flood_for=2)
+    reports = [e for e in replay(tmp_path, ["traffic_accounting.mon"], frames) if e["kind"] == "traffic_report"]
+    assert len(reports) == 2                              # the 10th tick, and the stop
+    per = defaultdict(lambda: [0, 0])
+    for ts, f in frames:
+        if struct.unpack("!H", f[12:14])[0] == 0x0800:
+            per[ip(f[30:34])][0] += 1
+            per[ip(f[30:34])][1] += len(f)
+    total_p, total_b = sum(v[0] for v in per.values()), sum(v[1] for v in per.values())
+    top = sorted(per.items(), key=lambda t: (-t[1][1], t[0]))[:5]
+    last = reports[-1]["fields"]
+    assert {k: last[k] for k in ("packets", "bytes", "destinations", "top_destinations")} == {
+        "packets": total_p, "bytes": total_b, "destinations": len(per),
+        "top_destinations": [[d, p, b, round(b / total_b, 4)] for d, (p, b) in top]}
+    assert last["top_destinations"][0][0] == "198.19.0.80"        # the flood's victim, 4,000 SYNs
+    first = reports[0]["fields"]
+    assert first["packets_per_s"] is None and last["packets_per_s"] > 0
+    # over the last period: what came between the two reports, per second of capture time
+    secs = (reports[1]["time_ns"] - reports[0]["time_ns"]) / 1e9
+    assert last["packets_per_s"] == round((total_p - first["packets"]) / secs, 1)
+
+
+def test_size_report(kernel, tmp_path):
+    frames = G.flood_inside_traffic(seconds=12, flood_at=4, flood_for=2)
+    (*_, last) = [e for e in replay(tmp_path, ["pkt_sizes.mon"], frames) if e["kind"] == "size_report"]
+    per = defaultdict(list)
+    for ts, f in frames:
+        if struct.unpack("!H", f[12:14])[0] == 0x0800:
+            per[{6: "tcp", 17: "udp"}[f[23]]].append(len(f))
+    want = {}
+    for proto, sizes in per.items():
+        hist = Counter(f"{1 << (n.bit_length() - 1)}-{(1 << n.bit_length()) - 1}" for n in sizes)
+        want[proto] = {"packets": len(sizes), "bytes": sum(sizes), "mean_bytes": round(sum(sizes) / len(sizes), 1),
+                       "small_share": round(sum(1 for n in sizes if n < 128) / len(sizes), 4), "sizes": dict(hist)}
+    assert last["fields"]["protocols"] == want
+    assert want["tcp"]["small_share"] > 0.5                    # the flood's 4,000 SYNs are 54-byte frames
+
+
+def test_dns_amplification_start_and_end(kernel, tmp_path):
+    """3,000 large responses to a victim that sent no query (from 2 s, about 0.3 s of it)
+    inside 10 s of ordinary DNS: one start, when its response bytes in the window passed
+    min_bytes (1 MB), and one end, 2 s after its last record."""
+    victim = "198.18.200.1"
+    attack = G.dns_amplification(3000, 3, T0 + 2 * S, victim)
+    frames = sorted(G.dns_traffic(2000, 2, T0) + attack, key=lambda x: x[0])
+    events = [e for e in replay(tmp_path, ["dns_amplification.mon"], frames) if e["app"] == "dns_amplification"]
+    assert [e["kind"] for e in events] == ["amplification_started", "amplification_ended"]
+    total, first = 0, None
+    for ts, f in attack:
+        total += len(f)
+        if total > 1_000_000:
+            first = (ts, total)
+            break
+    start, end = events[0]["fields"], events[1]["fields"]
+    assert start == {"victim": victim, "started_ns": first[0], "response_bytes": first[1], "query_bytes": 0,
+                     "factor": None}
+    assert start["started_ns"] <= end["ended_ns"] <= attack[-1][0]
+    reflectors = {ip(f[26:30]) for _, f in attack}
+    assert end["victim"] == victim and 0 < end["reflectors"] <= len(reflectors)
+    assert end["records"] <= sum(1 for ts, _ in attack if ts >= first[0])
+    assert events[1]["time_ns"] - end["ended_ns"] >= 2 * S               # quiet for 2 s first
+
+
+def test_ttl_expiry_sources(kernel, tmp_path):
+    """Two sources send TTL-1 packets (150 and 300), a third 50 (under per_src = 100)."""
+    from scapy.all import IP, UDP
+    e = G._eth()
+    frames, t = [], T0
+    for src, n in (("198.18.7.1", 150), ("198.18.7.2", 300), ("198.18.7.3", 50)):
+        for i in range(n):
+            t += 1_000_000
+            frames.append((t, bytes(e / IP(src=src, dst="198.19.0.1", ttl=1) / UDP(sport=33434 + i, dport=33434))))
+    frames = sorted(frames + G.dns_traffic(200, 2, T0), key=lambda x: x[0])
+    events = [ev for ev in replay(tmp_path, ["ttl_expiry.mon"], frames) if ev["app"] == "ttl_expiry"]
+    named = [ev["fields"] for ev in events if ev["kind"] == "ttl_expiry_source"]
+    # the first at its alert (its 101st packet); the second's alerts fall within the rule's
+    # 1/s limit, so the tick of 1 s names it, with all of its packets by then
+    assert [(n["source"], n["packets"]) for n in named] == [("198.18.7.1", 101), ("198.18.7.2", 300)]
+    assert events[-1]["kind"] == "ttl_report"
+    assert events[-1]["fields"] == {"sources": [["198.18.7.2", 300], ["198.18.7.1", 150]]}
+
+
+def test_port_scan_scanner(kernel, tmp_path):
+    """One source probing 6,000 ports of one host at 2,000 a second (from 1 s), inside
+    ordinary traffic: named once, then a summary at each tick where its count grew."""
+    scan = G.port_scan(6000, 5, T0 + S)
+    frames = sorted(scan + G.dns_traffic(1000, 2, T0), key=lambda x: x[0])
+    events = [e for e in replay(tmp_path, ["port_scan.mon"], frames) if e["app"] == "port_scan"]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "scanner" and set(kinds[1:]) == {"scanner_summary"}
+    assert events[0]["fields"]["source"] == "198.18.66.6" and events[0]["fields"]["threshold"] == 100
+    ports = [e["fields"]["ports"] for e in events[1:]]
+    assert ports == sorted(set(ports)) and len(ports) >= 2        # growing, never repeated unchanged
+    assert {e["fields"]["hosts"] for e in events[1:]} == {1}
+    # the kernel sends probes past 100 distinct ports, at most 100 a second: what the
+    # handler saw is no more than the probes after the 100th
+    assert ports[-1] <= 6000 - 100

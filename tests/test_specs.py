@@ -65,18 +65,18 @@ def test_only_notes_no_errors(program):
 FACTS = [
     ("dns_amplification", "always",
      {"queries": ["count", "bytes"], "responses": ["count", "bytes"]},
-     {"min_bytes": 1_000_000, "ratio": 10}, 1, None),
+     {"min_bytes": 1_000_000, "ratio": 10}, 1, "examples/asl/dns_amplification.py"),
     ("dns_flows", "always",
      {"flows": ["count", "sum_pkt_len", "first", "last"], "rcodes": ["count"]}, {}, 0, "examples/asl/dns_flows.py"),
     ("flow_watch", "always", {"flows": ["distinct"], "syns": ["cms_ip_dst"]},
      {"syn_threshold": 500, "flow_threshold": 5000}, 2, None),
     ("half_open_tcp", "always", {"pending": []}, {"max_pending": 10_000}, 1,
      "examples/asl/half_open_tcp.py"),
-    ("pkt_sizes", "always", {"sizes": ["hist_pkt_len", "count", "bytes"]}, {}, 0, None),
+    ("pkt_sizes", "always", {"sizes": ["hist_pkt_len", "count", "bytes"]}, {}, 0, "examples/asl/pkt_sizes.py"),
     ("port_scan", "always", {"ports": ["distinct"]}, {"max_ports": 100}, 1, "examples/asl/port_scan.py"),
     ("syn_flood", "on_demand", {"syns": ["count"]}, {"per_dst": 1000}, 1, "examples/asl/syn_flood.py"),
-    ("traffic_accounting", "always", {"per_dst": ["packets", "bytes"]}, {}, 0, None),
-    ("ttl_expiry", "always", {"low_ttl": ["count", "last_seen"]}, {"per_src": 100}, 1, None),
+    ("traffic_accounting", "always", {"per_dst": ["packets", "bytes"]}, {}, 0, "examples/asl/traffic_accounting.py"),
+    ("ttl_expiry", "always", {"low_ttl": ["count", "last_seen"]}, {"per_src": 100}, 1, "examples/asl/ttl_expiry.py"),
 ]
 
 

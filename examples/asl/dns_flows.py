@@ -20,29 +20,19 @@ gives the same reports as the traffic seen live.
 
 from __future__ import annotations
 
+from runtime.asl.periodic import PeriodicReport
+
 from collections import defaultdict
 
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
-class DnsFlowsHandler:
+class DnsFlowsHandler(PeriodicReport):
     app = "dns_flows"
 
     def __init__(self, ctx) -> None:
-        self.ctx = ctx
-        self.every = int(ctx.options.get("every", 10))
-        self.top = int(ctx.options.get("top", 5))
-        self.ticks = 0
+        super().__init__(ctx)
         self.queries_before = 0
-
-    def on_tick(self) -> None:
-        self.ticks += 1
-        if self.ticks % self.every == 0:
-            self.report()
-
-    def on_stop(self) -> None:
-        if self.ticks % self.every:
-            self.report()            # what the last, partial period saw
 
     def report(self) -> None:
         q = {"packets": 0, "bytes": 0}

@@ -3,7 +3,7 @@
 The kernel sends probes of sources already past ``max_ports`` distinct
 (destination, port) pairs in 10 s. This handler keeps the exact set of probed
 ports per scanner and reports each scanner once, with how many ports and hosts
-it touched, then again at every tick with its totals.
+it touched, then at each tick where they grew, with its totals.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ class PortScanHandler:
         self.ports: dict[str, set[int]] = defaultdict(set)
         self.hosts: dict[str, set[str]] = defaultdict(set)
         self.reported: set[str] = set()
+        self.summarised: dict[str, tuple[int, int]] = {}
 
     def on_packet(self, event) -> None:
         src = event.ip_src
@@ -33,7 +34,10 @@ class PortScanHandler:
 
     def on_tick(self) -> None:
         for src in sorted(self.ports):
-            self._emit("scanner_summary", source=src, ports=len(self.ports[src]), hosts=len(self.hosts[src]))
+            now = (len(self.ports[src]), len(self.hosts[src]))
+            if self.summarised.get(src) != now:          # only what changed since the last tick
+                self.summarised[src] = now
+                self._emit("scanner_summary", source=src, ports=now[0], hosts=now[1])
 
     def _emit(self, kind: str, **fields) -> None:
         self.ctx.log.info("%s %s", kind, fields)
