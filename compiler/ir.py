@@ -338,6 +338,7 @@ class AppIR:
     file: str
     span: Span
     stats: tuple[str, ...] = ()       # names of its stats, in spec order
+    select_span: Span | None = None   # where its select is written (the C's comments name it)
 
 
 @dataclass

@@ -58,7 +58,8 @@ def lower(program: M.ProgramM) -> ir.ProgramIR:
             rules.append(ir.RuleIR(rule_id, app.name, cond, tuple(actions), r.span))
             rule_id += 1
         apps.append(ir.AppIR(app.name, index, app.mode, select, tuple(rules), app.asl, app.file, app.span,
-                             tuple(s.name for s in app.stats)))
+                             tuple(s.name for s in app.stats),
+                             getattr(app.select, "span", None) if app.select is not None else None))
     return ir.ProgramIR(apps=apps, params=params, pending_stats=pending)
 
 

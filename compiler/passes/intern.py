@@ -84,7 +84,7 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
     it = Interner()
     apps = []
     for app in prog.apps:
-        select = None if app.select is None else it.intern(app.select, app.name, app.span)
+        select = None if app.select is None else it.intern(app.select, app.name, app.select_span or app.span)
         rules = tuple(replace(r, cond=it.intern(r.cond, app.name, r.span)) for r in app.rules)
         apps.append(replace(app, select=select, rules=rules))
     pending = []

@@ -984,7 +984,7 @@ int xdpmon_main(struct xdp_md *ctx)
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
     XM_FRESH(P);
-    P[0] = ((p->layers & XM_L_TCP) && (((__u64)p->tcp_flags & 18ULL) == 2ULL));  /* tests/golden/bitwise.mon:3 */
+    P[0] = ((p->layers & XM_L_TCP) && (((__u64)p->tcp_flags & 18ULL) == 2ULL));  /* tests/golden/bitwise.mon:4 */
     P[1] = ((p->layers & XM_L_TCP) && (((__u64)p->tcp_window & (65280ULL + 255ULL)) != 0ULL));
     P[4] = ((p->layers & XM_L_IP) && (((__u64)p->ip_ttl & 192ULL) == 0ULL));
     P[5] = (((((__u64)p->len & 3ULL) == 1ULL) || (((__u64)p->len & 3ULL) == 2ULL)));

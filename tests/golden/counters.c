@@ -994,7 +994,7 @@ int xdpmon_main(struct xdp_md *ctx)
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
     XM_FRESH(P);
-    P[0] = ((p->layers & XM_L_TCP) != 0);  /* tests/golden/counters.mon:2, tests/golden/counters.mon:5, tests/golden/counters.mon:7 */
+    P[0] = ((p->layers & XM_L_TCP) != 0);  /* tests/golden/counters.mon:3, tests/golden/counters.mon:5, tests/golden/counters.mon:7 */
     P[1] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 1) & 1) == 1));
     P[2] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 4) & 1) == 1));
     P[3] = !P[2];

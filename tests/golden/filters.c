@@ -1000,7 +1000,7 @@ int xdpmon_main(struct xdp_md *ctx)
     P[6] = ((p->layers & XM_L_UDP) && ((__u64)p->sport == 53ULL));
     P[7] = (P[5] || P[6]);
     P[8] = (P[4] && P[7]);
-    P[9] = (P[3] || P[8]);  /* tests/golden/filters.mon:3, tests/golden/filters.mon:8 */
+    P[9] = (P[3] || P[8]);  /* tests/golden/filters.mon:5, tests/golden/filters.mon:8 */
 
     /* ---- T2: one lookup per map ---- */
     XM_FRESH(P);

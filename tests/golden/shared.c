@@ -1013,7 +1013,7 @@ int xdpmon_main(struct xdp_md *ctx)
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
     XM_FRESH(P);
-    P[0] = ((p->layers & XM_L_UDP) != 0);  /* tests/golden/shared.mon:10, tests/golden/shared.mon:12, tests/golden/shared.mon:3, tests/golden/shared.mon:5, tests/golden/shared.mon:7 */
+    P[0] = ((p->layers & XM_L_UDP) != 0);  /* tests/golden/shared.mon:10, tests/golden/shared.mon:12, tests/golden/shared.mon:4, tests/golden/shared.mon:5, tests/golden/shared.mon:8 */
     P[1] = (((__u64)p->len < 128ULL));
     P[2] = (P[1] && P[0]);  /* tests/golden/shared.mon:11 */
 

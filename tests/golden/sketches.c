@@ -1052,7 +1052,7 @@ int xdpmon_main(struct xdp_md *ctx)
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
     XM_FRESH(P);
-    P[0] = ((p->layers & XM_L_L4) != 0);  /* tests/golden/sketches.mon:2, tests/golden/sketches.mon:5, tests/golden/sketches.mon:6, tests/golden/sketches.mon:7, tests/golden/sketches.mon:8 */
+    P[0] = ((p->layers & XM_L_L4) != 0);  /* tests/golden/sketches.mon:3, tests/golden/sketches.mon:5, tests/golden/sketches.mon:6, tests/golden/sketches.mon:7, tests/golden/sketches.mon:8 */
 
     /* ---- T2: one lookup per map ---- */
     XM_FRESH(P);

@@ -1068,7 +1068,7 @@ int xdpmon_main(struct xdp_md *ctx)
     XM_FRESH(P);
     P[0] = ((p->layers & XM_L_UDP) && ((__u64)p->dport == 53ULL));
     P[1] = ((p->layers & XM_L_UDP) && ((__u64)p->sport == 53ULL));
-    P[2] = (P[0] || P[1]);  /* tests/golden/t3_on_demand.mon:15, tests/golden/t3_on_demand.mon:19, tests/golden/t3_on_demand.mon:2, tests/golden/t3_on_demand.mon:5 */
+    P[2] = (P[0] || P[1]);  /* tests/golden/t3_on_demand.mon:17, tests/golden/t3_on_demand.mon:19, tests/golden/t3_on_demand.mon:4, tests/golden/t3_on_demand.mon:5 */
     /* only while responder enabled */
     if ((s->en & ((1ULL << 0)))) {
         XM_FRESH(P);

@@ -981,7 +981,7 @@ int xdpmon_main(struct xdp_md *ctx)
     /* ---- T1: every distinct predicate, once ---- */
     /* for every packet */
     XM_FRESH(P);
-    P[0] = ((p->layers & XM_L_TCP) != 0);  /* tests/golden/track.mon:2, tests/golden/track.mon:5 */
+    P[0] = ((p->layers & XM_L_TCP) != 0);  /* tests/golden/track.mon:3, tests/golden/track.mon:5 */
     P[3] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 1) & 1) == 1));
     P[4] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 4) & 1) == 1));
     P[5] = !P[4];
