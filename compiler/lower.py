@@ -59,7 +59,7 @@ def lower(program: M.ProgramM) -> ir.ProgramIR:
             rule_id += 1
         apps.append(ir.AppIR(app.name, index, app.mode, select, tuple(rules), app.asl, app.file, app.span,
                              tuple(s.name for s in app.stats),
-                             getattr(app.select, "span", None) if app.select is not None else None))
+                             getattr(app.select, "span", None)))
     return ir.ProgramIR(apps=apps, params=params, pending_stats=pending)
 
 

@@ -1,7 +1,7 @@
 """One value from the per-CPU values of a map entry, by the roles of its members.
 
 A fused map that no rule reads in the kernel keeps a value per CPU
-(compiler/plan.py ``per_cpu``); reading it gives ``ncpu`` values per entry, which
+(compiler/percpu.py); reading it gives ``ncpu`` values per entry, which
 ``combine`` turns into the one value a map shared by the CPUs would hold after
 the same packets, so that every decoder downstream (runtime/abi/snapshot.py) reads
 it as it reads a shared map's:

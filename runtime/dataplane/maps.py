@@ -43,6 +43,14 @@ from .batch import read_columns
 U64_MAX = (1 << 64) - 1
 
 
+def entries_in_use(items, key_size: int) -> Entries:
+    """The (key, value) items of a keyed array whose value is not all zero, in key order:
+    what a hash map of the same keys holds (a snapshot leaves out entries whose values
+    are all empty either way)."""
+    used = sorted((k, v) for k, v in items if any(v))
+    return Entries.of(used, key_size, len(used[0][1]) if used else 0)
+
+
 class MapAccess:
     """The maps of one program, by the manifest; subclasses implement the byte
     primitives ``_read``, ``_write``, ``_percpu_sums``, ``_hash_items``,
@@ -205,13 +213,9 @@ class MapAccess:
 
     # ---- reading ---------------------------------------------------------------------------
     def _indexed_items(self, m) -> Entries:
-        """The entries in use (not all zero) of keyed array ``m``, as (key, value) items
-        in key order: what a hash map of the same keys holds (a snapshot leaves out
-        entries whose values are all empty either way)."""
-        values = self._array_values(m.name)
-        size = len(values[0]) if values else 0
-        used = [(m.index.key(i), v) for i, v in enumerate(values) if v.count(0) != len(v)]
-        return Entries.of(sorted(used), m.index.key_size, size)
+        """The entries in use of keyed array ``m`` (entry i holds the key of i's bits)."""
+        return entries_in_use(((m.index.key(i), v) for i, v in enumerate(self._array_values(m.name))),
+                              m.index.key_size)
 
     def counters(self) -> list[int]:
         """The global counters, summed over the CPUs, frames and verdict.pass derived."""

@@ -85,8 +85,8 @@ class Replay:
             self.busy = False
 
     def _tick_before(self, ts_ns: int) -> None:
-        """The ticks of every second boundary of capture time up to ``ts_ns`` (one per
-        boundary crossed; a gap of minutes ticks once, as a late live tick would)."""
+        """A tick when ``ts_ns`` reaches the next second boundary of capture time (one,
+        however many boundaries a gap in the capture spans, as a late live tick would)."""
         if self.next_tick_ns is None:
             self.next_tick_ns = (ts_ns // TICK_NS + 1) * TICK_NS
         elif ts_ns >= self.next_tick_ns:

@@ -77,7 +77,7 @@ from runtime.abi.records import (decode_control, decode_filter_state, decode_u64
                                  encode_filter_state, encode_u64s, filter_state_ifaces)
 from runtime.dataplane.bpf_test_run import XDP_TEST_RUN_LINEAR, XDP_TEST_RUN_MAX
 from runtime.abi.entries import Entries
-from runtime.dataplane.maps import MapAccess
+from runtime.dataplane.maps import MapAccess, entries_in_use
 from runtime.engines.base import QUEUE_SIZE, Engine
 
 from . import pyparse
@@ -308,8 +308,7 @@ class ReferenceMaps(MapAccess):
 
     def _indexed_items(self, m) -> Entries:
         """A keyed array's entries in use: the emulated map keeps only the keys seen."""
-        used = [(k, v) for k, v in self._e.map_contents(m.name) if v.count(0) != len(v)]
-        return Entries.of(sorted(used), m.index.key_size, len(used[0][1]) if used else 0)
+        return entries_in_use(self._e.map_contents(m.name), m.index.key_size)
 
     def _open_rings(self) -> None:
         pass                         # the compiled program appends to RBQ from the start
