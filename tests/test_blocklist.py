@@ -394,6 +394,10 @@ def test_the_trie_is_charged_as_estimated(kernel, tmp_path):
             fd = eng.loaded.bpf[name].map_fd
             return next(int(line.split()[1]) for line in open(f"/proc/self/fdinfo/{fd}") if line.startswith("memlock"))
 
+        # the empty hash map's charge (struct bpf_htab and the buckets) differs by tens of
+        # bytes between kernels (6.18 charges 64 less than 6.12): within the tolerance; each
+        # entry present then adds exactly one element's
+        bare = charged("xm_blockhash")
         for n in range(25, 33):                              # 8 lengths: the hash map's places
             ctl.block(str(ipaddress.ip_network(f"198.17.0.0/{n}", strict=False)), ttl="1m")
         for i in range(1000):                                # a ninth length: the trie
@@ -401,13 +405,13 @@ def test_the_trie_is_charged_as_estimated(kernel, tmp_path):
         assert charged("xm_blocklist") == memory.map_bytes("lpm_trie", 1000, 20, 24, 1) == 64_000
         assert memory.estimate(m.arts[0].plan).map("xm_blocklist").bytes == 640_000
         empty = memory.HTAB + memory.HTAB_BUCKET * 16384        # the buckets of 10,000 (a power of two)
-        assert empty == 263_104
+        assert empty == 263_104 and abs(bare - empty) <= memory.tolerance(empty)
         per_entry = (memory.map_bytes("hash", 10_000, 20, 24, 1, prealloc=False) - empty) // 10_000
         assert per_entry == 104                              # htab_elem, key (20, to 24), value, llist node
-        assert charged("xm_blockhash") == empty + 8 * per_entry
+        assert charged("xm_blockhash") == bare + 8 * per_entry
         for i in range(1000):                                # single addresses: the hash map
             ctl.block(f"198.18.{i // 256}.{i % 256}", ttl="1m")
-        assert charged("xm_blockhash") == empty + 1008 * per_entry
+        assert charged("xm_blockhash") == bare + 1008 * per_entry
         assert memory.estimate(m.arts[0].plan).map("xm_blockhash").bytes == empty + 10_000 * per_entry
         assert eng.maps.filter_state() == (2008, HASHED | PREFIXES)
     finally:

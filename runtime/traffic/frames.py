@@ -101,3 +101,25 @@ def build(proto: str, src: str, dst: str, sport: int = 1024, dport: int = 9, siz
     ip_check = struct.unpack_from("<H", frame, ETH_LEN + 10)[0]
     l4_check = struct.unpack_from("<H", frame, l4_off)[0] if l4_off else 0
     return Template(frame, proto, str(s), str(d), sport, dport, ip_check, l4_check, l4_off)
+
+
+def nth_flow(t: Template, n: int, src_count: int, sport_count: int) -> tuple[int, int]:
+    """(source address as an int, source port) of frame ``n``: livegen.c's rule."""
+    return (int(ipaddress.IPv4Address(t.src)) + n % src_count,
+            t.sport + (n // src_count) % sport_count)
+
+
+def rewrite(t: Template, src: int, sport: int) -> bytes:
+    """The template with source ``src`` (an int) and port ``sport``, checksums exact: the
+    frame the generator's XDP program makes of it (livegen.c), computed from scratch."""
+    f = bytearray(t.frame)
+    struct.pack_into("!I", f, ETH_LEN + 12, src)
+    struct.pack_into("!H", f, ETH_LEN + IP_LEN, sport)
+    struct.pack_into("!H", f, ETH_LEN + 10, 0)
+    struct.pack_into("!H", f, ETH_LEN + 10, _csum(bytes(f[ETH_LEN:ETH_LEN + IP_LEN])))
+    if t.l4_check_off:
+        seg = ETH_LEN + IP_LEN
+        struct.pack_into("!H", f, t.l4_check_off, 0)
+        pseudo = bytes(f[ETH_LEN + 12:ETH_LEN + 20]) + struct.pack("!BBH", 0, 6, TCP_LEN)
+        struct.pack_into("!H", f, t.l4_check_off, _csum(pseudo + bytes(f[seg:seg + TCP_LEN])))
+    return bytes(f)

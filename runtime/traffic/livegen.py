@@ -28,41 +28,18 @@ import ctypes
 import os
 import socket
 import threading
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from runtime.dataplane import libbpf
 
 from . import frames as F
 from .netns import in_netns
+from .pacing import SendResult, paced
 from .xdp_live import MAX_BATCH, LiveFrames
 
 SOURCE = Path(__file__).with_name("livegen.c")
 MAX_FRAMES = 100_000_000
 XDP_TX, XDP_REDIRECT = 3, 4
-SPIN_S = 0.0005                   # spin this long before a call's start time instead of sleeping
-ENOSPC = 28
-ENOSPC_WAIT_S = 0.001             # after ENOSPC (no XDP memory model id free: xdp_live.py)
-
-
-@dataclass(frozen=True)
-class SendResult:
-    """What one ``send`` did."""
-    requested: int                # frames asked for
-    sent: int                     # frames the program handed to the kernel (its counter)
-    elapsed_s: float              # from the first call's start to the last call's end
-    rate_pps: float               # sent / elapsed_s
-    target_pps: float | None      # the rate asked for (None: as fast as possible)
-    calls: int                    # syscalls made
-    chunk: int                    # frames per syscall
-    kernel_ns_per_frame: float    # the kernel's mean time per frame, over the calls
-    late_calls: int               # calls that started more than a chunk's time late
-    timed_out: bool
-    retries: int = 0              # calls the kernel refused for now (EINTR, ENOSPC), made again
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class _Cfg(ctypes.Structure):
@@ -71,6 +48,26 @@ class _Cfg(ctypes.Structure):
                 ("sport_base", ctypes.c_uint16), ("ip_check", ctypes.c_uint16), ("l4_check", ctypes.c_uint16),
                 ("l4_check_off", ctypes.c_uint16), ("action", ctypes.c_uint32), ("ifindex", ctypes.c_uint32),
                 ("in_ifindex", ctypes.c_uint32)]
+
+
+def open_generator(template: F.Template, ifname: str, netns: str | None = None, *, src_count: int = 1,
+                   sport_count: int = 1, batch_size: int = 64, backend: str = "auto"):
+    """The generator: live frames (LiveGenerator) where the kernel runs them, else the
+    transmit ring (txring.py), which sends the same frames more slowly. ``backend``:
+    "auto", "live-frames" or "tx-ring". Its ``backend`` attribute says which it is."""
+    from . import xdp_live
+
+    if backend not in ("auto", "live-frames", "tx-ring"):
+        raise ValueError(f"backend is auto, live-frames or tx-ring, not {backend!r}")
+    if backend == "auto":
+        with in_netns(netns):
+            backend = "tx-ring" if xdp_live.refusal() else "live-frames"
+    if backend == "live-frames":
+        return LiveGenerator(template, ifname, netns, src_count=src_count, sport_count=sport_count,
+                             batch_size=batch_size)
+    from .txring import TxRingGenerator
+    return TxRingGenerator(template, ifname, netns, src_count=src_count, sport_count=sport_count,
+                           batch_size=batch_size)
 
 
 def _ifindex(netns: str | None, ifname: str) -> int:
@@ -90,6 +87,7 @@ class LiveGenerator:
     (XDP_REDIRECT) instead of by ``ifname`` (XDP_TX). ``batch_size``: frames the
     kernel runs between two flushes to the device (1..256).
     """
+    backend = "live-frames"
 
     def __init__(self, template: F.Template, ifname: str, netns: str | None = None, *, src_count: int = 1,
                  sport_count: int = 1, redirect_to: str | None = None, batch_size: int = 64, rx_queue: int = 0):
@@ -141,12 +139,13 @@ class LiveGenerator:
         return sum(int(v.frames) for v in self.bpf["lg_counter"][ctypes.c_int(0)])
 
     def send(self, count: int, rate_pps: float | None = None, *, chunk: int | None = None, cpu: int | None = None,
-             fifo_priority: int | None = None, timeout_s: float = 30.0) -> SendResult:
+             fifo_priority: int | None = None, timeout_s: float = 30.0, should_stop=None) -> SendResult:
         """Send ``count`` frames at ``rate_pps`` (None: as fast as the kernel goes).
 
         ``cpu``: pin the sending thread there; ``fifo_priority``: run it SCHED_FIFO at
         that priority (1..99), so that other processes on a shared machine do not
-        delay its calls (the kernel's real-time throttling still leaves them 5 %)."""
+        delay its calls (the kernel's real-time throttling still leaves them 5 %).
+        ``should_stop``: asked before each call; True ends the send early."""
         if not 1 <= count <= MAX_FRAMES:
             raise ValueError(f"count is 1..{MAX_FRAMES:,} frames, not {count}")
         if rate_pps is not None and not rate_pps > 0:
@@ -160,7 +159,7 @@ class LiveGenerator:
             raise ValueError(f"SCHED_FIFO priority is 1..99, not {fifo_priority}")
         box: dict = {}
         t = threading.Thread(target=self._send_thread, args=(box, count, rate_pps, chunk, cpu, fifo_priority,
-                                                             timeout_s),
+                                                             timeout_s, None, should_stop),
                              name="livegen", daemon=True)
         t.start()
         t.join(timeout_s + 10)
@@ -209,57 +208,25 @@ class LiveGenerator:
                           sum(r.late_calls for r in rs), any(r.timed_out for r in rs), sum(r.retries for r in rs))
 
     def _send_thread(self, box: dict, count: int, rate: float | None, chunk: int, cpu: int | None,
-                     fifo: int | None, timeout_s: float, live: LiveFrames | None = None) -> None:
+                     fifo: int | None, timeout_s: float, live: LiveFrames | None = None, should_stop=None) -> None:
         try:
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})           # this thread only
             if fifo is not None:
                 os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(fifo))
             with in_netns(self.netns):
-                box["result"] = self._paced(live or self._live, count, rate, chunk, timeout_s)
+                box["result"] = self._paced(live or self._live, count, rate, chunk, timeout_s, should_stop)
         except BaseException as e:                       # handed to send()
             box["error"] = e
 
-    def _paced(self, live: LiveFrames, count: int, rate: float | None, chunk: int, timeout_s: float) -> SendResult:
+    def _paced(self, live: LiveFrames, count: int, rate: float | None, chunk: int, timeout_s: float,
+               should_stop=None) -> SendResult:
         """One thread's paced calls; its count is its own (no other thread may send on
         this CPU meanwhile)."""
-        clock, sleep = time.perf_counter, time.sleep
-        before = self._cpu_frames()
-        gap = chunk / rate if rate else 0.0
-        calls = late = retries = 0
-        ns_sum = 0.0
-        left = count
-        t0 = clock()
-        deadline = t0 + timeout_s
-        timed_out = False
-        while left > 0:
-            now = clock()
-            if now > deadline:
-                timed_out = True
-                break
-            if rate:
-                due = t0 + calls * gap
-                if due - now > SPIN_S:
-                    sleep(due - now - SPIN_S)
-                while clock() < due:
-                    pass
-                if now - due > gap:
-                    late += 1
-            n = min(chunk, left)
+        def send_chunk(n: int) -> tuple[int, float]:
             err = live.run(n)
-            if err:                                      # EINTR, ENOSPC: what went is in the counter
-                left = count - (self._cpu_frames() - before)
-                retries += 1
-                if err == ENOSPC:
-                    sleep(ENOSPC_WAIT_S)                 # old page pools are being released
-            else:
-                left -= n
-                ns_sum += live.duration_ns * n
-            calls += 1
-        elapsed = clock() - t0
-        sent = self._cpu_frames() - before
-        return SendResult(count, sent, elapsed, sent / elapsed if elapsed > 0 else 0.0, rate, calls, chunk,
-                          ns_sum / sent if sent else 0.0, late, timed_out, retries)
+            return err, (0.0 if err else live.duration_ns)
+        return paced(send_chunk, self._cpu_frames, count, rate, chunk, timeout_s, should_stop)
 
     def _cpu_frames(self) -> int:
         """Frames counted on the calling thread's CPU (the thread is pinned while it sends:

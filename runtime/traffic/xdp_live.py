@@ -111,3 +111,34 @@ def _hint(err: int) -> str:
         return (" (live frames need kernel >= 5.18, an XDP program, a registered receive queue of the "
                 "ingress interface and no data_out/ctx_out)")
     return ""
+
+
+_PROBE = "int xdpmon_live_probe(struct xdp_md *ctx) { return XDP_DROP; }"
+_refused: list = []               # the probe's answer, once per process
+
+
+def refusal() -> str | None:
+    """None where this kernel runs live-frames test runs, else why not.
+
+    The probe loads an XDP program that drops everything and asks for one live frame
+    entering the loopback of the calling thread's namespace: nothing is sent. Some
+    kernels refuse the mode outright (EPERM even to root, seen on a 6.18 build) while
+    ordinary test runs work."""
+    if _refused:
+        return _refused[0]
+    import socket
+
+    from bcc import BPF
+
+    b = BPF(text=_PROBE)
+    try:
+        fn = b.load_func("xdpmon_live_probe", BPF.XDP)
+        why = None
+        try:
+            LiveFrames(fn.fd, bytes(60), socket.if_nametoindex("lo")).run(1)
+        except OSError as e:
+            why = f"this kernel refuses live-frames test runs ({os.strerror(e.errno) if e.errno else e})"
+    finally:
+        b.cleanup()
+    _refused.append(why)
+    return why
