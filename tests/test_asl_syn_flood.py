@@ -59,7 +59,7 @@ def test_a_spoofed_flood_is_started_and_ended_once(kernel, tmp_path):
     assert start["started_ns"] - (T0 + 8 * S) <= S                       # detection latency <= 1 s
     assert end == {"victim": VICTIM, "started_ns": T0 + 8_750_500_000, "ended_ns": T0 + 13_999_500_000,
                    "duration_s": 5.249, "records": 5499, "sources": 5278, "top_sources": end["top_sources"],
-                   "peak_syn_rate": 2000, "spoofed": True, "blocked": []}
+                   "peak_syn_rate": 2000, "spoofed": True, "blocked": [], "blocked_hits": 0}
     # reported at the tick of 16 s: within 2 s of the flood's end (14 s)
     (ended,) = [e for e in events if e["kind"] == "attack_ended"]
     assert ended["time_ns"] - (T0 + 14 * S) < 2 * S
@@ -141,3 +141,63 @@ def test_with_the_block_option_the_sources_are_blocked(kernel, tmp_path):
         assert ended["fields"]["blocked"] == srcs
     finally:
         eng.close()
+
+
+class _Ctx:
+    """What syn_flood's handler uses of its context, recorded (the kernel parts are tested
+    above and in tests/test_demo.py)."""
+    class ControlError(Exception):
+        pass
+
+    def __init__(self, options):
+        import logging
+        self.options, self.events, self.blocked, self.log = options, [], [], logging.getLogger("t")
+
+    def emit(self, kind, **f):
+        self.events.append((kind, f))
+
+    def block(self, prefix, ttl=None, reason=""):
+        self.blocked.append(prefix)
+
+    def stats(self, name):
+        return []
+
+    def now(self):
+        return 0
+
+
+def _records(handler, sources, t0=0):
+    from types import SimpleNamespace
+    for i, s in enumerate(sources):
+        handler.on_packet(SimpleNamespace(ts=t0 + i * 1000, ip_src=s, ip_dst=VICTIM, tcp_dport=80))
+
+
+def test_a_spoofed_flood_from_one_prefix_is_blocked_as_it_widens():
+    import ipaddress
+    sys.path.insert(0, str(ROOT / "examples" / "asl"))
+    from syn_flood import SynFloodHandler, covering_prefix
+    assert str(covering_prefix(["198.19.128.5", "198.19.200.1"])) == "198.19.128.0/17"
+    assert str(covering_prefix(["2001:2::1", "2001:2::ff"])) == "2001:2::/120"
+    assert covering_prefix(["198.19.0.1", "2001:2::1"]) is None and covering_prefix([]) is None
+    ctx = _Ctx({"block": True})
+    h = SynFloodHandler(ctx)
+    base = int(ipaddress.IPv4Address("198.19.128.0"))
+    _records(h, [str(ipaddress.IPv4Address(base + i)) for i in range(100)])          # 198.19.128.0-99
+    _records(h, [str(ipaddress.IPv4Address(base + 4000 + i)) for i in range(5)], t0=10**6)
+    assert [k for k, _ in ctx.events] == ["attack_started", "attack_prefix", "attack_prefix"]
+    assert ctx.blocked == ["198.19.128.0/25", "198.19.128.0/20"]       # the first 100, then one from .143.x
+    assert ctx.events[2][1] == {"victim": VICTIM, "prefix": "198.19.128.0/20", "sources": 101, "blocked": True}
+
+
+def test_a_flood_spoofed_from_anywhere_is_not_blocked():
+    import random
+    sys.path.insert(0, str(ROOT / "examples" / "asl"))
+    from syn_flood import SynFloodHandler
+    ctx = _Ctx({"block": True})
+    h = SynFloodHandler(ctx)
+    rnd = random.Random(1)
+    _records(h, [f"198.18.{rnd.randrange(256)}.{rnd.randrange(1, 255)}" for _ in range(300)])
+    assert ctx.blocked == []
+    (kind, f), = [e for e in ctx.events if e[0] == "attack_prefix"]     # said once, not per record
+    assert f["blocked"] is False and f["prefix"] == "198.18.0.0/16"
+    assert f["why"] == "the sources spread over a /16, shorter than /20"

@@ -69,7 +69,7 @@ FACTS = [
     ("dns_flows", "always",
      {"flows": ["count", "sum_pkt_len", "first", "last"], "rcodes": ["count"]}, {}, 0, "examples/asl/dns_flows.py"),
     ("flow_watch", "always", {"flows": ["distinct"], "syns": ["cms_ip_dst"]},
-     {"syn_threshold": 500, "flow_threshold": 5000}, 2, None),
+     {"syn_threshold": 500, "flow_threshold": 5000}, 2, "examples/asl/flow_watch.py"),
     ("half_open_tcp", "always", {"pending": []}, {"max_pending": 10_000}, 1,
      "examples/asl/half_open_tcp.py"),
     ("pkt_sizes", "always", {"sizes": ["hist_pkt_len", "count", "bytes"]}, {}, 0, "examples/asl/pkt_sizes.py"),

@@ -9,9 +9,10 @@ ASL option ``every``, default 10) and emits one ``dns_report``:
 - ``rcodes``: {rcode name: responses}, and ``nxdomain_share`` (of all responses);
 - ``top_clients``: the ``top`` (option, default 5) clients by bytes of queries and
   responses, ``[address, packets, bytes]``;
-- ``servers``: per DNS server, ``[address, query bytes, response bytes, response /
-  query byte ratio]`` (a ratio far above the usual 1..4 is the mark of reflection: see
-  dns_amplification's alerts), largest ratio first;
+- ``servers``: the ``top`` servers by bytes, each ``[address, query bytes, response
+  bytes, response / query byte ratio]`` (None: responses to no query; a ratio far above
+  the usual 1..4 is the mark of reflection: see dns_amplification's alerts), largest
+  ratio first, None before all;
 - ``new_since_last``: queries since the last report.
 
 Reports are driven by the tick, so ``replay --asl`` (a tick per second of capture time)
@@ -55,8 +56,9 @@ class DnsFlowsHandler(PeriodicReport):
                   for e in self.ctx.stats("rcodes")}
         answered = sum(rcodes.values())
         top = sorted(clients.items(), key=lambda t: (-t[1][1], t[0]))[:self.top]
-        by_ratio = sorted(((s, qb, rb, round(rb / qb, 2) if qb else None) for s, (qb, rb) in servers.items()),
-                          key=lambda t: (-(t[3] or 0), t[0]))
+        busiest = sorted(servers.items(), key=lambda t: (-(t[1][0] + t[1][1]), t[0]))[:self.top]
+        by_ratio = sorted(((s, qb, rb, round(rb / qb, 2) if qb else None) for s, (qb, rb) in busiest),
+                          key=lambda t: (-(t[3] if t[3] is not None else float("inf")), t[0]))
         self.ctx.emit("dns_report", queries=q["packets"], query_bytes=q["bytes"], responses=r["packets"],
                       response_bytes=r["bytes"], rcodes=rcodes,
                       nxdomain_share=round(rcodes.get("NXDOMAIN", 0) / answered, 4) if answered else 0.0,

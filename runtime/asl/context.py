@@ -13,6 +13,7 @@
     ctx.disable(app)             switch it off
     ctx.block(prefix, ttl=None, reason="")   add (or renew) a blocklist entry; returns it
     ctx.unblock(prefix)          remove one; returns it
+    ctx.blocks()                 the blocklist's entries with their hits (as ctl blocks lists them)
 
 Every change goes through the program's Controller (runtime/control/controller.py),
 the one writer of params, enable bits and the blocklist, and is marked as made by
@@ -128,3 +129,7 @@ class AslContext:
 
     def unblock(self, prefix: str) -> dict:
         return self._control(f"unblock({prefix!r})", lambda c: c.unblock(prefix, by=self._by))
+
+    def blocks(self) -> list[dict]:
+        """The blocklist's entries, with the hits the program counted (``ctl blocks``)."""
+        return self._control("blocks()", lambda c: c.blocks())

@@ -10,7 +10,7 @@ and its methods, each optional, are called:
                (the module's class of that name, else the generated stub's)
     summary -> on_summary(the app's part of a snapshot, taken when the call is made)
     alert   -> on_alert(Event(ts, rule, type, message))
-    enable  -> on_enable(Event(ts, rule, type, message))
+    enable  -> on_enable(Event(ts, rule, type, message)): message names the app it enabled
     on_start(), on_tick(), on_stop()
 
 A call that raises is counted (``errors``) and logged with its traceback; past
@@ -135,7 +135,8 @@ class Handler:
         return self._snapshot(self.name, None) if self._snapshot is not None else {}
 
     def _event_arg(self, ev: dict):
-        return self._event_cls(ts=ev["ts"], rule=ev["rule"], type=ev["type"], message=ev.get("message") or "")
+        return self._event_cls(ts=ev["ts"], rule=ev["rule"], type=ev["type"],
+                               message=ev.get("message") or ev.get("enabled") or "")
 
     # ---- calls -------------------------------------------------------------------------------------
     def event(self, ev: dict) -> None:
