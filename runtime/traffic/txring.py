@@ -12,13 +12,16 @@ second on a veth here: enough for the demo and the tests, less than live frames.
 
 The ring holds a whole number of cycles of the distinct frames (``src_count x
 sport_count``), at most ``MAX_RING_BYTES``; more distinct frames than fit is refused.
-What went is what the kernel took: the bytes each ``send()`` returns, over the frame
-length. It has the interface of LiveGenerator (``send``, ``frames_sent``, ``close``),
+What went is what the kernel took: a slot is sent when the kernel has set it back
+to available. A device that cannot take a frame now (a veth whose peer's ring is full)
+makes ``send()`` fail with ENOBUFS and leaves that frame and the rest marked; the call
+is made again at once (``busy`` counts them), so no frame of a chunk is skipped. It has the interface of LiveGenerator (``send``, ``frames_sent``, ``close``),
 without ``send_parallel`` and ``redirect_to``.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import mmap
 import os
@@ -41,6 +44,7 @@ PAGE = 4096
 MIN_SLOTS = 2048                  # several calls' worth of frames in flight (calls of up to 1,024)
 MAX_RING_BYTES = 64 << 20
 MAX_FRAMES = 100_000_000
+BUSY_TIMEOUT_S = 2.0              # a device that takes no frame for this long refuses them
 
 
 class TxRingGenerator:
@@ -65,6 +69,7 @@ class TxRingGenerator:
         self._lock = threading.Lock()
         self._sent = 0
         self._pos = 0
+        self.busy = 0                 # sends the device refused for now (ENOBUFS), made again
         with in_netns(netns):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
@@ -94,24 +99,35 @@ class TxRingGenerator:
         return self._sent
 
     def _send_chunk(self, n: int) -> tuple[int, float]:
+        """Mark ``n`` slots ready and have the kernel send them. A device that cannot take a
+        frame now (a veth whose peer's ring is full: ENOBUFS) leaves it, and the rest, marked:
+        the kernel sends them at the next call, made at once, until all went or
+        ``BUSY_TIMEOUT_S`` passed (then the device is taken to refuse frames, and it says so)."""
         pos, slots = self._pos, self.slots
         idx = (np.arange(n) + pos) % slots
         self._status[idx] = TP_STATUS_SEND_REQUEST
         t0 = time.perf_counter_ns()
-        try:
-            sent = self.sock.send(b"")
-        except InterruptedError:
-            sent = None
+        give_up = t0 + int(BUSY_TIMEOUT_S * 1e9)
+        while True:
+            try:
+                self.sock.send(b"")
+            except (InterruptedError, BlockingIOError):
+                pass
+            except OSError as e:
+                if e.errno != errno.ENOBUFS:
+                    raise
+                self.busy += 1
+            st = self._status[idx]
+            if np.any(st == TP_STATUS_WRONG_FORMAT):
+                raise OSError(f"the kernel refused a frame of the transmit ring on {self.ifname} (wrong format)")
+            if not np.any(st != TP_STATUS_AVAILABLE):
+                break
+            if time.perf_counter_ns() > give_up:
+                raise OSError(errno.ENOBUFS, f"{self.ifname} took no frame for {BUSY_TIMEOUT_S:g} s "
+                                             f"(ENOBUFS: its peer is not receiving)")
+            os.sched_yield()
         took = time.perf_counter_ns() - t0
-        st = self._status[idx]
-        done = int(np.count_nonzero(st == TP_STATUS_AVAILABLE))
-        if np.any(st == TP_STATUS_WRONG_FORMAT):
-            raise OSError(f"the kernel refused a frame of the transmit ring on {self.ifname} (wrong format)")
         self._pos = (pos + n) % slots
-        if sent is None or done < n:                  # interrupted: what went is counted
-            self._sent += done
-            self._status[idx] = TP_STATUS_AVAILABLE
-            return 4, 0.0
         self._sent += n
         return 0, took / n
 
