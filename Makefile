@@ -13,14 +13,18 @@ BENCH_ARGS ?=
 # The demo capture: benign traffic with a SYN flood, a port scan and DNS reflection,
 # made by the project's own traffic generator (examples/traffic/generators.py).
 DEMO_PCAP := build/demo.pcap
-# What `make demo` runs (one shell command line).
-DEMO_CMD ?= $(XDPMON) check specs/*.mon && $(XDPMON) compile specs/*.mon --report && $(XDPMON) replay specs/*.mon --pcap $(DEMO_PCAP) --asl
+# What `make demo` runs as root: the live demo (a SYN flood detected on demand on a veth pair
+# of its own; DEMO_ARGS e.g. '--enforce' or '--rate 500k'); without root, the replay demo.
+DEMO_ARGS ?=
+DEMO_CMD ?= $(XDPMON) demo $(DEMO_ARGS)
+REPLAY_DEMO_CMD ?= $(XDPMON) check specs/*.mon && $(XDPMON) compile specs/*.mon --report && $(XDPMON) replay specs/*.mon --pcap $(DEMO_PCAP) --asl --engine $$([ "$$(id -u)" = 0 ] && echo kernel || echo reference)
 
-.PHONY: help setup test quick demo bench clean distclean
+.PHONY: help setup test quick demo replay-demo bench clean distclean
 
 help:
 	@echo "make setup      install system packages, kernel headers link, .venv (idempotent)"
-	@echo "make demo       run the demo"
+	@echo "make demo       the live demo: a SYN flood detected on demand (root; DEMO_ARGS=--enforce)"
+	@echo "make replay-demo  the same apps on a capture (build/demo.pcap), no root needed"
 	@echo "make test       run the test suite (PYTEST_ARGS=...)"
 	@echo "make quick      the suite without the tests marked slow (for iteration; make test is the gate)"
 	@echo "make bench      run benchmarks/bench_*.py"
@@ -36,7 +40,11 @@ quick: setup
 	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 demo: setup $(DEMO_PCAP)
-	$(DEMO_CMD)
+	@if [ "$$(id -u)" = 0 ]; then $(DEMO_CMD); else \
+		echo "make demo: not root: the replay demo (the live demo needs root: sudo make demo)"; $(REPLAY_DEMO_CMD); fi
+
+replay-demo: setup $(DEMO_PCAP)
+	$(REPLAY_DEMO_CMD)
 
 $(DEMO_PCAP): examples/traffic/generators.py | setup
 	@mkdir -p $(dir $@)

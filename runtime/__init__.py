@@ -12,11 +12,14 @@
     control    the one writer of params, enable bits, blocklist; the control
                socket; the deployment config; imports abi, dataplane
     traffic    live traffic: frames at a controlled rate from a network namespace
-               (BPF_PROG_TEST_RUN live frames); imports dataplane
+               (BPF_PROG_TEST_RUN live frames, or a transmit ring); veth pairs;
+               imports dataplane
     export     (to come) Prometheus metrics; imports abi
     ui         rendering snapshots and readings; imports abi
     monitor    a running instance: load, attach, read every interval, serve,
                detach; imports abi, dataplane, engines, asl, control, export, ui
+    demo       ``xdpmon demo``: a flood detected on demand on a veth pair of its own,
+               and its timeline; imports monitor, traffic, control, ui
     cli        the ``xdpmon`` command: thin commands over the packages above;
                imports any of them
 

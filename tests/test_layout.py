@@ -29,7 +29,8 @@ MAY_IMPORT = {
     "traffic": {"dataplane"},
     "ui": {"abi"},
     "monitor": {"abi", "dataplane", "engines", "asl", "control", "export", "ui"},
-    "cli": {"abi", "capture", "dataplane", "engines", "asl", "control", "export", "ui", "monitor"},
+    "demo": {"monitor", "traffic", "control", "ui"},
+    "cli": {"abi", "capture", "dataplane", "engines", "asl", "control", "export", "ui", "monitor", "demo"},
 }
 MAY_IMPORT_COMPILER = {"engines", "control", "cli"}
 

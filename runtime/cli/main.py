@@ -419,9 +419,10 @@ def replay(files, captures, engine, as_json, asl, top, memory_budget):
 
 from .attach_cmds import detach as _detach_cmd, status as _status_cmd  # noqa: E402  (commands in modules
 from .ctl_cmd import ctl as _ctl_cmd  # noqa: E402                                        of their own)
+from .demo_cmd import demo as _demo_cmd  # noqa: E402
 from .run_cmd import run as _run_cmd  # noqa: E402
 
-for _cmd in (_run_cmd, _status_cmd, _detach_cmd, _ctl_cmd):
+for _cmd in (_run_cmd, _status_cmd, _detach_cmd, _ctl_cmd, _demo_cmd):
     cli.add_command(_cmd)
 
 

@@ -26,6 +26,7 @@ class RunOptions:
     block_max_ttl: int | None = None
     enforce: bool = False
     events_path: str | None = None                      # None: stdout
+    events_keep: bool = False                           # also keep every event written (xdpmon demo reads them)
     json: bool = False
     view: str = "auto"                                  # auto, rich, plain, none
     replace: bool = False

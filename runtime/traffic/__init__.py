@@ -1,7 +1,7 @@
-"""Traffic generation on live interfaces: frames sent at a controlled rate by the
-kernel's XDP live-frames test mode (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES),
-or an AF_PACKET transmit ring where the kernel refuses that mode, from a network namespace, for ``xdpmon demo``, hot-reload tests and the live
-benchmarks.
+"""Traffic generation on live interfaces: frames sent at a controlled rate from a
+network namespace by the kernel's XDP live-frames test mode (BPF_PROG_TEST_RUN with
+BPF_F_TEST_XDP_LIVE_FRAMES), or by an AF_PACKET transmit ring where the kernel refuses
+that mode; for ``xdpmon demo``, hot-reload tests and the live benchmarks.
 
     frames      template frames (UDP, TCP SYN) with exact checksums, and frame n of a
                 run; addresses in 198.18.0.0/15 only
