@@ -203,6 +203,8 @@ class StatReadPlan:
     first_of_ptr: bool = False        # this read looks the entry up
     same_key: bool = False            # read by the packet's own key, as T2 keyed the map: T2's entry
                                       # pointer serves (no second lookup) where T2 and T3 share a stage
+    guard: tuple[int, ...] = ()       # packet predicates every rule reading it is and-ed with: the read
+                                      # is made only when they all hold (otherwise no such rule can hold)
 
 
 @dataclass(frozen=True)
@@ -578,6 +580,46 @@ def slot_gates(prog: ir.ProgramIR, slot: ir.Slot) -> tuple[str, ...]:
     return gating_apps({a.name: a.mode for a in prog.apps}, (u.app for u in slot.uses))
 
 
+def conjuncts(prog: ir.ProgramIR, pid: int) -> set[int]:
+    """The predicates ``pid`` is the conjunction of (itself if it is no ``and``)."""
+    p = prog.preds[pid].pred
+    if isinstance(p, ir.PAnd):
+        out: set[int] = set()
+        for o in p.operands:
+            out |= conjuncts(prog, o.id)
+        return out
+    return {pid}
+
+
+def read_guards(prog: ir.ProgramIR, a: ir.AppIR) -> dict:
+    """Per statistic value a rule of ``a`` reads (``ir.vkey``): the packet predicates
+    (phase 1) that every rule reading it is and-ed with. Where one of them is false
+    no rule reading the value can hold, so T3 need not read it (a trigger written
+    ``when tcp.syn and syns > T`` reads its count on SYNs only)."""
+    out: dict = {}
+    selected = conjuncts(prog, a.select) if a.select is not None else set()   # T3 runs inside the select
+    for r in a.rules:
+        ids = closure(prog, r.cond)
+        packet = {i for i in conjuncts(prog, r.cond) if prog.preds[i].phase == 1} - selected
+        for i in ids:
+            if prog.preds[i].phase != 3:
+                continue
+            for v in pred_values(prog.preds[i].pred):
+                for x in walk_values(v):
+                    if isinstance(x, ir.VStat):
+                        k = ir.vkey(x)
+                        out[k] = packet if k not in out else out[k] & packet
+    return {k: tuple(sorted(g)) for k, g in out.items()}
+
+
+def _ptr_of(prog: ir.ProgramIR, maps: dict, v) -> str:
+    mname, _ = prog.stat_slots[(v.app, v.stat, v.member)]
+    m = maps[mname]
+    if m.kind != "fused":
+        return ""
+    return (f"r_{m.name}_" + "_".join(f.name.replace(".", "_") for f in v.key)) if m.key else f"r_{m.name}"
+
+
 def closure(prog: ir.ProgramIR, pid: int) -> set[int]:
     """``pid`` and every predicate it refers to."""
     out = {pid}
@@ -749,6 +791,7 @@ class _Builder:
                         vstats.setdefault(ir.vkey(x), x)
                     elif isinstance(x, ir.VSize):
                         vsizes.setdefault((x.app, x.stat), x)
+        guards = read_guards(prog, a)
         reads = []
         ptrs: set[str] = set()
         maps = {m.name: m for m in prog.maps}
@@ -760,11 +803,16 @@ class _Builder:
             if m.kind == "fused":
                 written = prog.stat_keys[(v.app, v.stat)]
                 sources = tuple(zip(written, v.key))
-                ptr = (f"r_{m.name}_" + "_".join(f.name.replace(".", "_") for f in v.key)) if m.key else f"r_{m.name}"
+                ptr = _ptr_of(prog, maps, v)
             first = bool(ptr) and ptr not in ptrs
             ptrs.add(ptr)
             same = bool(m.key) and tuple(written) == tuple(f.name for f in v.key)
-            reads.append(StatReadPlan(i, v, mname, sname, sources, ptr, first, same if m.kind == "fused" else False))
+            guard = guards.get(ir.vkey(v), ())
+            if ptr and guard:                 # reads sharing an entry pointer share its lookup: one guard
+                guard = tuple(sorted(set.intersection(*(set(guards.get(ir.vkey(x), ())) for x in vstats.values()
+                                                        if _ptr_of(prog, maps, x) == ptr))))
+            reads.append(StatReadPlan(i, v, mname, sname, sources, ptr, first, same if m.kind == "fused" else False,
+                                      guard))
         sizes = []
         for (app, stat) in vsizes:
             mname = prog.track_maps[(app, stat)]

@@ -1014,8 +1014,9 @@ int xdpmon_main(struct xdp_md *ctx)
     if (P[0]) {
         X[0] = 0;
         H[0] = 0;
+        /* read only where P[1] holds: every rule reading it is and-ed with it */
         struct xm_v_m_fd4bad *r_m_fd4bad_ip_src = NULL;
-        __u8 r_m_fd4bad_ip_src_ok = ((p->layers & XM_L_IP)) != 0;   /* key fields present */
+        __u8 r_m_fd4bad_ip_src_ok = P[1] && ((p->layers & XM_L_IP)) != 0;   /* the guard and key fields present */
         r_m_fd4bad_ip_src = t2_m_fd4bad;   /* the entry T2 found for this packet (NULL unless T2 ran: the key was present) */
         if (r_m_fd4bad_ip_src_ok && !r_m_fd4bad_ip_src) { { struct xm_k_m_fd4bad k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_fd4bad_ip_src = xm_find_m_fd4bad(&k); } }
         if (r_m_fd4bad_ip_src_ok) {
