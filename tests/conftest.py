@@ -57,6 +57,17 @@ def kernel():
     return bcc
 
 
+@pytest.fixture(params=[pytest.param("kernel", marks=pytest.mark.kernel), "reference"])
+def engine(request, tmp_path):
+    """``engine(spec_text)``: the replay build of one spec on each engine in turn (the
+    kernel's, a kernel test, and the reference interpreter): tests/engine_helpers.py."""
+    from engine_helpers import EngineMaker
+
+    maker = EngineMaker(request.param, tmp_path)
+    yield maker
+    maker.close()
+
+
 @pytest.fixture
 def veth_pair(kernel):
     """Two network namespaces joined by a veth pair (tests/netns.py); removed after the test."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from compiler.driver import compile_files
-from engine_helpers import EngineMaker, stat
+from engine_helpers import stat
 from runtime.capture.pcap import CaptureError, read_frames
 from runtime.engines import open_engine
 from runtime.engines.replay import replay_captures
@@ -126,13 +126,6 @@ def test_truncated_and_corrupt_pcapng_stop_where_they_break(tmp_path):
 
 
 # ---- replay, on both engines --------------------------------------------------------------------
-
-@pytest.fixture(params=[pytest.param("kernel", marks=pytest.mark.kernel), "reference"])
-def engine(request, tmp_path):
-    maker = EngineMaker(request.param, tmp_path)
-    yield maker
-    maker.close()
-
 
 @pytest.fixture(params=[pytest.param("kernel", marks=pytest.mark.kernel), "reference"])
 def specs_engine(request):

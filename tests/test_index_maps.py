@@ -15,7 +15,7 @@ from compiler import abi
 from compiler import plan as P
 from compiler.driver import compile_files
 from dsl.fields import FIELDS
-from engine_helpers import S, EngineMaker, Eth, run, stat
+from engine_helpers import S, Eth, run, stat
 from runtime.engines.reference import decode
 from spec_helpers import rule_fired
 from test_differential import corpus
@@ -73,13 +73,6 @@ def test_field_domains_hold_on_the_corpus():
                     assert 0 <= fields[name] < 1 << bits, (name, fields[name])
                     seen[name] += 1
     assert all(seen.values()), seen          # the corpus has frames with each of them
-
-
-@pytest.fixture(params=[pytest.param("kernel", marks=pytest.mark.kernel), "reference"])
-def engine(request, tmp_path):
-    maker = EngineMaker(request.param, tmp_path)
-    yield maker
-    maker.close()
 
 
 def dns_response(rcode: int, pad: int = 0, sport: int = 53) -> bytes:

@@ -6,9 +6,8 @@ not satisfy the guard."""
 
 from __future__ import annotations
 
-import pytest
 
-from engine_helpers import EngineMaker, run, tcp, udp
+from engine_helpers import run, tcp, udp
 from spec_helpers import compile_text, find_pred
 
 TRIGGER = """app t {
@@ -56,13 +55,6 @@ def test_the_apps_select_is_no_guard(tmp_path):
 """
     art = compile_text(tmp_path, text)
     assert guards(art, "s") == {("syns", "count"): ()}          # T3 runs inside the select already
-
-
-@pytest.fixture(params=[pytest.param("kernel", marks=pytest.mark.kernel), "reference"])
-def engine(request, tmp_path):
-    maker = EngineMaker(request.param, tmp_path)
-    yield maker
-    maker.close()
 
 
 def test_rules_fire_as_written(engine):

@@ -22,13 +22,6 @@ from spec_helpers import insert_failed, rule_fired
 U64_MAX = (1 << 64) - 1
 
 
-@pytest.fixture(params=[pytest.param("kernel", marks=pytest.mark.kernel), "reference"])
-def engine(request, tmp_path):
-    maker = EngineMaker(request.param, tmp_path)
-    yield maker
-    maker.close()
-
-
 # ---- statistics --------------------------------------------------------------------------------
 
 def test_count_and_sum_by_key(engine):

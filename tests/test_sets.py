@@ -10,17 +10,9 @@ from __future__ import annotations
 import ipaddress
 import random
 
-import pytest
 from scapy.all import IP, IPv6, TCP, Ether
 
-from engine_helpers import Eth, EngineMaker, run, stat, tcp
-
-
-@pytest.fixture(params=[pytest.param("kernel", marks=pytest.mark.kernel), "reference"])
-def engine(request, tmp_path):
-    maker = EngineMaker(request.param, tmp_path)
-    yield maker
-    maker.close()
+from engine_helpers import Eth, run, stat, tcp
 
 
 def _prefixes(n: int, seed: int = 7) -> list[str]:

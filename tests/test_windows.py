@@ -10,10 +10,9 @@ and its value as the last, an older one nothing at all.
 
 from __future__ import annotations
 
-import pytest
 from scapy.all import IP, UDP
 
-from engine_helpers import S, EngineMaker, Eth, stat, tcp, udp
+from engine_helpers import S, Eth, stat, tcp, udp
 
 A, B, C = "198.19.0.1", "198.19.0.2", "198.19.0.3"
 
@@ -49,13 +48,6 @@ C_6 = {"count": 1, "bytes": 42, "lo": 42, "hi": 42, "sizes": {"32-63": 1}, "port
 TOT_EMPTY = {"count": 0, "lo": None, "hi": 0, "srcs": 0}
 TOT_5 = {"count": 5, "lo": 9, "hi": 64, "srcs": 4}
 TOT_6 = {"count": 2, "lo": 64, "hi": 64, "srcs": 2}
-
-
-@pytest.fixture(params=[pytest.param("kernel", marks=pytest.mark.kernel), "reference"])
-def engine(request, tmp_path):
-    maker = EngineMaker(request.param, tmp_path)
-    yield maker
-    maker.close()
 
 
 def run(eng, frames):
