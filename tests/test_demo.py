@@ -155,3 +155,18 @@ def test_demo_without_root_explains_and_falls_back(tmp_path, monkeypatch):
     r = CliRunner().invoke(demo_cmd.demo, ["--duration", "5s", "--attack-at", "1s", "--attack-for", "1s"])
     assert r.exit_code == 0
     assert "needs root" in r.output and "replay demo instead" in r.output
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_an_error_mid_run_is_said_and_everything_removed(kernel, tmp_path):
+    """A fault in the run loop (XDPMON_INJECT_FAULT=tick: the first reading raises): the
+    demo says why, exits 1 and leaves nothing behind."""
+    env = dict(os.environ, XDPMON_INJECT_FAULT="tick")
+    p = subprocess.run([sys.executable, "-m", "runtime.cli", "demo", *SHORT, "--out", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=180, env=env)
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert "stopped: RuntimeError: fault injected by XDPMON_INJECT_FAULT=tick" in p.stderr
+    assert "torn down: namespaces, veth pair, XDP program and control socket removed" in p.stderr
+    nothing_left()
+    assert not (tmp_path / "demo-timeline.json").exists()

@@ -177,6 +177,8 @@ def run_demo(sc: Scenario, art, *, rich: bool, write_pcap: str | None = None, sa
         why, status = "interrupted (Ctrl-C)", 130
     except DemoError as e:
         why, status = str(e), 1
+    except Exception as e:        # the program refused, an interface gone, ...: said, and everything removed
+        why, status = f"{type(e).__name__}: {e}", 1
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
