@@ -33,12 +33,13 @@ of older windows, are left out.
 
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass, field
 
 from .hll import estimate as hll_estimate
 from .manifest import Constants, Manifest
-from .records import decode_fields
+from .records import compile_reader, decode_fields
 
 
 @dataclass
@@ -393,15 +394,30 @@ def _track(m, raw, now, nb: int):
     at = _offsets(m["value"])
     bucket_ns = m["bucket_ns"]
     b = now // bucket_ns
-    entries = []
+    live = []
     for kb, vb in raw.maps.get(m["name"], []):
         opened, bucket = u64(vb, at["opened"]), u64(vb, at["bucket"])
         if b - bucket < nb:
-            entries.append({"key": decode_fields(m["key"], kb), "value": {"opened": opened}})
+            live.append((opened, bytes(kb)))
+    live.sort()                    # oldest first; entries opened at once in the order of their key's bytes
+    key_of = _key_reader(m["key"])
+    entries = [{"key": key_of(kb), "value": {"opened": opened}} for opened, kb in live]
     size = 0
     for vb in raw.maps.get(m["buckets_map"], []):
         epoch, count = struct.unpack_from("<Qq", vb, 0)
         if epoch <= b and b - epoch < nb:
             size += count
-    entries.sort(key=lambda e: (e["value"]["opened"], sorted(e["key"].items())))
     return {"size": max(size, 0), "open": entries}
+
+
+_KEY_READERS: dict[str, object] = {}
+
+
+def _key_reader(st: dict):
+    """``decode_fields(st, ·)`` compiled once per key layout (records.compile_reader):
+    a track table under a flood holds tens of thousands of keys, decoded at each summary."""
+    sig = json.dumps(st, sort_keys=True)
+    fn = _KEY_READERS.get(sig)
+    if fn is None:
+        fn = _KEY_READERS[sig] = compile_reader(st)
+    return fn
