@@ -75,6 +75,7 @@ def floods(art, seeds, flood_s, progress=print) -> tuple[list, list]:
     return runs, rows
 
 
+EQ_REPEAT = 20
 IDLE_FRAMES = ("tcp_syn_new_flow", "tcp_synack", "tcp_established", "dns_query", "dns_response", "udp_other",
                "truncated_tcp")
 
@@ -85,6 +86,7 @@ def idle_cost(rounds: int = 15, repeat: int = 1000) -> dict:
     shipped (syn_flood off), without syn_flood, without syn_flood and its trigger's
     sketch, syn_flood always on; the differences per round, then per frame and their mean."""
     from benchmarks.perf import analysis, stats
+    from benchmarks.perf import equivalence as E
     from benchmarks.perf import frames as PF
     from benchmarks.perf.configs import Floor, XdpmonProgram, all_spec_names, spec_paths, without_syn_flood
     from benchmarks.perf.runner import measure, pin_cpu, prepare
@@ -99,13 +101,22 @@ def idle_cost(rounds: int = 15, repeat: int = 1000) -> dict:
              "always_on": lambda: XdpmonProgram("always_on", texts=FA.spec_texts("always"))}
     frames = [PF.by_name(n) for n in IDLE_FRAMES]
     cpu = pin_cpu()
-    targets = []
+    targets = {}
     try:
         for name, make in confs.items():
-            targets.append(prepare(name, make()))
-        s = measure(targets, frames, None, rounds=rounds, repeat=repeat, first_run=1)
+            targets[name] = prepare(name, make())
+        # the configurations compute the same statistics for the apps they share (the
+        # detector and its trigger aside): checked on a pass of the same frames first
+        shared = [a for a in targets["without_detector_or_trigger"].prog.apps if a != "flow_watch"]
+        pairs = [(a, c, "without_detector") for c in ("shipped_off", "without_detector_or_trigger", "always_on")
+                 for a in shared]
+        pairs += [("flow_watch", c, "without_detector") for c in ("shipped_off", "always_on")]
+        eq = E.compare(targets, pairs, frames, [], EQ_REPEAT)
+        if eq["same"] is False:
+            raise RuntimeError(f"the configurations' statistics differ: {[p for p in eq['pairs'] if p['differences']]}")
+        s = measure(list(targets.values()), frames, None, rounds=rounds, repeat=repeat, first_run=1)
     finally:
-        for t in targets:
+        for t in targets.values():
             t.close()
     d = s.data
 
@@ -114,6 +125,7 @@ def idle_cost(rounds: int = 15, repeat: int = 1000) -> dict:
         return {"mean": stats.summary(analysis.frame_mean(d, list(IDLE_FRAMES), lambda f: per[f])),
                 "per_frame": {f: stats.summary(v) for f, v in per.items()}}
     return {"cpu": cpu, "rounds": rounds, "repeat": repeat, "frames": list(IDLE_FRAMES),
+            "equivalence": {"same": eq["same"], "pairs": len(eq["pairs"]), "crossed_window": eq["crossed_window"]},
             "above_floor": {c: stats.summary(analysis.frame_mean(d, list(IDLE_FRAMES),
                                                                   lambda f, c=c: analysis.cost(d, f, c)))
                             for c in confs if c != "floor"},

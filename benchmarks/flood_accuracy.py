@@ -188,6 +188,9 @@ def replay(art, frames: list[tuple[int, bytes]], asl_options: dict | None = None
             tick()
             host.stop()
             c1, u1 = time.process_time(), os.times().user
+        ran = eng.snapshot()["counters"]["frames"]
+        if ran != len(frames):            # every frame of the capture went through the program
+            raise RuntimeError(f"the program ran {ran:,} frames of {len(frames):,}")
         st = host.stats()
         return Replayed(list(out.written), list(rep.events), enabled_at, ticks,
                         {a: v["handler_ns"] for a, v in st.items()}, {a: v["delivered"] for a, v in st.items()},

@@ -791,10 +791,16 @@ class _Builder:
                         vstats.setdefault(ir.vkey(x), x)
                     elif isinstance(x, ir.VSize):
                         vsizes.setdefault((x.app, x.stat), x)
+        maps = {m.name: m for m in prog.maps}
         guards = read_guards(prog, a)
+        ptr_of = {k: _ptr_of(prog, maps, v) for k, v in vstats.items()}
+        ptr_guard: dict[str, set] = {}          # reads sharing an entry pointer share its lookup: one guard
+        for k, ptr in ptr_of.items():
+            if ptr:
+                g = set(guards.get(k, ()))
+                ptr_guard[ptr] = g if ptr not in ptr_guard else ptr_guard[ptr] & g
         reads = []
         ptrs: set[str] = set()
-        maps = {m.name: m for m in prog.maps}
         for i, v in enumerate(vstats.values()):
             mname, sname = prog.stat_slots[(v.app, v.stat, v.member)]
             m = maps[mname]
@@ -803,14 +809,11 @@ class _Builder:
             if m.kind == "fused":
                 written = prog.stat_keys[(v.app, v.stat)]
                 sources = tuple(zip(written, v.key))
-                ptr = _ptr_of(prog, maps, v)
+                ptr = ptr_of[ir.vkey(v)]
             first = bool(ptr) and ptr not in ptrs
             ptrs.add(ptr)
             same = bool(m.key) and tuple(written) == tuple(f.name for f in v.key)
-            guard = guards.get(ir.vkey(v), ())
-            if ptr and guard:                 # reads sharing an entry pointer share its lookup: one guard
-                guard = tuple(sorted(set.intersection(*(set(guards.get(ir.vkey(x), ())) for x in vstats.values()
-                                                        if _ptr_of(prog, maps, x) == ptr))))
+            guard = tuple(sorted(ptr_guard[ptr])) if ptr else guards.get(ir.vkey(v), ())
             reads.append(StatReadPlan(i, v, mname, sname, sources, ptr, first, same if m.kind == "fused" else False,
                                       guard))
         sizes = []

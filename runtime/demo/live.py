@@ -221,17 +221,15 @@ def capture_base(start_ns: int) -> int:
 
 def _sources(frames) -> set[str]:
     """The IPv4/IPv6 source addresses of the benign frames (for 'no benign source blocked')."""
+    import ipaddress
+
     import dpkt
     out = set()
     for _, f in frames:
         try:
-            eth = dpkt.ethernet.Ethernet(f)
-            ip = eth.data
-            if isinstance(ip, dpkt.ip.IP):
-                out.add(".".join(map(str, ip.src)))
-            elif isinstance(ip, dpkt.ip6.IP6):
-                import ipaddress
-                out.add(str(ipaddress.IPv6Address(ip.src)))
-        except Exception:
+            ip = dpkt.ethernet.Ethernet(f).data
+        except dpkt.dpkt.UnpackError:
             continue
+        if isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)):
+            out.add(str(ipaddress.ip_address(bytes(ip.src))))
     return out

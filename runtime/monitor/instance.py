@@ -109,7 +109,7 @@ class Instance:
 
         self.events_out = EventWriter(self.opts.events_path, host=self.hostname,
                                       interfaces=list(self.opts.interfaces), instance=self.opts.name,
-                                      keep=getattr(self.opts, "events_keep", False))
+                                      keep=self.opts.events_keep)
         host = AslHost(self.art.manifest, self.art.stubs, controller=self.controller,
                        snapshot=eng.app_snapshot, events=self.events_out, options=self.opts.asl or {},
                        clock=eng.now)

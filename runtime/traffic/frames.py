@@ -103,6 +103,14 @@ def build(proto: str, src: str, dst: str, sport: int = 1024, dport: int = 9, siz
     return Template(frame, proto, str(s), str(d), sport, dport, ip_check, l4_check, l4_off)
 
 
+def check_flows(t: Template, src_count: int, sport_count: int) -> None:
+    """``src_count`` sources from the template's, inside the range, and ``sport_count``
+    ports from its port below 65536: the flows a generator cycles through."""
+    check_range(t.src, src_count, "sources")
+    if not 1 <= sport_count <= 0xFFFF - t.sport + 1:
+        raise ValueError(f"sport_count {sport_count}: the ports {t.sport}.. must stay below 65536")
+
+
 def nth_flow(t: Template, n: int, src_count: int, sport_count: int) -> tuple[int, int]:
     """(source address as an int, source port) of frame ``n``: livegen.c's rule."""
     return (int(ipaddress.IPv4Address(t.src)) + n % src_count,

@@ -13,7 +13,7 @@ sends exactly ``count`` frames (the program counts what it handed to the kernel)
 rate, back to back. It runs in a thread of its own that enters ``netns`` (the kernel
 looks the ingress interface up in the caller's namespace) and, with ``cpu``, is
 pinned to that CPU; ``send_parallel`` sends from one such thread per CPU at once.
-Everything is bounded: ``count`` at most ``MAX_FRAMES`` per call, and ``timeout_s``
+Everything is bounded: ``count`` at most ``pacing.MAX_FRAMES`` per call, and ``timeout_s``
 (the send stops there and says so). While loaded, the program is also attached to the
 namespace's loopback (see ``_keep_in_dispatcher``); ``close()`` removes both.
 
@@ -34,11 +34,10 @@ from runtime.dataplane import libbpf
 
 from . import frames as F
 from .netns import in_netns
-from .pacing import SendResult, paced
+from .pacing import SendResult, check_send, paced
 from .xdp_live import MAX_BATCH, LiveFrames
 
 SOURCE = Path(__file__).with_name("livegen.c")
-MAX_FRAMES = 100_000_000
 XDP_TX, XDP_REDIRECT = 3, 4
 
 
@@ -91,9 +90,7 @@ class LiveGenerator:
 
     def __init__(self, template: F.Template, ifname: str, netns: str | None = None, *, src_count: int = 1,
                  sport_count: int = 1, redirect_to: str | None = None, batch_size: int = 64, rx_queue: int = 0):
-        F.check_range(template.src, src_count, "sources")
-        if not 1 <= sport_count <= 0xFFFF - template.sport + 1:
-            raise ValueError(f"sport_count {sport_count}: the ports {template.sport}.. must stay below 65536")
+        F.check_flows(template, src_count, sport_count)
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size is 1..{MAX_BATCH}, not {batch_size}")
         self.template, self.ifname, self.netns = template, ifname, netns
@@ -146,17 +143,8 @@ class LiveGenerator:
         that priority (1..99), so that other processes on a shared machine do not
         delay its calls (the kernel's real-time throttling still leaves them 5 %).
         ``should_stop``: asked before each call; True ends the send early."""
-        if not 1 <= count <= MAX_FRAMES:
-            raise ValueError(f"count is 1..{MAX_FRAMES:,} frames, not {count}")
-        if rate_pps is not None and not rate_pps > 0:
-            raise ValueError(f"rate must be > 0 frames/s, not {rate_pps}")
-        if not timeout_s > 0:
-            raise ValueError(f"timeout must be > 0 s, not {timeout_s}")
         chunk = chunk or self.batch_size
-        if chunk < 1:
-            raise ValueError(f"chunk must be >= 1 frame, not {chunk}")
-        if fifo_priority is not None and not 1 <= fifo_priority <= 99:
-            raise ValueError(f"SCHED_FIFO priority is 1..99, not {fifo_priority}")
+        check_send(count, rate_pps, timeout_s, chunk, fifo_priority)
         box: dict = {}
         t = threading.Thread(target=self._send_thread, args=(box, count, rate_pps, chunk, cpu, fifo_priority,
                                                              timeout_s, None, should_stop),
@@ -177,9 +165,8 @@ class LiveGenerator:
         the queues), so this is how a multi-queue receiver gets every queue used."""
         if not cpus or len(set(cpus)) != len(cpus):
             raise ValueError(f"cpus must be distinct CPUs, not {cpus!r}")
-        if not len(cpus) <= count <= MAX_FRAMES:
-            raise ValueError(f"count is {len(cpus)}..{MAX_FRAMES:,} frames, not {count}")
         chunk = chunk or self.batch_size
+        check_send(count, rate_pps, timeout_s, chunk, fifo_priority, least=len(cpus))
         k = len(cpus)
         shares = [count // k + (i < count % k) for i in range(k)]
         boxes = [{} for _ in cpus]

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+MAX_FRAMES = 100_000_000          # frames one send may ask for
 SPIN_S = 0.0005                   # spin this long before a call's start time instead of sleeping
 ENOSPC = 28
 ENOSPC_WAIT_S = 0.001             # after ENOSPC (no XDP memory model id free: xdp_live.py)
@@ -36,6 +37,21 @@ class SendResult:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def check_send(count: int, rate_pps: float | None, timeout_s: float, chunk: int,
+               fifo_priority: int | None = None, least: int = 1) -> None:
+    """A send's arguments, or ValueError saying which is wrong (both ways of sending)."""
+    if not least <= count <= MAX_FRAMES:
+        raise ValueError(f"count is {least}..{MAX_FRAMES:,} frames, not {count}")
+    if rate_pps is not None and not rate_pps > 0:
+        raise ValueError(f"rate must be > 0 frames/s, not {rate_pps}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout must be > 0 s, not {timeout_s}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1 frame, not {chunk}")
+    if fifo_priority is not None and not 1 <= fifo_priority <= 99:
+        raise ValueError(f"SCHED_FIFO priority is 1..99, not {fifo_priority}")
 
 
 def paced(send_chunk: Callable[[int], tuple[int, float]], counted: Callable[[], int], count: int,

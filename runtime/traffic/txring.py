@@ -34,7 +34,7 @@ import numpy as np
 
 from . import frames as F
 from .netns import in_netns
-from .pacing import SendResult, paced
+from .pacing import SendResult, check_send, paced
 
 SOL_PACKET, PACKET_VERSION, PACKET_TX_RING, PACKET_LOSS, PACKET_QDISC_BYPASS = 263, 10, 13, 14, 20
 TPACKET_V2 = 1
@@ -43,7 +43,6 @@ HDR_LEN = 32                      # TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)
 PAGE = 4096
 MIN_SLOTS = 2048                  # several calls' worth of frames in flight (calls of up to 1,024)
 MAX_RING_BYTES = 64 << 20
-MAX_FRAMES = 100_000_000
 BUSY_TIMEOUT_S = 2.0              # a device that takes no frame for this long refuses them
 
 
@@ -52,9 +51,7 @@ class TxRingGenerator:
 
     def __init__(self, template: F.Template, ifname: str, netns: str | None = None, *, src_count: int = 1,
                  sport_count: int = 1, batch_size: int = 64):
-        F.check_range(template.src, src_count, "sources")
-        if not 1 <= sport_count <= 0xFFFF - template.sport + 1:
-            raise ValueError(f"sport_count {sport_count}: the ports {template.sport}.. must stay below 65536")
+        F.check_flows(template, src_count, sport_count)
         self.template, self.ifname, self.netns = template, ifname, netns
         self.src_count, self.sport_count, self.batch_size = src_count, sport_count, batch_size
         self.frame_size = max(128, 1 << math.ceil(math.log2(HDR_LEN + len(template.frame))))
@@ -134,21 +131,21 @@ class TxRingGenerator:
     def send(self, count: int, rate_pps: float | None = None, *, chunk: int | None = None, cpu: int | None = None,
              fifo_priority: int | None = None, timeout_s: float = 30.0, should_stop=None) -> SendResult:
         """``LiveGenerator.send``: ``count`` frames at ``rate_pps`` (None: back to back),
-        ``chunk`` frames per call, from the calling thread (pinned to ``cpu`` while it sends)."""
-        if not 1 <= count <= MAX_FRAMES:
-            raise ValueError(f"count is 1..{MAX_FRAMES:,} frames, not {count}")
-        if rate_pps is not None and not rate_pps > 0:
-            raise ValueError(f"rate must be > 0 frames/s, not {rate_pps}")
+        ``chunk`` frames per call, from the calling thread (pinned to ``cpu``, and SCHED_FIFO
+        at ``fifo_priority``, while it sends)."""
         chunk = min(chunk or self.batch_size, self.slots // 2)
+        check_send(count, rate_pps, timeout_s, chunk, fifo_priority)
         with self._lock:
-            old = os.sched_getaffinity(0)
+            old_cpus, old_sched = os.sched_getaffinity(0), (os.sched_getscheduler(0), os.sched_getparam(0))
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
+            if fifo_priority is not None:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(fifo_priority))
             try:
                 return paced(self._send_chunk, self.frames_sent, count, rate_pps, chunk, timeout_s, should_stop)
             finally:
-                if cpu is not None:
-                    os.sched_setaffinity(0, old)
+                os.sched_setscheduler(0, *old_sched)
+                os.sched_setaffinity(0, old_cpus)
 
     def close(self) -> None:
         ring, self.ring = getattr(self, "ring", None), None

@@ -29,6 +29,7 @@ The attr is the one of runtime/dataplane/bpf_test_run.py.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 from runtime.dataplane.bpf_test_run import BPF_PROG_TEST_RUN, ETH_HLEN, _syscall, _syscall_nr, _TestAttr
@@ -114,18 +115,16 @@ def _hint(err: int) -> str:
 
 
 _PROBE = "int xdpmon_live_probe(struct xdp_md *ctx) { return XDP_DROP; }"
-_refused: list = []               # the probe's answer, once per process
 
 
+@functools.lru_cache(maxsize=1)
 def refusal() -> str | None:
     """None where this kernel runs live-frames test runs, else why not.
 
     The probe loads an XDP program that drops everything and asks for one live frame
     entering the loopback of the calling thread's namespace: nothing is sent. Some
     kernels refuse the mode outright (EPERM even to root, seen on a 6.18 build) while
-    ordinary test runs work."""
-    if _refused:
-        return _refused[0]
+    ordinary test runs work. Asked once per process."""
     import socket
 
     from bcc import BPF
@@ -140,5 +139,4 @@ def refusal() -> str | None:
             why = f"this kernel refuses live-frames test runs ({os.strerror(e.errno) if e.errno else e})"
     finally:
         b.cleanup()
-    _refused.append(why)
     return why
