@@ -5,6 +5,9 @@ track table or an unkeyed sketch, what it tracks or sketches); a slot after its
 aggregate, arguments, key, guard predicate, window, options and gate. So adding,
 removing or reordering unrelated apps renames nothing, and a runtime can tell the
 maps of an old and a new program apart by name (hot add/remove keeps them).
+An on-demand app's slot has its app as gate, unless an always-on app keeps the same
+statistic (then both read one slot, gate none): adding or removing that app, which is
+not unrelated, renames it, since what it counts changes.
 
 An identity is a readable canonical text (``identity``); the name is a short prefix
 of its SHA-1 (``name``), lengthened where two identities of one program would share

@@ -763,7 +763,7 @@ class _Builder:
                 bpf_type = percpu.TYPES[bpf_type]
         elif m.kind == "track":
             bpf_type = "lru_hash"
-            track = TrackPlan(m.track, self.app_gate(m.track.app), max(1, m.track.expire_ns // abi.TRACK_BUCKETS))
+            track = TrackPlan(m.track, self.gate(gating_apps(self.modes, (u.app for u in m.uses))), max(1, m.track.expire_ns // abi.TRACK_BUCKETS))
             fixed = [abi.TRACK_VALUE.to_json(), abi.TRACK_BUCKET.to_json(), abi.TRACK_BUCKETS, track.bucket_ns]
         else:
             bpf_type = "array"

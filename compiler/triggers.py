@@ -89,6 +89,8 @@ def _count_rule(prog: ir.ProgramIR, rule: ir.RuleIR):
 def _dominates(trig, target) -> bool:
     """The trigger's slot counts at least the target's on every packet and window."""
     (ts, tm, _, _, _), (ds, dm, _, _, _) = trig, target
+    if ts is ds:
+        return True                      # one slot: the target reads the trigger's count
     if ds.func != "count" or ts.window_ns != ds.window_ns or ts.uses[0].app == ds.uses[0].app:
         return False
     target_key = {f.name for f in dm.key}

@@ -5,7 +5,8 @@ through all of specs/ on the kernel with the ASL, as ``xdpmon replay --asl`` run
 
 The issue's scenario: merged as shipped, flow_watch counted distinct flows only, never
 enabled syn_flood, and the flood went unreported. flow_watch now also counts SYNs per
-destination (a count-min sketch) against half of syn_flood's threshold.
+destination -- syn_flood's own statistic, kept once and always -- against half of
+syn_flood's threshold, so syn_flood, once enabled, sees the whole second's count.
 """
 
 from __future__ import annotations
@@ -49,16 +50,18 @@ def test_a_spoofed_flood_is_started_and_ended_once(kernel, tmp_path):
     events = replay(tmp_path, G.flood_inside_traffic())
     (kind, start), (kind2, end) = of(events, "syn_flood")
     assert (kind, kind2) == ("attack_started", "attack_ended")
-    # flow_watch's SYN sketch passed 500 at 8.25 s (the 501st SYN) and enabled syn_flood, which
-    # counted from then and passed 1,000 at 8.75 s (its first record): 0.75 s after the flood began
+    # flow_watch's SYN count passed 500 at 8.25 s (the 501st SYN) and enabled syn_flood, which
+    # reads the same count and passed 1,000 at 8.5 s (the 1,001st SYN, its first record): as
+    # early as always on, 0.5 s after the flood began
     enables = [(e["ts"] - T0, e["rule"]) for e in replay.last["events"] if e["type"] == "enable"]
-    assert enables == [(8_250_000_000, 0)]                   # rule 0: the SYN sketch; once (for 60 s)
-    assert start == {"victim": VICTIM, "port": 80, "started_ns": T0 + 8_750_500_000, "syn_rate": 1100,
+    assert enables == [(8_250_000_000, 0)]                   # rule 0: SYNs per destination; once (for 60 s)
+    assert start == {"victim": VICTIM, "port": 80, "started_ns": T0 + 8_500_000_000, "syn_rate": 1100,
                      "sources": 100, "top_sources": start["top_sources"], "spoofed": True}
     assert len(start["top_sources"]) == 5 and all(n == 1 for _, n in start["top_sources"])
     assert start["started_ns"] - (T0 + 8 * S) <= S                       # detection latency <= 1 s
-    assert end == {"victim": VICTIM, "started_ns": T0 + 8_750_500_000, "ended_ns": T0 + 13_999_500_000,
-                   "duration_s": 5.249, "records": 5499, "sources": 5278, "top_sources": end["top_sources"],
+    # records: the 1,000 SYNs of 8 s past the 1,000th, then 1,000 a second (the rule's limit)
+    assert end == {"victim": VICTIM, "started_ns": T0 + 8_500_000_000, "ended_ns": T0 + 13_999_500_000,
+                   "duration_s": 5.5, "records": 6000, "sources": 5743, "top_sources": end["top_sources"],
                    "peak_syn_rate": 2000, "spoofed": True, "blocked": [], "blocked_hits": 0}
     # reported at the tick of 16 s: within 2 s of the flood's end (14 s)
     (ended,) = [e for e in events if e["kind"] == "attack_ended"]
@@ -73,7 +76,7 @@ def test_a_flood_from_few_real_sources_names_them(kernel, tmp_path):
     sources = sorted(s for s, _ in start["top_sources"])
     assert start["spoofed"] is False and start["sources"] == 4 and [n for _, n in start["top_sources"]] == [25] * 4
     assert sorted(f["source"] for _, f in got[1:5]) == sources and {f["records"] for _, f in got[1:5]} == {50}
-    assert (end["records"], end["sources"], end["spoofed"], end["blocked"]) == (5499, 4, False, [])
+    assert (end["records"], end["sources"], end["spoofed"], end["blocked"]) == (6000, 4, False, [])
     assert sorted(s for s, _ in end["top_sources"]) == sources
 
 
@@ -89,7 +92,7 @@ def test_no_flood_no_attack(kernel, tmp_path):
 def test_the_trigger_cannot_be_above_the_detector():
     """flow_watch's SYN threshold is at or below syn_flood's per-destination one, on the
     same SYNs, key and window: whatever syn_flood would report, flow_watch enables it for
-    (a count-min sketch never counts below the true count)."""
+    (it counts the same SYNs: syn_flood reads its slot)."""
     from compiler.driver import compile_files
     art = compile_files([str(ROOT / "specs" / "flow_watch.mon"), str(ROOT / "specs" / "syn_flood.mon")])
     params = {(p["app"], p["name"]): p["default"] for p in art.manifest["params"]["slots"]}

@@ -19,7 +19,8 @@ from compiler.parse_outcomes import decoders_for
 from benchmarks.specgen import generate
 from compiler import report as report_mod
 from compiler.passes.layers import needed_layers
-from spec_helpers import ROOT, aliased, find_pred, pred_assignments
+from compiler.plan import slot_gates
+from spec_helpers import ROOT, aliased, find_pred, ir_of, pred_assignments, slot_of
 from spec_helpers import compile_text as _compile_text
 
 SPECS = sorted((ROOT / "specs").glob("*.mon"))
@@ -106,20 +107,57 @@ app b { t1 { select ip } t2 { x = count() by (ip.dst, ip.src) } }
     assert _maps_in_c(art.c) == ["m0", "m1", "m2"]
 
 
-def test_on_demand_app_shares_the_map_not_the_slot(tmp_path):
+def test_on_demand_app_reads_the_slot_an_always_on_app_keeps(tmp_path):
+    # a's statistic is computed anyway: b (on demand) reads it and costs nothing more
     art = compile_text(tmp_path, """
 app a { t1 { select tcp } t2 { n = count() by ip.dst window 1s } }
 app b { mode on_demand t1 { select tcp } t2 { n = count() by ip.dst window 1s } }
 """)
+    assert len(art.ir.maps) == 1 and len(art.ir.maps[0].slots) == 1
+    (m,) = art.manifest["maps"]
+    assert [s["gated_by"] for s in m["slots"]] == [[]]
+    assert [u.app for u in art.ir.maps[0].slots[0].uses] == ["a", "b"]
+    assert "if (P[0]) {   /* s0: count() window 1000000000 ns */" in art.c
+    assert art.c.count("xm_upsert_m0(&k, ") == 1
+
+
+def test_the_reference_trigger_keeps_the_detectors_count(tmp_path):
+    # specs/: flow_watch's SYNs per destination are syn_flood's syns, kept once and always
+    texts = {n: (ROOT / "specs" / n).read_text() for n in ("flow_watch.mon", "syn_flood.mon")}
+    prog = ir_of(tmp_path, texts)
+    slot = slot_of(prog, "syn_flood", "syns", "count")
+    assert slot is slot_of(prog, "flow_watch", "syns", "count")
+    assert [u.app for u in slot.uses] == ["flow_watch", "syn_flood"]
+    assert slot_gates(prog, slot) == ()
+
+
+def test_on_demand_apps_share_the_map_not_the_slot(tmp_path):
+    # without an always-on user, each on-demand app counts only while it is on: a slot each
+    art = compile_text(tmp_path, """
+app b { mode on_demand t1 { select tcp } t2 { n = count() by ip.dst window 1s } }
+app c { mode on_demand t1 { select tcp } t2 { n = count() by ip.dst window 1s } }
+""")
     assert len(art.ir.maps) == 1 and len(art.ir.maps[0].slots) == 2
     (m,) = art.manifest["maps"]
-    assert [s["gated_by"] for s in m["slots"]] == [["b"], []]
-    # b is the only on-demand app: enable bit 0
-    assert "if ((P[0] && (s->en & ((1ULL << 0))))) {   /* s0: count() window 1000000000 ns */" in art.c
-    assert "if (P[0]) {   /* s1: count() window 1000000000 ns */" in art.c
-    # each slot keeps its own window: b's, counted only while b is on, never resets a's
+    assert sorted(s["gated_by"] for s in m["slots"]) == [["b"], ["c"]]
+    assert "if ((P[0] && (s->en & ((1ULL << 0))))) {   /* s" in art.c
+    assert "if ((P[0] && (s->en & ((1ULL << 1))))) {   /* s" in art.c
+    # each slot keeps its own window: c's never resets b's
     assert "if (v->s0_e != ep_1000000000)" in art.c and "if (v->s1_e != ep_1000000000)" in art.c
     assert art.c.count("xm_upsert_m0(&k, ") == 1
+
+
+def test_an_and_drops_the_layer_test_another_operand_implies(tmp_path):
+    # select l4 + where tcp.syn guards the same packets as select tcp.syn: one slot
+    art = compile_text(tmp_path, """
+app a { t1 { select l4 } t2 { n = count() by ip.dst where tcp.syn and not tcp.ack } }
+app b { t1 { select tcp.syn and not tcp.ack } t2 { n = count() by ip.dst } }
+app c { t1 { select ipv4 and ip } t2 { n = count() by ip.dst } }
+""")
+    slots = {u.app: s.name for m in art.ir.maps for s in m.slots for u in s.uses}
+    assert slots["a"] == slots["b"] != slots["c"]
+    # not tcp.ack holds without TCP too: it implies no layer
+    assert find_pred(art.ir, "ipv4").users == ("c",)
 
 
 # ---- predicates -------------------------------------------------------------------------------

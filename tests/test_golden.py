@@ -108,10 +108,13 @@ def test_shared_golden_shows_one_slot_for_two_apps():
 
 
 def test_on_demand_golden_shows_a_gated_slot_in_the_shared_map():
+    # responder's q is watcher's q.count (always kept: read, not gated); its big is its own
     m = json.loads((GOLDEN / "t3_on_demand.manifest.json").read_text())
     m0 = next(x for x in m["maps"] if x["key_fields"] == ["ip.src"])
     assert m0["shared_by"] == ["responder", "watcher"]
     assert sorted(tuple(s["gated_by"]) for s in m0["slots"]) == [(), (), ("responder",)]
+    ir_text = (GOLDEN / "t3_on_demand.ir.txt").read_text()
+    assert "# watcher.q.count, responder.q.count" in ir_text
 
 
 def test_update_golden_check_mode_agrees(capsys):

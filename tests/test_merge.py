@@ -57,10 +57,10 @@ app b { t1 { select udp } t2 { x = count() by ip.dst } }
 """)
     assert maps_text(prog) == """\
   m0: fused key (ip.dst) size 16384 on full count
-    s0: count() if p1 window -    # b.x.count
-    s1: count() if p0 window -    # a.x.count
-    s2: sum(pkt.len) if p0 window -    # a.x.sum_pkt_len
-    s3: max(pkt.len) if p3 window -    # a.y.max_pkt_len
+    s0: max(pkt.len) if p2 window -    # a.y.max_pkt_len
+    s1: count() if p1 window -    # b.x.count
+    s2: count() if p0 window -    # a.x.count
+    s3: sum(pkt.len) if p0 window -    # a.x.sum_pkt_len
     s4: count() if p0 window 1s    # a.z.count
     s5: distinct(tcp.sport) registers=64 if p0 window 10s    # a.h.distinct
     s6: hist(pkt.len) if p0 window 10s    # a.h.hist_pkt_len
@@ -168,70 +168,58 @@ app always_d { t1 { select tcp } t2 { x = count() by ip.dst window 1s } }
 """
 
 
-def test_on_demand_stat_gets_its_own_slot_in_the_shared_fused_map(tmp_path):
+def test_on_demand_stat_reads_the_slot_always_on_apps_keep(tmp_path):
+    # always_a and always_d keep the slot anyway: od_b and od_c read it (counted all along)
     prog = merged(tmp_path, ON_DEMAND)
     assert maps_text(prog) == """\
   m0: fused key (ip.dst) size 16384 on full count
+    s0: count() if p0 window 1s    # always_a.x.count, od_b.x.count, od_c.x.count, always_d.x.count
+"""
+    for app in ("always_a", "od_b", "od_c", "always_d"):
+        assert slot_gates(prog, slot_of(prog, app, "x", "count")) == ()
+
+
+def test_on_demand_stat_gets_its_own_slot_in_the_shared_fused_map(tmp_path):
+    # no always-on app keeps it: each on-demand app counts only while it is on
+    prog = merged(tmp_path, ON_DEMAND.replace("app always_a { t1 { select tcp } t2 { x = count() by ip.dst window 1s } }",
+                                              "app always_a { t1 { select tcp } t2 { x = count() by ip.dst window 10s } }")
+                  .replace("app always_d { t1 { select tcp } t2 { x = count() by ip.dst window 1s } }", ""))
+    assert maps_text(prog) == """\
+  m0: fused key (ip.dst) size 16384 on full count
     s0: count() if p0 window 1s    # od_c.x.count
-    s1: count() if p0 window 1s    # always_a.x.count, always_d.x.count
-    s2: count() if p0 window 1s    # od_b.x.count
+    s1: count() if p0 window 1s    # od_b.x.count
+    s2: count() if p0 window 10s    # always_a.x.count
 """
     assert slot_gates(prog, slot_of(prog, "always_a", "x", "count")) == ()
     assert slot_gates(prog, slot_of(prog, "od_b", "x", "count")) == ("od_b",)
     assert slot_gates(prog, slot_of(prog, "od_c", "x", "count")) == ("od_c",)
 
 
-def test_on_demand_sketch_and_track_are_not_shared_either(tmp_path):
-    prog = merged(tmp_path, """
-app a { t1 { select tcp } t2 {
+SKETCH_AND_TRACK = """
+app APP { MODE t1 { select tcp } t2 {
   u = distinct(ip.src) window 1s
   t = track (ip.src) open when tcp.syn close when tcp.fin expire 10s
 } }
-app b { mode on_demand t1 { select tcp } t2 {
-  u = distinct(ip.src) window 1s
-  t = track (ip.src) open when tcp.syn close when tcp.fin expire 10s
-} }
-""")
-    assert [m.kind for m in prog.maps] == ["hll", "track", "hll", "track"]
-    assert prog.track_maps == {("a", "t"): "m1", ("b", "t"): "m3"}
-    assert prog.stat_slots[("a", "u", "distinct")][0] == "m0"
-    assert prog.stat_slots[("b", "u", "distinct")][0] == "m2"
-
-
-# ---- sketches and tracks ---------------------------------------------------------------------------
-
-def test_unkeyed_counters_share_one_array_and_unkeyed_sketches_get_maps_of_their_own(tmp_path):
-    prog = merged(tmp_path, """
-app a { t1 { select ip } t2 {
-  n = count(), sum(pkt.len)
-  h = hist(pkt.len) window 1s
-  u = distinct(ip.src)
-  v = distinct(ip.dst, registers=256) window 1s
-  c = cms(ip.src, width=1024, depth=2)
-} }
-app b { t1 { select ip } t2 { n = count()  u = distinct(ip.src) } }
-""")
-    assert maps_text(prog) == """\
-  m0: fused key (-) size 1 on full count
-    s0: count() if p0 window -    # a.n.count, b.n.count
-    s1: sum(pkt.len) if p0 window -    # a.n.sum_pkt_len
-    s2: hist(pkt.len) if p0 window 1s    # a.h.hist_pkt_len
-  m1: hll key (-) size 1 on full count
-    s3: distinct(ip.src) registers=4096 if p0 window -    # a.u.distinct, b.u.distinct
-  m2: hll key (-) size 1 on full count
-    s4: distinct(ip.dst) registers=256 if p0 window 1s    # a.v.distinct
-  m3: cms key (-) size 1 on full count
-    s5: cms(ip.src) depth=2 width=1024 if p0 window -    # a.c.cms_ip_src
 """
 
 
-def test_keyed_distinct_lives_in_the_fused_map(tmp_path):
-    prog = merged(tmp_path, """
-app a { t1 { select tcp } t2 { n = count() by ip.src  d = distinct(tcp.dport) by ip.src window 10s } }
-""")
-    assert [m.kind for m in prog.maps] == ["fused"]
-    assert [s.func for s in prog.maps[0].slots] == ["count", "distinct"]
-    assert dict(prog.maps[0].slots[1].options) == {"registers": 64}
+def _apps(*apps) -> str:
+    return "".join(SKETCH_AND_TRACK.replace("APP", a).replace("MODE", m) for a, m in apps)
+
+
+def test_on_demand_sketch_and_track_read_the_always_on_ones(tmp_path):
+    prog = merged(tmp_path, _apps(("a", ""), ("b", "mode on_demand")))
+    assert [m.kind for m in prog.maps] == ["hll", "track"]
+    assert prog.track_maps == {("a", "t"): "m1", ("b", "t"): "m1"}
+    assert prog.stat_slots[("a", "u", "distinct")] == prog.stat_slots[("b", "u", "distinct")]
+
+
+def test_on_demand_sketch_and_track_are_not_shared_between_on_demand_apps(tmp_path):
+    prog = merged(tmp_path, _apps(("b", "mode on_demand"), ("c", "mode on_demand")))
+    assert [m.kind for m in prog.maps] == ["hll", "track", "hll", "track"]
+    assert prog.track_maps == {("b", "t"): "m1", ("c", "t"): "m3"}
+    assert prog.stat_slots[("b", "u", "distinct")][0] == "m0"
+    assert prog.stat_slots[("c", "u", "distinct")][0] == "m2"
 
 
 def test_track_is_its_own_map_shared_when_identical(tmp_path):
@@ -251,9 +239,9 @@ app c { t1 { select tcp } t2 {
   m0: fused key (ip.dst, ip.src) size 16384 on full count
     s0: count() if p0 window -    # a.n.count
   m1: track key (ip.dst, ip.src) size 5000 on full lru
-    track a.t: open p2 close p4 expire 10s
+    track a.t: open p1 close p2 expire 10s
   m2: track key (ip.dst, ip.src) size 65536 on full lru
-    track c.t: open p2 close p4 expire 20s
+    track c.t: open p1 close p2 expire 20s
 """
     assert prog.track_maps == {("a", "t"): "m1", ("b", "t2"): "m1", ("c", "t"): "m2"}
     assert [(u.app, u.stat) for u in prog.maps[1].uses] == [("a", "t"), ("b", "t2")]

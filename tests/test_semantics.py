@@ -326,6 +326,24 @@ app od { mode on_demand t1 { select tcp } t2 { seen = count() by ip.dst } }
     assert stat(snap, "od", "seen") == [{"key": {"ip.dst": "198.19.0.1"}, "value": {"count": 1}}]
 
 
+def test_on_demand_app_reads_the_always_on_count_of_the_same_statistic(engine):
+    # od keeps the same statistic as watch, so it reads watch's slot: enabled by the 3rd
+    # packet of a window, it sees the whole window (5 on the 5th packet), not the part
+    # since its enable, and reports in that window
+    eng = engine("""
+app watch { t1 { select tcp } t2 { c = count() by ip.dst window 1s }
+            t3 { when c >= param n = 3 { enable od for 2s } } }
+app od { mode on_demand t1 { select tcp } t2 { c = count() by ip.dst window 1s }
+         t3 { when c > 4 { alert "flood" limit 1000/s } } }
+""")
+    run(eng, [tcp()] * 6, t0=10 * S)
+    snap = eng.snapshot()
+    assert [e["type"] for e in snap["events"]] == ["enable", "alert", "alert"]
+    assert snap["counters"]["app.od.events"] == 2
+    assert stat(snap, "od", "c") == stat(snap, "watch", "c") == [
+        {"key": {"ip.dst": "198.19.0.1"}, "value": {"count": 6}, "last_window": {"count": 0}}]
+
+
 def test_operator_enable_and_disable(engine):
     eng = engine("app od { mode on_demand t2 { seen = count() } }")
     run(eng, [tcp()])

@@ -68,7 +68,7 @@ FACTS = [
      {"min_bytes": 1_000_000, "ratio": 10}, 1, "examples/asl/dns_amplification.py"),
     ("dns_flows", "always",
      {"flows": ["count", "sum_pkt_len", "first", "last"], "rcodes": ["count"]}, {}, 0, "examples/asl/dns_flows.py"),
-    ("flow_watch", "always", {"flows": ["distinct"], "syns": ["cms_ip_dst"]},
+    ("flow_watch", "always", {"flows": ["distinct"], "syns": ["count"]},
      {"syn_threshold": 500, "flow_threshold": 5000}, 2, "examples/asl/flow_watch.py"),
     ("half_open_tcp", "always", {"pending": []}, {"max_pending": 10_000}, 1,
      "examples/asl/half_open_tcp.py"),
@@ -132,11 +132,11 @@ def test_flow_watch_enables_syn_flood(program):
     assert agg.func == "distinct"
     assert [a.field.name for a in agg.args] == ["ip.src", "ip.dst", "l4.sport", "l4.dport"]
     assert agg.option("registers") == 4096              # unkeyed default
-    # and SYNs per destination, in a count-min sketch, against half of syn_flood's per_dst
+    # and SYNs per destination, syn_flood's own statistic, against half of its per_dst
     syns = app.stat("syns")
-    assert (syns.key, syns.window_ns) == ((), S)
-    (cms,) = syns.aggregates
-    assert cms.func == "cms" and [a.field.name for a in cms.args] == ["ip.dst"]
+    assert (_key(syns), syns.window_ns) == (["ip.dst"], S)
+    (count,) = syns.aggregates
+    assert count.func == "count"
     assert [r.actions[0].app for r in app.rules] == ["syn_flood", "syn_flood"]
     assert {r.actions[0].duration_ns for r in app.rules} == {60 * S}
     assert app.guaranteed_layers == {"pkt", "ip", "l4"}

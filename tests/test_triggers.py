@@ -46,6 +46,9 @@ def test_a_trigger_above_its_target_is_noted(tmp_path):
 @pytest.mark.parametrize("case, stat, threshold, where, window, noted", [
     ("at the target's threshold", "cms(ip.dst)", "1000", "where tcp.syn and not tcp.ack", "1s", False),
     ("a constant above", "cms(ip.dst)", "1001", "where tcp.syn and not tcp.ack", "1s", True),
+    # the target's own statistic: one slot, the same count (as specs/flow_watch.mon)
+    ("the same statistic", "count() by ip.dst", "1500", "where tcp.syn and not tcp.ack", "1s", True),
+    ("the same statistic, at", "count() by ip.dst", "1000", "where tcp.syn and not tcp.ack", "1s", False),
     # counts more packets (every SYN, ACKs too): still at least the target's count
     ("a wider count", "count() by ip.dst", "2000", "where tcp.syn", "1s", True),
     # one count for all destinations: at least any one destination's

@@ -3,7 +3,11 @@
 - Identical statistics -- same aggregate, arguments, key, guard (the app's T1
   select and the stat's where), window and options -- become ONE slot used by
   every app that wrote it. An on-demand app's statistic counts only while the
-  app is enabled, so it is only ever identical to its own.
+  app is enabled, so it is identical to another on-demand app's only if that app
+  is itself; but where an always-on app keeps the same statistic, the on-demand
+  app reads that slot: it is computed anyway, and holds what the app would have
+  counted had it been on all along (a detector enabled mid-window sees the whole
+  window, not the part since its enable).
 - Statistics keyed by the same fields (in any order) and with the same
   full-map policy live in ONE hash map whose value holds all their slots,
   each updated under its own guard and window: one lookup per packet per key.
@@ -31,8 +35,26 @@ from .. import ir, percpu
 SKETCH_FUNCS = ("distinct", "cms")
 
 
-def _gate(ps) -> str | None:
-    return ps.app if ps.mode == "on_demand" else None
+def _gate(ps, always: frozenset, ident: tuple) -> str | None:
+    """The app whose enable bit a statistic's slot (``ident``, without its gate) counts
+    under: None when the app is always on, or when an always-on app keeps the same slot."""
+    if ps.mode != "on_demand" or ident in always:
+        return None
+    return ps.app
+
+
+def _always_on(prog: ir.ProgramIR) -> frozenset:
+    """The slots (and tracks) always-on apps keep, without their gate."""
+    out = set()
+    for ps in prog.pending_stats:
+        if ps.mode == "on_demand":
+            continue
+        key = _key_fields(ps.stat)
+        if ps.stat.kind == "track":
+            out.add(_track_key(ps, key))
+        else:
+            out.update(_ungated_key(ps, agg, key) for agg in ps.stat.aggregates)
+    return frozenset(out)
 
 
 def run(prog: ir.ProgramIR) -> ir.ProgramIR:
@@ -40,14 +62,15 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
     order: list = []
     track_groups: dict = {}
     spec_order: list = []      # (app, stat, member) as written: how a stat's values are listed
-    read_slots = _slots_read_by_rules(prog)
+    always = _always_on(prog)
+    read_slots = _slots_read_by_rules(prog, always)
     for ps in prog.pending_stats:
         st = ps.stat
         prog.stat_keys[(ps.app, st.name)] = tuple(k.field.name for k in st.key)
         key = _key_fields(st)
-        gate = _gate(ps)
         if st.kind == "track":
-            ident = ("track", tuple(f.name for f in key), ps.open_guard, ps.close_guard, st.expire_ns, gate)
+            tk = _track_key(ps, key)
+            ident = tk + (_gate(ps, always, tk),)
             g = track_groups.get(ident)
             use = ir.Use(ps.app, st.name, "", st.span)
             if g is None:
@@ -60,7 +83,7 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
             continue
         for agg in st.aggregates:
             sketch = not key and agg.func in SKETCH_FUNCS
-            slot_ident = _slot_key(ps, agg, key)
+            slot_ident = _slot_key(ps, agg, key, always)
             if sketch:
                 gkey = ("sketch", slot_ident)
                 kind = "hll" if agg.func == "distinct" else "cms"
@@ -81,7 +104,7 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
             if slot is None:
                 g["slots"][slot_ident] = {"func": agg.func, "args": tuple(a.field for a in agg.args),
                                           "guard": ps.guard, "window": st.window_ns,
-                                          "options": agg.options, "uses": [use], "gate": gate}
+                                          "options": agg.options, "uses": [use], "gate": slot_ident[-1]}
             else:
                 slot["uses"].append(use)
 
@@ -101,7 +124,7 @@ def run(prog: ir.ProgramIR) -> ir.ProgramIR:
             ps = track_groups[gk]["ps"]
             map_ident[gk] = (f"track key({I.fields_text(track_groups[gk]['key'])}) "
                              f"open {pred_text(ps.open_guard)} close {pred_text(ps.close_guard)} "
-                             f"expire {ps.stat.expire_ns} gate {_gate(ps) or '-'}")
+                             f"expire {ps.stat.expire_ns} gate {gk[-1] or '-'}")
             continue
         g = groups[gk]
         for sk, sd in g["slots"].items():
@@ -157,17 +180,26 @@ def _key_fields(st) -> tuple[Field, ...]:
     return tuple(k.field for k in sorted(st.key, key=lambda k: k.field.name))
 
 
-def _slot_key(ps, agg, key) -> tuple:
-    """What makes two aggregates one slot (compiler/identity.py names it)."""
+def _ungated_key(ps, agg, key) -> tuple:
     return (agg.func, tuple(a.field.name for a in agg.args), tuple(f.name for f in key),
-            ps.guard, ps.stat.window_ns, agg.options, _gate(ps))
+            ps.guard, ps.stat.window_ns, agg.options)
 
 
-def _slots_read_by_rules(prog: ir.ProgramIR) -> set[tuple]:
+def _track_key(ps, key) -> tuple:
+    return ("track", tuple(f.name for f in key), ps.open_guard, ps.close_guard, ps.stat.expire_ns)
+
+
+def _slot_key(ps, agg, key, always: frozenset) -> tuple:
+    """What makes two aggregates one slot (compiler/identity.py names it)."""
+    k = _ungated_key(ps, agg, key)
+    return k + (_gate(ps, always, k),)
+
+
+def _slots_read_by_rules(prog: ir.ProgramIR, always: frozenset) -> set[tuple]:
     """The slots some rule reads through one of the statistics that use them: every
     use of such a slot is in the map of what rules read (a slot is kept once)."""
     read = percpu.stats_read_by_rules(prog)
-    return {_slot_key(ps, agg, _key_fields(ps.stat)) for ps in prog.pending_stats
+    return {_slot_key(ps, agg, _key_fields(ps.stat), always) for ps in prog.pending_stats
             if ps.stat.kind != "track" and (ps.app, ps.stat.name) in read for agg in ps.stat.aggregates}
 
 

@@ -7,14 +7,18 @@
 - comparisons that cannot be true for an unsigned field fold to false
   (``tcp.dport < 0``) and ones that always hold reduce to the field's layer
   test (``pkt.len >= 0``), since a comparison on an absent field is false;
-- an ``in`` with one exact member is ``==``.
+- an ``in`` with one exact member is ``==``;
+- in an ``and``, a layer test another operand implies is dropped (``l4 and tcp.syn`` is
+  ``tcp.syn``: a comparison on an absent field is false, so ``tcp.syn`` holds only where
+  TCP, hence L4, was parsed), so that an app's ``select l4`` and a statistic's ``where
+  tcp.syn`` guard the same packets as another app's ``select tcp.syn``.
 
 Pure functions from ir.Pred to ir.Pred; no interning here.
 """
 
 from __future__ import annotations
 
-from dsl.fields import Kind
+from dsl.fields import Kind, implied_layers
 
 from .. import ir
 
@@ -68,9 +72,43 @@ def _boolop(p):
     if not flat:
         return neutral()
     ops = [flat[k] for k in sorted(flat, key=repr)]
+    if is_and:
+        ops = _without_implied_layers(ops)
     if len(ops) == 1:
         return ops[0]
     return type(p)(tuple(ops))
+
+
+def _layers_implied(p) -> set[str]:
+    """The layers that are parsed whenever ``p`` holds."""
+    if isinstance(p, ir.PLayer):
+        return implied_layers(p.layer)
+    if isinstance(p, ir.PAnd):
+        return set().union(*(_layers_implied(o) for o in p.operands))
+    if isinstance(p, ir.POr):                     # what every branch implies
+        return set.intersection(*(_layers_implied(o) for o in p.operands))
+    if isinstance(p, ir.PCmp):
+        vals = (p.left, p.right)
+    elif isinstance(p, ir.PIn):
+        vals = (p.value,)
+    else:
+        return set()
+    out: set[str] = set()
+    for v in vals:
+        if isinstance(v, ir.VField) and v.field.layer != "pkt":
+            out |= implied_layers(v.field.layer)
+    return out
+
+
+def _without_implied_layers(ops: list) -> list:
+    keep = []
+    for i, o in enumerate(ops):
+        if isinstance(o, ir.PLayer):
+            others = set().union(*(_layers_implied(x) for j, x in enumerate(ops) if j != i))
+            if o.layer in others:
+                continue
+        keep.append(o)
+    return keep
 
 
 def _field_bits(v):

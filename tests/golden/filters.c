@@ -626,7 +626,7 @@ struct xm_scratch {
     __u64 next;         /* while refreshing them: the next time one runs out */
     __u64 full[1];       /* per map that can be full: no insert tried before this time */
     __u64 x[1];
-    __u8 p[16];          /* predicates, padded to whole __u64s */
+    __u8 p[8];          /* predicates, padded to whole __u64s */
     __u8 h[1];
 };
 
@@ -921,7 +921,7 @@ struct xm_k_m_74fa9b {
     __u8 _pad0[6];
 } __attribute__((aligned(8)));
 struct xm_v_m_74fa9b {
-    __u64 s_bf1306;
+    __u64 s_a8182e;
 } __attribute__((aligned(8)));
 
 BPF_TABLE("percpu_hash", struct xm_k_m_74fa9b, struct xm_v_m_74fa9b, m_74fa9b, 16384);
@@ -995,26 +995,23 @@ int xdpmon_main(struct xdp_md *ctx)
     P[1] = ((p->layers & XM_L_IPV4) && (((bpf_ntohl(p->src.w[3]) & 0xff000000U) == 0x0a000000U)));
     P[2] = !P[1];
     P[3] = (P[0] && P[2]);
-    P[4] = ((p->layers & XM_L_IP) != 0);
-    P[5] = ((p->layers & XM_L_UDP) && ((__u64)p->dport == 53ULL));
-    P[6] = ((p->layers & XM_L_UDP) && ((__u64)p->sport == 53ULL));
-    P[7] = (P[5] || P[6]);
-    P[8] = (P[4] && P[7]);
-    P[9] = (P[3] || P[8]);  /* tests/golden/filters.mon:5, tests/golden/filters.mon:8 */
+    P[4] = ((p->layers & XM_L_UDP) && ((__u64)p->dport == 53ULL));
+    P[5] = ((p->layers & XM_L_UDP) && ((__u64)p->sport == 53ULL));
+    P[6] = (P[3] || P[4] || P[5]);  /* tests/golden/filters.mon:5, tests/golden/filters.mon:8 */
 
     /* ---- T2: one lookup per map ---- */
     XM_FRESH(P);
     /* m_74fa9b: fused map, key (l4.dport) */
     /*   filters.hits  (tests/golden/filters.mon:8) */
-    if ((p->layers & XM_L_L4) && (P[9])) {
+    if ((p->layers & XM_L_L4) && (P[6])) {
         struct xm_k_m_74fa9b k;
         __builtin_memset(&k, 0, sizeof(k));
         k.l4_dport = p->dport;
         struct xm_v_m_74fa9b *v = xm_upsert_m_74fa9b(&k, now, &s->full[0]);
         if (v) {
             XM_FRESH(P);
-            if (P[9]) {   /* s_bf1306: count() */
-                v->s_bf1306 += 1;
+            if (P[6]) {   /* s_a8182e: count() */
+                v->s_a8182e += 1;
             }
         }
     }

@@ -936,9 +936,9 @@ struct xm_v_m_fd4bad {
     __u64 s_35190f_e;
     __u64 s_35190f;
     __u64 s_35190f_last;
-    __u64 s_773876_e;
-    __u64 s_773876;
-    __u64 s_773876_last;
+    __u64 s_cc6994_e;
+    __u64 s_cc6994;
+    __u64 s_cc6994_last;
     __u64 s_ebdadb_e;
     __u64 s_ebdadb;
     __u64 s_ebdadb_last;
@@ -1068,18 +1068,19 @@ int xdpmon_main(struct xdp_md *ctx)
     XM_FRESH(P);
     P[0] = ((p->layers & XM_L_UDP) && ((__u64)p->dport == 53ULL));
     P[1] = ((p->layers & XM_L_UDP) && ((__u64)p->sport == 53ULL));
-    P[2] = (P[0] || P[1]);  /* tests/golden/t3_on_demand.mon:17, tests/golden/t3_on_demand.mon:19, tests/golden/t3_on_demand.mon:4, tests/golden/t3_on_demand.mon:5 */
+    P[2] = (P[0] || P[1]);  /* tests/golden/t3_on_demand.mon:17, tests/golden/t3_on_demand.mon:19, tests/golden/t3_on_demand.mon:20, tests/golden/t3_on_demand.mon:4, tests/golden/t3_on_demand.mon:5 */
     /* only while responder enabled */
     if ((s->en & ((1ULL << 0)))) {
         XM_FRESH(P);
-        P[9] = ((p->layers & XM_L_DNS) && ((__u64)((p->dns_flags >> 15) & 1) == 1));
-        P[10] = (P[9] && P[2]);  /* tests/golden/t3_on_demand.mon:20 */
+        P[10] = ((p->layers & XM_L_DNS) && ((__u64)((p->dns_flags >> 15) & 1) == 1));
+        P[11] = (P[10] && P[2]);  /* tests/golden/t3_on_demand.mon:21 */
     }
 
     /* ---- T2: one lookup per map ---- */
     struct xm_v_m_fd4bad *t2_m_fd4bad = NULL;   /* T2's entry, read again by T3 */
     XM_FRESH(P);
     /* m_fd4bad: fused map, key (ip.src) */
+    /*   responder.big  (tests/golden/t3_on_demand.mon:20) */
     /*   responder.q  (tests/golden/t3_on_demand.mon:19) */
     /*   watcher.q  (tests/golden/t3_on_demand.mon:5) */
     if ((p->layers & XM_L_IP) && (P[2] || (P[2] && (s->en & ((1ULL << 0)))))) {
@@ -1098,13 +1099,13 @@ int xdpmon_main(struct xdp_md *ctx)
                 }
                 __sync_fetch_and_add(&v->s_35190f, (__u64)p->len);
             }
-            if ((P[2] && (s->en & ((1ULL << 0))))) {   /* s_773876: count() window 1000000000 ns */
-                if (v->s_773876_e != ep_1000000000) {   /* another window (the slot's own marker): keep the last, reset */
-                    xm_keep_last(&v->s_773876_last, &v->s_773876, 8, v->s_773876_e == ep_1000000000 - 1);
-                    v->s_773876_e = ep_1000000000;
-                    xm_zero_words(&v->s_773876, 8);
+            if ((P[2] && (s->en & ((1ULL << 0))))) {   /* s_cc6994: max(pkt.len) window 1000000000 ns */
+                if (v->s_cc6994_e != ep_1000000000) {   /* another window (the slot's own marker): keep the last, reset */
+                    xm_keep_last(&v->s_cc6994_last, &v->s_cc6994, 8, v->s_cc6994_e == ep_1000000000 - 1);
+                    v->s_cc6994_e = ep_1000000000;
+                    xm_zero_words(&v->s_cc6994, 8);
                 }
-                __sync_fetch_and_add(&v->s_773876, 1);
+                xm_max(&v->s_cc6994, (__u64)p->len);
             }
             if (P[2]) {   /* s_ebdadb: count() window 1000000000 ns */
                 if (v->s_ebdadb_e != ep_1000000000) {   /* another window (the slot's own marker): keep the last, reset */
@@ -1118,15 +1119,15 @@ int xdpmon_main(struct xdp_md *ctx)
     }
 
     /* m_4fa344: fused map, key (dns.rcode) */
-    /*   responder.codes  (tests/golden/t3_on_demand.mon:20) */
-    if ((p->layers & XM_L_DNS) && ((P[10] && (s->en & ((1ULL << 0)))))) {
+    /*   responder.codes  (tests/golden/t3_on_demand.mon:21) */
+    if ((p->layers & XM_L_DNS) && ((P[11] && (s->en & ((1ULL << 0)))))) {
         struct xm_k_m_4fa344 k;
         __builtin_memset(&k, 0, sizeof(k));
         k.dns_rcode = (p->dns_flags & 0xf);
         struct xm_v_m_4fa344 *v = xm_upsert_m_4fa344(&k, now, 0);
         if (v) {
             XM_FRESH(P);
-            if ((P[10] && (s->en & ((1ULL << 0))))) {   /* s_2249e1: count() */
+            if ((P[11] && (s->en & ((1ULL << 0))))) {   /* s_2249e1: count() */
                 v->s_2249e1 += 1;
             }
         }
@@ -1236,12 +1237,19 @@ int xdpmon_main(struct xdp_md *ctx)
         if (r_m_fd4bad_ip_src_ok && !r_m_fd4bad_ip_src) { { struct xm_k_m_fd4bad k; __builtin_memset(&k, 0, sizeof(k)); __builtin_memcpy(k.ip_src, p->src.b, 16); r_m_fd4bad_ip_src = xm_find_m_fd4bad(&k); } }
         if (r_m_fd4bad_ip_src_ok) {
             H[0] = 1;
-            if (r_m_fd4bad_ip_src) X[0] = (r_m_fd4bad_ip_src->s_773876_e == ep_1000000000 ? r_m_fd4bad_ip_src->s_773876 : 0);
+            if (r_m_fd4bad_ip_src) X[0] = (r_m_fd4bad_ip_src->s_cc6994_e == ep_1000000000 ? r_m_fd4bad_ip_src->s_cc6994 : 0);
         }
-        P[7] = ((p->layers & XM_L_IP) && H[0] && (X[0] > 100ULL));   /* p7 */
-        P[8] = (P[7] && P[2]);   /* p8 */
+        X[1] = 0;
+        H[1] = 0;
+        if (r_m_fd4bad_ip_src_ok) {
+            H[1] = 1;
+            if (r_m_fd4bad_ip_src) X[1] = (r_m_fd4bad_ip_src->s_ebdadb_e == ep_1000000000 ? r_m_fd4bad_ip_src->s_ebdadb : 0);
+        }
+        P[7] = ((p->layers & XM_L_IP) && H[0] && (X[0] > 512ULL));   /* p7 */
+        P[8] = ((p->layers & XM_L_IP) && H[1] && (X[1] > 100ULL));   /* p8 */
+        P[9] = (P[7] && P[8] && P[2]);   /* p9 */
         XM_FRESH(P);
-        if (P[8]) {   /* rule 2: tests/golden/t3_on_demand.mon:22 */
+        if (P[9]) {   /* rule 2: tests/golden/t3_on_demand.mon:23 */
             xm_count(34);
             if (xm_rate_ok(3, now, 1000000ULL, 1000000000ULL)) {   /* limit 1000/s */
                 struct xm_ev_responder_r0_a0 *e = xm_events.ringbuf_reserve(sizeof(struct xm_ev_responder_r0_a0));

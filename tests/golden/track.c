@@ -900,7 +900,7 @@ static __always_inline void xm_enabled(struct xm_ctl *ctl, struct xm_scratch *s,
 
 /* ==== maps of the apps' statistics ================================================== */
 
-struct xm_k_m_dcc6c9 {
+struct xm_k_m_043436 {
     __u8 ip_dst[16];
     __u8 ip_src[16];
     __u16 tcp_dport;
@@ -913,17 +913,17 @@ struct xm_ev_conns_r0_a0 {
     __u32 rule;
 } __attribute__((aligned(8)));
 
-BPF_TABLE("lru_hash", struct xm_k_m_dcc6c9, struct xm_track_v, m_dcc6c9, 4096);
-BPF_ARRAY(m_dcc6c9_b, struct xm_bucket, XM_TRACK_BUCKETS);
+BPF_TABLE("lru_hash", struct xm_k_m_043436, struct xm_track_v, m_043436, 4096);
+BPF_ARRAY(m_043436_b, struct xm_bucket, XM_TRACK_BUCKETS);
 /* The events of every app with rules (1): 256 KiB */
 BPF_RINGBUF_OUTPUT(xm_events, 64);
 
 
-/* m_dcc6c9: count an open (+1) or a close (-1) in the bucket of its open time. */
-static __always_inline void xm_track_add_m_dcc6c9(__u64 b, __s64 d)
+/* m_043436: count an open (+1) or a close (-1) in the bucket of its open time. */
+static __always_inline void xm_track_add_m_043436(__u64 b, __s64 d)
 {
     __u32 i = b % XM_TRACK_BUCKETS;
-    struct xm_bucket *e = m_dcc6c9_b.lookup(&i);
+    struct xm_bucket *e = m_043436_b.lookup(&i);
     if (!e)
         return;
     if (e->epoch != b) {
@@ -933,14 +933,14 @@ static __always_inline void xm_track_add_m_dcc6c9(__u64 b, __s64 d)
     e->count += d;
 }
 
-/* m_dcc6c9: open entries = the counts of the last XM_TRACK_BUCKETS buckets (older ones expired). */
-static __always_inline __u64 xm_track_size_m_dcc6c9(__u64 b)
+/* m_043436: open entries = the counts of the last XM_TRACK_BUCKETS buckets (older ones expired). */
+static __always_inline __u64 xm_track_size_m_043436(__u64 b)
 {
     __s64 n = 0;
 #pragma unroll
     for (__u32 i = 0; i < XM_TRACK_BUCKETS; i++) {
         __u32 k = i;
-        struct xm_bucket *e = m_dcc6c9_b.lookup(&k);
+        struct xm_bucket *e = m_043436_b.lookup(&k);
         if (e && e->epoch <= b && b - e->epoch < XM_TRACK_BUCKETS)
             n += e->count;
     }
@@ -985,18 +985,17 @@ int xdpmon_main(struct xdp_md *ctx)
     P[3] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 1) & 1) == 1));
     P[4] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 4) & 1) == 1));
     P[5] = !P[4];
-    P[6] = (P[3] && P[0] && P[5]);  /* tests/golden/track.mon:5 */
+    P[6] = (P[3] && P[5]);  /* tests/golden/track.mon:5 */
     P[7] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 0) & 1) == 1));
     P[8] = ((p->layers & XM_L_TCP) && ((__u64)((p->tcp_flags >> 2) & 1) == 1));
-    P[9] = (P[7] || P[8]);
-    P[10] = (P[0] && P[9]);  /* tests/golden/track.mon:5 */
+    P[9] = (P[7] || P[8]);  /* tests/golden/track.mon:5 */
 
     /* ---- T2: one lookup per map ---- */
     XM_FRESH(P);
-    /* m_dcc6c9: track map, key (ip.dst, ip.src, tcp.dport, tcp.sport) */
+    /* m_043436: track map, key (ip.dst, ip.src, tcp.dport, tcp.sport) */
     /*   conns.pending  (tests/golden/track.mon:5) */
-    if ((p->layers & (XM_L_IP | XM_L_TCP)) == (XM_L_IP | XM_L_TCP) && (P[6] || P[10])) {
-        struct xm_k_m_dcc6c9 k;
+    if ((p->layers & (XM_L_IP | XM_L_TCP)) == (XM_L_IP | XM_L_TCP) && (P[6] || P[9])) {
+        struct xm_k_m_043436 k;
         __builtin_memset(&k, 0, sizeof(k));
         __builtin_memcpy(k.ip_dst, p->dst.b, 16);
         __builtin_memcpy(k.ip_src, p->src.b, 16);
@@ -1004,21 +1003,21 @@ int xdpmon_main(struct xdp_md *ctx)
         k.tcp_sport = p->sport;
         __u64 b = now / 1250000000ULL;   /* buckets of expire/8 */
         if (P[6]) {
-            struct xm_track_v *t = m_dcc6c9.lookup(&k);
+            struct xm_track_v *t = m_043436.lookup(&k);
             if (!t || b - t->bucket >= 8) {   /* new, or expired: (re)open */
                 struct xm_track_v nv = { .opened = now, .bucket = b };
-                if (m_dcc6c9.update(&k, &nv) == 0)
-                    xm_track_add_m_dcc6c9(b, 1);
+                if (m_043436.update(&k, &nv) == 0)
+                    xm_track_add_m_043436(b, 1);
                 else
                     xm_count(24);
             }
         }
-        if (P[10]) {
-            struct xm_track_v *t = m_dcc6c9.lookup(&k);
+        if (P[9]) {
+            struct xm_track_v *t = m_043436.lookup(&k);
             if (t) {
                 if (b - t->bucket < 8)
-                    xm_track_add_m_dcc6c9(t->bucket, -1);
-                m_dcc6c9.delete(&k);
+                    xm_track_add_m_043436(t->bucket, -1);
+                m_043436.delete(&k);
             }
         }
     }
@@ -1026,7 +1025,7 @@ int xdpmon_main(struct xdp_md *ctx)
     /* ---- T3: rules ---- */
     /* t3 of conns (tests/golden/track.mon:2) */
     if (P[0]) {
-        P[1] = ((par->v[0] < xm_track_size_m_dcc6c9(now / 1250000000ULL)));   /* p1 */
+        P[1] = ((par->v[0] < xm_track_size_m_043436(now / 1250000000ULL)));   /* p1 */
         P[2] = (P[1] && P[0]);   /* p2 */
         XM_FRESH(P);
         if (P[2]) {   /* rule 0: tests/golden/track.mon:10 */
