@@ -14,7 +14,7 @@ end of attack and false alarms of syn_flood on demand; its cost while idle.
 3. **Idle kernel cost**, per packet (the live build under BPF_PROG_TEST_RUN,
    benchmarks/perf's harness and frames, rounds interleaved, paired against the floor of
    the same round): the shipped program with syn_flood off minus the program
-   without syn_flood (target <= 2 ns); the same for the trigger (flow_watch's SYN sketch)
+   without syn_flood (target <= 2 ns); the same for the trigger (flow_watch's SYN count)
    and for syn_flood always on.
 4. A timeline PNG of one run (offered SYN rate, distinct flows a second, syn_flood's
    enable state, the events).
@@ -84,7 +84,7 @@ def idle_cost(rounds: int = 15, repeat: int = 1000) -> dict:
     """ns per packet above the floor, benchmarks/perf's frames (a new-flow SYN through its
     wrapper, the rest repeated ``repeat`` times; every run checked), rounds interleaved:
     shipped (syn_flood off), without syn_flood, without syn_flood and its trigger's
-    sketch, syn_flood always on; the differences per round, then per frame and their mean."""
+    SYN count, syn_flood always on; the differences per round, then per frame and their mean."""
     from benchmarks.perf import analysis, stats
     from benchmarks.perf import equivalence as E
     from benchmarks.perf import frames as PF
@@ -250,7 +250,7 @@ def markdown(r: dict) -> str:
         m = x["mean"]
         return f"{m['median']} ns [{m['q1']}, {m['q3']}] (SYN of a new flow: {x['per_frame']['tcp_syn_new_flow']['median']} ns)"
     out.append(f"kernel cost per packet (mean of {len(i['frames'])} frames, median [q1, q3] of {i['rounds']} rounds): "
-               f"syn_flood off {q(i['detector_idle_ns'])}; its trigger's SYN sketch {q(i['trigger_ns'])}; "
+               f"syn_flood off {q(i['detector_idle_ns'])}; its trigger's SYN count {q(i['trigger_ns'])}; "
                f"syn_flood always on {q(i['detector_always_on_ns'])}")
     out.append(f"targets: {json.dumps(r['targets'])}")
     return "\n".join(out)

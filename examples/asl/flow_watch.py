@@ -3,11 +3,11 @@
 The kernel sends a record when one of flow_watch's rules switches syn_flood on while it
 was off (a rule that fires while it is on only extends its time). For each, this
 handler emits ``enabled``: ``app`` (the app switched on), ``at_ns`` (the program's
-clock at that frame), ``signal`` (``syns_per_destination``: the count-min sketch of SYNs
-to one destination passed ``syn_threshold``; ``distinct_flows``: the flows of the
+clock at that frame), ``signal`` (``syns_per_destination``: the SYNs to one destination
+in the second, syn_flood's own count, passed ``syn_threshold``; ``distinct_flows``: the flows of the
 second passed ``flow_threshold``) with that threshold, and the distinct flows of the
-second so far. A timeline of an attack starts here: the detector counts from this
-moment on.
+second so far. A timeline of an attack starts here: the detector, reading the same
+count, can report from this moment on.
 """
 
 from __future__ import annotations
