@@ -718,6 +718,10 @@ class _Builder:
     def app_gate(self, app: str) -> Gate:
         return self.gate((app,) if self.modes[app] == "on_demand" else ())
 
+    def uses_gate(self, uses) -> Gate:
+        """The gate of what ``uses`` share: always on as soon as one user is."""
+        return self.gate(gating_apps(self.modes, (u.app for u in uses)))
+
     # ---- T1 -----------------------------------------------------------------------------
     def pred_blocks(self) -> tuple[PredBlock, ...]:
         blocks: list[tuple[Gate, list]] = []
@@ -732,7 +736,7 @@ class _Builder:
 
     # ---- T2 -----------------------------------------------------------------------------
     def slot_plan(self, s: ir.Slot) -> SlotPlan:
-        g = self.gate(gating_apps(self.modes, (u.app for u in s.uses)))
+        g = self.uses_gate(s.uses)
         opts = dict(s.options)
         if s.func == "distinct":
             return SlotPlan(s, g, L.field_struct(f"xm_h_{s.name}", s.args), hll=hll_params(opts["registers"]))
@@ -763,7 +767,7 @@ class _Builder:
                 bpf_type = percpu.TYPES[bpf_type]
         elif m.kind == "track":
             bpf_type = "lru_hash"
-            track = TrackPlan(m.track, self.gate(gating_apps(self.modes, (u.app for u in m.uses))), max(1, m.track.expire_ns // abi.TRACK_BUCKETS))
+            track = TrackPlan(m.track, self.uses_gate(m.uses), max(1, m.track.expire_ns // abi.TRACK_BUCKETS))
             fixed = [abi.TRACK_VALUE.to_json(), abi.TRACK_BUCKET.to_json(), abi.TRACK_BUCKETS, track.bucket_ns]
         else:
             bpf_type = "array"

@@ -16,13 +16,7 @@ from dsl.errors import Diagnostic
 from dsl.fields import implied_layers
 
 from . import ir
-
-
-def _conjuncts(prog: ir.ProgramIR, pid: int) -> set[int]:
-    p = prog.preds[pid].pred
-    if isinstance(p, ir.PAnd):
-        return set().union(*(_conjuncts(prog, o.id) for o in p.operands))
-    return {pid}
+from .plan import conjuncts
 
 
 def _layers_read(prog: ir.ProgramIR, pids) -> set[str]:
@@ -41,9 +35,9 @@ def _layers_read(prog: ir.ProgramIR, pids) -> set[str]:
 
 def _implies(prog: ir.ProgramIR, guard: int, other: int) -> bool:
     """Whether every packet for which ``guard`` holds makes ``other`` hold (by conjuncts)."""
-    have = _conjuncts(prog, guard)
+    have = conjuncts(prog, guard)
     layers = _layers_read(prog, have)
-    for pid in _conjuncts(prog, other) - have:
+    for pid in conjuncts(prog, other) - have:
         p = prog.preds[pid].pred
         if not (isinstance(p, ir.PLayer) and p.layer in layers) and not isinstance(p, ir.PTrue):
             return False
@@ -65,7 +59,7 @@ def _count_rule(prog: ir.ProgramIR, rule: ir.RuleIR):
     """(the slot, its map, the count it fires past, the text of its threshold) of a rule
     ``when STAT > T`` (or ``>=``) on a count or count-min slot; else None."""
     cmps = []
-    for pid in _conjuncts(prog, rule.cond):                     # (the app's select is one)
+    for pid in conjuncts(prog, rule.cond):                     # (the app's select is one)
         p = prog.preds[pid].pred
         if isinstance(p, ir.PCmp) and isinstance(p.right, ir.VStat) and p.op in FLIP:
             p = ir.PCmp(FLIP[p.op], p.right, p.left)           # (normalised: the constant first)

@@ -101,14 +101,10 @@ def _layers_implied(p) -> set[str]:
 
 
 def _without_implied_layers(ops: list) -> list:
-    keep = []
-    for i, o in enumerate(ops):
-        if isinstance(o, ir.PLayer):
-            others = set().union(*(_layers_implied(x) for j, x in enumerate(ops) if j != i))
-            if o.layer in others:
-                continue
-        keep.append(o)
-    return keep
+    implied = [_layers_implied(o) for o in ops]
+    return [o for i, o in enumerate(ops)
+            if not (isinstance(o, ir.PLayer)
+                    and any(o.layer in imp for j, imp in enumerate(implied) if j != i))]
 
 
 def _field_bits(v):
