@@ -21,6 +21,7 @@ from dsl.fields import FIELDS, Field, Kind
 from . import abi, c_fields, ir
 from . import layout as L
 from . import plan as P
+from .pins import pins
 from .cexpr import CExpr, StatRead
 from .parse_outcomes import ParserFlags
 
@@ -70,9 +71,14 @@ class CView:
         self.abi = abi
         self.cx = CExpr(plan.param_index(), sets=plan.set_index())
         self.files = sorted({a.app.file for a in plan.apps})
+        self.pins = pins(plan)
 
     # ---- expressions --------------------------------------------------------------------
     layer_mask = staticmethod(CExpr.layer_mask)
+
+    def pin(self, name: str) -> str:
+        """The name map ``name`` is pinned under (compiler/pins.py)."""
+        return self.pins[name]
 
     def presence(self, fields) -> str | None:
         return self.cx.presence(list(fields))

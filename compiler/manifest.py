@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import abi, ir
 from .ir import action_text, expand, pstr
+from .pins import pins
 from .plan import Plan
 
 MANIFEST_VERSION = 2        # 2: content-derived names, identities and fingerprints, the abi section
@@ -156,4 +157,6 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
                            "value": abi.IFACE_VALUE.to_json()},
         },
         "abi": abi.manifest_section(),
+        # The maps that outlive the program and their pin names (compiler/pins.py).
+        "pins": pins(plan),
     }

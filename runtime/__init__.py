@@ -16,14 +16,19 @@
                imports dataplane
     export     (to come) Prometheus metrics; imports abi
     ui         rendering snapshots and readings; imports abi
+    deploy     apps added, removed and changed in a running instance: the pins in
+               bpffs, what changes, the migration of maps, the swap; imports abi,
+               dataplane, engines, control
     monitor    a running instance: load, attach, read every interval, serve,
-               detach; imports abi, dataplane, engines, asl, control, export, ui
+               detach; imports abi, dataplane, engines, asl, control, export, ui,
+               deploy
     demo       ``xdpmon demo``: a flood detected on demand on a veth pair of its own,
                and its timeline; imports monitor, traffic, control, ui
     cli        the ``xdpmon`` command: thin commands over the packages above;
                imports any of them
 
 Only ``engines`` (the reference interpreter is built from the IR), ``control``
-(operators' values take the language's units, dsl/units.py) and ``cli`` may
-import ``compiler`` or ``dsl``. tests/test_layout.py enforces these rules.
+(operators' values take the language's units, dsl/units.py), ``deploy`` (it
+compiles the next program of a running instance) and ``cli`` may import
+``compiler`` or ``dsl``. tests/test_layout.py enforces these rules.
 """

@@ -117,7 +117,7 @@ def test_socket_is_roots_and_speaks_json_lines(instance):
         answers = [json.loads(f.readline()) for _ in range(4)]
     assert answers[0]["ok"] is False and answers[0]["error"].startswith("not JSON: ")
     assert answers[1] == {"ok": False, "error": "unknown command 'frobnicate' (commands: status, stats, enable, "
-                                                "disable, set, block, unblock, blocks)"}
+                                                "disable, set, block, unblock, blocks, plan, add, remove, reload)"}
     assert answers[2] == {"ok": False, "error": "bad arguments for 'set': 'param'"}
     assert answers[3] == {"ok": True, "blocks": []}
 

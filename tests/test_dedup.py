@@ -48,9 +48,9 @@ def dns(tmp_path):
 
 
 def _maps_in_c(c: str) -> list[str]:
-    return re.findall(r'^BPF_TABLE\("(?:lru_)?(?:percpu_)?hash", struct xm_k_\w+, struct xm_v_\w+, (m\d+), \d+\);$',
+    return re.findall(r'^XM_MAP\("(?:lru_)?(?:percpu_)?hash", struct xm_k_\w+, struct xm_v_\w+, (m\d+), \d+, 0, "[^"]+"\);$',
                       c, re.M) + \
-        re.findall(r"^BPF_(?:PERCPU_)?ARRAY\((m\d+), struct xm_v_m\d+, \d+\);", c, re.M)
+        re.findall(r'^XM_MAP\("(?:percpu_)?array", int, struct xm_v_m\d+, (m\d+), \d+, 0, "[^"]+"\);', c, re.M)
 
 
 # ---- statistics -----------------------------------------------------------------------------

@@ -28,11 +28,12 @@ MAY_IMPORT = {
     "export": {"abi"},
     "traffic": {"dataplane"},
     "ui": {"abi"},
-    "monitor": {"abi", "dataplane", "engines", "asl", "control", "export", "ui"},
+    "deploy": {"abi", "dataplane", "engines", "control"},
+    "monitor": {"abi", "dataplane", "engines", "asl", "control", "export", "ui", "deploy"},
     "demo": {"monitor", "traffic", "control", "ui"},
-    "cli": {"abi", "capture", "dataplane", "engines", "asl", "control", "export", "ui", "monitor", "demo"},
+    "cli": {"abi", "capture", "dataplane", "engines", "asl", "control", "export", "ui", "monitor", "demo", "deploy"},
 }
-MAY_IMPORT_COMPILER = {"engines", "control", "cli"}
+MAY_IMPORT_COMPILER = {"engines", "control", "cli", "deploy"}
 
 
 RUNTIME_PACKAGES = set(MAY_IMPORT)

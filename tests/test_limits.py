@@ -203,7 +203,7 @@ def test_kernel_maps_are_the_maps_the_code_uses():
         model, sources = load(SPECS)
     plan = plan_program(model, sources)
     c = render_c(plan)
-    declared = set(re.findall(r"^BPF_\w+\((?:\"\w+\", [^,]+, [^,]+, )?(\w+)", c, re.M))
+    declared = set(re.findall(r"^(?:BPF_\w+|XM_MAP)\((?:\"\w+\", [^,]+, [^,]+, )?(\w+)", c, re.M))
     used = {name for name in declared if re.search(rf"\b{name}\.\w+\(", c)}
     assert {m.name for m in plan.kernel_maps()} == used
     assert declared - used <= {"xm_rl", "xm_zero", "xm_ctl"}

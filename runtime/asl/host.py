@@ -66,8 +66,10 @@ class AslHost:
     def __init__(self, manifest: Manifest | dict, stubs: dict[str, str], *, controller=None, events=None,
                  snapshot: Callable[[str, list[str] | None], dict] | None = None,
                  options: dict[str, dict] | None = None, queue_size: int = QUEUE_SIZE,
-                 clock: Callable[[], int] | None = None):
+                 clock: Callable[[], int] | None = None, workers: dict[str, Worker] | None = None):
         self.manifest = Manifest.of(manifest)
+        self._made = dict(controller=controller, events=events, snapshot=snapshot, options=options,
+                          queue_size=queue_size, clock=clock)
         self.live = False
         self.notes: list[str] = []
         self.workers: dict[str, Worker] = {}
@@ -77,6 +79,9 @@ class AslHost:
         for app in self.manifest.apps:
             opts = options.get(app.name, {})
             if not app.rules and not app.asl or not opts.get("enabled", True):
+                continue
+            if workers and app.name in workers:       # handed over by the last program's host
+                self.workers[app.name] = workers[app.name]
                 continue
             path = resolve_asl(app.asl, app.file)
             if app.asl and path is None:
@@ -112,9 +117,33 @@ class AslHost:
         runtime.dataplane.maps.MapAccess of the loaded program) as they arrive."""
         self.live = self.started = True
         for w in self.workers.values():
-            w.start(threaded=True)
+            if w.thread is None:                      # not one handed over, running already
+                w.start(threaded=True)
         maps.open_events(self.submit_record, raw=True)
         self.consumer = RingConsumer(maps.poll_events, poll_timeout_ms).start()
+
+    def hand_over(self, manifest, stubs: dict[str, str], keep, old_maps,
+                  timeout: float = STOP_TIMEOUT_S) -> "AslHost":
+        """The host of the program that replaces this one's (runtime/deploy/swap.py), made
+        once the old program runs nowhere: the old ring buffer is drained into the queues,
+        the workers of the apps in ``keep`` (handler objects, queues, threads) move to the
+        new host, the others get ``on_stop()`` after their queued events. The caller then
+        calls ``start_live`` on the new host with the new program's maps."""
+        if self.consumer is not None:
+            self.consumer.stop(timeout)
+            self.consumer = None
+        old_maps.poll_events()                        # what the old program wrote last
+        kept = {n: w for n, w in self.workers.items() if n in keep}
+        deadline = time.monotonic() + timeout
+        for name, w in self.workers.items():
+            if name not in kept and not w.stopped:
+                w.stop(deadline)
+        for name, w in self.workers.items():
+            if name not in kept and w.thread is not None:
+                w.thread.join(max(0.0, deadline - time.monotonic()))
+        new = AslHost(manifest, stubs, workers=kept, **self._made)
+        new.unhosted = self.unhosted
+        return new
 
     def submit(self, event: dict) -> None:
         """One decoded event (runtime.abi.records.EventDecoder) for its app's handler."""

@@ -26,12 +26,12 @@ def _instance_name(name: str | None) -> str:
     sys.exit(2)
 
 
-def call(ctx, req: dict) -> dict:
+def call(ctx, req: dict, timeout: float = 10.0) -> dict:
     from runtime.control.socket import discover, request, socket_path
 
     name = _instance_name(ctx.obj.get("name"))
     try:
-        ans = request(name, req)
+        ans = request(name, req, timeout=timeout)
     except ValueError as e:
         click.echo(f"xdpmon ctl: {e}", err=True)
         sys.exit(2)
@@ -57,7 +57,8 @@ def _out(obj, as_json: bool, text: str | None = None) -> None:
 @click.option("--name", help="The instance (default: the only one running).")
 @click.pass_context
 def ctl(ctx, name):
-    """Commands to a running instance: status, stats, enable, disable, set, block, unblock, blocks."""
+    """Commands to a running instance: status, stats, enable, disable, set, block, unblock, blocks;
+    plan, add, remove, reload (apps deployed into the running program)."""
     ctx.ensure_object(dict)["name"] = name
 
 
@@ -154,3 +155,77 @@ def blocks(ctx, as_json):
         return
     for e in entries:
         click.echo("  ".join(f"{k}={v}" for k, v in e.items()))
+
+
+# ---- deploying apps into the running instance (runtime/deploy/) ---------------------------------
+
+def _deploy(ctx, req: dict, as_json: bool) -> None:
+    from runtime.control.socket import DEPLOY_TIMEOUT_S
+
+    ans = call(ctx, req, timeout=DEPLOY_TIMEOUT_S)
+    if as_json:
+        _out({k: v for k, v in ans.items() if k not in ("ok", "text")}, True)
+    else:
+        click.echo(ans["text"])
+
+
+def _files(files) -> list[str]:
+    import os
+    return [os.path.abspath(f) for f in files]
+
+
+@ctl.group(invoke_without_command=False)
+def plan():
+    """What add, remove or reload would change (a dry run: the running program is not touched)."""
+
+
+@plan.command(name="add")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def plan_add(ctx, files, as_json):
+    """What adding spec FILES would change."""
+    _deploy(ctx, {"cmd": "plan", "op": "add", "files": _files(files)}, as_json)
+
+
+@plan.command(name="remove")
+@click.argument("apps", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def plan_remove(ctx, apps, as_json):
+    """What removing APPS would change."""
+    _deploy(ctx, {"cmd": "plan", "op": "remove", "apps": list(apps)}, as_json)
+
+
+@plan.command(name="reload")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def plan_reload(ctx, as_json):
+    """What reading the spec files again would change."""
+    _deploy(ctx, {"cmd": "plan", "op": "reload"}, as_json)
+
+
+@ctl.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def add(ctx, files, as_json):
+    """Add the apps of spec FILES to the running program (the other apps' statistics go on)."""
+    _deploy(ctx, {"cmd": "add", "files": _files(files)}, as_json)
+
+
+@ctl.command()
+@click.argument("apps", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def remove(ctx, apps, as_json):
+    """Remove APPS from the running program."""
+    _deploy(ctx, {"cmd": "remove", "apps": list(apps)}, as_json)
+
+
+@ctl.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reload(ctx, as_json):
+    """Read the deployment config and the spec files again and deploy what changed."""
+    _deploy(ctx, {"cmd": "reload"}, as_json)

@@ -175,22 +175,37 @@ def _options(config_path, cli: dict):
 
 
 def _reloader(config_path: str):
-    """SIGHUP with a config: read it again and apply what can change while running."""
+    """SIGHUP with a config: read it again, deploy its specs (the files read again:
+    runtime/deploy/), and apply what else can change while running."""
     def reload(inst) -> None:
         from dsl.errors import SpecError, render_plain
         from runtime.control.config import check_against, live_changes, load_config
+        from runtime.deploy.deployment import DeployError
 
         try:
             new = load_config(config_path)
+        except SpecError as e:
+            for d in e.diagnostics:
+                click.echo(render_plain(d, e.sources), err=True)
+            click.echo("xdpmon: reload refused: the config has errors; nothing changed", err=True)
+            return
+        try:
+            out = inst.deploy("reload", {"specs": new.specs or None})
+            click.echo(f"xdpmon: reload: {out['text'].splitlines()[-1]}", err=True)
+        except DeployError as e:
+            click.echo(f"xdpmon: reload refused: {e}", err=True)
+            return
+        try:
             bad = check_against(new, inst.art.manifest)
             if bad:
                 raise SpecError(bad, {config_path: open(config_path).read()})
         except SpecError as e:
             for d in e.diagnostics:
                 click.echo(render_plain(d, e.sources), err=True)
-            click.echo("xdpmon: reload refused: the config has errors; nothing changed", err=True)
+            click.echo("xdpmon: reload: the config's other settings have errors; they were not applied", err=True)
             return
         live, restart = live_changes(inst.opts.config, new)
+        live = [k for k in live if k != "specs"]
         inst.apply_config(new, live)
         click.echo(f"xdpmon: reloaded {config_path}: applied {', '.join(live) or 'nothing new'}"
                    + (f"; needs a restart to change: {', '.join(restart)}" if restart else ""), err=True)

@@ -8,8 +8,9 @@ the closest known one, a wrong type, a bad value), rendered like spec errors.
 consumes: the command line's options over the file's. ``check_against(config,
 manifest)`` reports apps and params the compiled program does not have.
 ``live_changes(old, new)`` says what a reload (SIGHUP) may change while running
-(params, allowlist, enforce, blocklist TTLs, interval) and what needs a restart
-(specs, interfaces, XDP mode, name, blocklist size, outputs).
+(params, allowlist, enforce, blocklist TTLs, interval; the specs are deployed into
+the running program, runtime/deploy/) and what needs a restart (interfaces, XDP
+mode, name, blocklist size, outputs).
 
     name: edge1                   # the instance (its control socket)
     specs: [../specs/syn_flood.mon, ../specs/flow_watch.mon]   # relative to this file
@@ -327,8 +328,9 @@ def check_against(cfg: DeployConfig, manifest) -> list[Diagnostic]:
     return sorted(out, key=lambda d: (d.span.line, d.span.col))
 
 
+# The specs change live too: a reload deploys them into the running program (runtime/deploy/).
 LIVE = ("params", "allow", "enforce", "block_ttl", "block_max_ttl", "interval_ns")
-RESTART = ("specs", "interfaces", "xdp_mode", "name", "block_max", "events_path", "json", "view", "asl", "metrics")
+RESTART = ("interfaces", "xdp_mode", "name", "block_max", "events_path", "json", "view", "asl", "metrics")
 
 
 def live_changes(old: DeployConfig, new: DeployConfig) -> tuple[list[str], list[str]]:

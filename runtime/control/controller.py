@@ -40,6 +40,16 @@ class Controller:
         self.lock = threading.RLock()
         self.listeners: list[Callable[[dict], object]] = []   # told of every change (as an event dict)
 
+    def rebind(self, manifest: Manifest | dict, maps: MapAccess, clock: Callable[[], int]) -> None:
+        """Control another program from now on (a swap: runtime/deploy/swap.py); the
+        blocklist's maps are pinned, the same in both programs."""
+        with self.lock:
+            self.manifest = Manifest.of(manifest)
+            self.maps, self.clock = maps, clock
+            if self.blocklist is not None:
+                self.blocklist.maps, self.blocklist.clock = maps, clock
+                self.blocklist.manifest = self.manifest
+
     # ---- names ------------------------------------------------------------------------------
     def app(self, name: str):
         try:

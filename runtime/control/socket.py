@@ -14,6 +14,10 @@ tests). The protocol is JSON lines: each request is one JSON object on one line,
     block      prefix [for] [reason]         -> {"entry": {...}}
     unblock    prefix                        -> {"entry": {...}}
     blocks                                   -> {"blocks": [...]}
+    plan       op [files] [apps]             -> {"plan": {...}, "text"}  (op: add, remove, reload; a dry run)
+    add        files                         -> {"swap": {...}, "text"}  (spec files, absolute paths)
+    remove     apps                          -> {"swap": {...}, "text"}
+    reload                                   -> {"swap": {...}, "text"}  (the config and spec files again)
 
 A request longer than ``MAX_REQUEST`` bytes, bad JSON, an unknown command or
 argument is answered with an error (the connection then closes when the line
@@ -53,6 +57,10 @@ def check_name(name: str) -> str:
 
 def socket_path(name: str) -> Path:
     return run_dir() / f"{check_name(name)}.sock"
+
+
+DEPLOY_COMMANDS = ("plan", "add", "remove", "reload")
+DEPLOY_TIMEOUT_S = 120.0          # ctl waits this long for a compile, a load and a swap
 
 
 class InstanceRunning(RuntimeError):
@@ -108,10 +116,12 @@ class ControlServer:
     """Serves ``controller`` (runtime/control/controller.py) on the instance's socket;
     ``status()`` and ``stats(app)`` come from the running instance."""
 
-    def __init__(self, name: str, controller, status: Callable[[], dict], stats: Callable[[str | None], dict]):
+    def __init__(self, name: str, controller, status: Callable[[], dict], stats: Callable[[str | None], dict],
+                 deploy: Callable[[str, dict], dict] | None = None):
         self.name = check_name(name)
         self.path = socket_path(name)
         self.controller, self.status, self.stats = controller, status, stats
+        self.deploy = deploy              # plan/add/remove/reload (runtime/monitor/instance.py)
         self.sock: socket.socket | None = None
         self.thread: threading.Thread | None = None
         self.stopping = False
@@ -214,8 +224,10 @@ class ControlServer:
             return {"entry": c.unblock(req["prefix"], by="ctl")}
         if cmd == "blocks":
             return {"blocks": c.blocks()}
+        if cmd in DEPLOY_COMMANDS and self.deploy is not None:
+            return self.deploy(cmd, req)
         raise ControlError(f"unknown command '{cmd}' (commands: status, stats, enable, disable, set, block, "
-                           f"unblock, blocks)")
+                           f"unblock, blocks, plan, add, remove, reload)")
 
     def stop(self) -> None:
         self.stopping = True

@@ -66,6 +66,13 @@ class ProgInfoHead(ctypes.Structure):
                 ("nr_map_ids", ctypes.c_uint32), ("map_ids", ctypes.c_uint64), ("name", ctypes.c_char * 16)]
 
 
+class MapInfo(ctypes.Structure):
+    # the start of struct bpf_map_info
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
+                ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32),
+                ("name", ctypes.c_char * 16)]
+
+
 class LibbpfMissing(OSError):
     pass
 
@@ -141,6 +148,17 @@ def _info(fd: int, struct):
     n = ctypes.c_uint32(ctypes.sizeof(info))
     _check(lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(n)), "bpf_obj_get_info_by_fd")
     return info
+
+
+def map_info(fd: int) -> MapInfo:
+    return _info(fd, MapInfo)
+
+
+def obj_get(path: str) -> int:
+    """An fd of the object pinned at ``path`` (bpffs)."""
+    fn = lib().bpf_obj_get
+    fn.argtypes, fn.restype = [ctypes.c_char_p], ctypes.c_int
+    return _check(fn(os.fsencode(path)), f"bpf_obj_get {path}")
 
 
 def link_info(fd: int) -> LinkInfo:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import re
 import tempfile
@@ -152,8 +153,8 @@ def survive_fatal_exits(report: Callable[[LoadError], None]) -> None:
     _report_fatal = report
 
 
-def _compile(BPF, c_source: str, flags: list[str], cap: "_CaptureStderr"):
-    if _report_fatal is None:
+def _compile(BPF, c_source: str, flags: list[str], cap: "_CaptureStderr", watched: bool = True):
+    if _report_fatal is None or not watched:
         return BPF(text=c_source, cflags=flags)
 
     def on_death(status: int) -> None:
@@ -170,14 +171,14 @@ def _compile(BPF, c_source: str, flags: list[str], cap: "_CaptureStderr"):
 VERIFIER_LOG_BYTES = 1 << 16     # the end of the log is what says why (kernels keep the end)
 
 
-def _verifier_log(bpf) -> str:
+def _verifier_log(bpf, function: str = FUNCTION) -> str:
     """Load the compiled function again with the verifier's log on and return it.
     For the refusals after which BCC prints a guess of its own instead of the log
     (E2BIG: "at most 4096 insns", which is not this kernel's limit)."""
     from bcc import BPF
     from bcc.libbcc import lib
 
-    name = FUNCTION.encode()
+    name = function.encode()
     buf = ctypes.create_string_buffer(VERIFIER_LOG_BYTES)
     fd = lib.bcc_func_load(bpf.module, BPF.XDP, name, lib.bpf_function_start(bpf.module, name),
                            lib.bpf_function_size(bpf.module, name), lib.bpf_module_license(bpf.module),
@@ -187,12 +188,18 @@ def _verifier_log(bpf) -> str:
     return buf.value.decode("utf-8", "replace")
 
 
-def load(c_source: str, cflags: list[str] | None = None, stages: dict | None = None) -> Loaded:
+def load(c_source: str, cflags: list[str] | None = None, stages: dict | None = None,
+         pin_dir: str | None = None, function: str = FUNCTION, watched: bool = True) -> Loaded:
     """Compile and load; raise LoadError with the verifier's verdict on failure.
 
     ``stages`` (the manifest's "stages"): a program of several stages has each
     loaded and put in the program array at its index, so the entry point's tail
-    calls reach it."""
+    calls reach it. ``pin_dir``: a directory in bpffs where the maps that outlive
+    a program are pinned (compiler/pins.py): a map pinned there already is opened
+    and used, the others are created and pinned (runtime/deploy/pindir.py checks
+    the pinned ones first). ``watched=False``: not under fork_watched even where the
+    process survives fatal exits (a running instance has threads, which a fork would
+    lose: it verifies a program in a process of its own first, runtime/deploy/verify.py)."""
     try:
         from bcc import BPF
     except ImportError as e:  # pragma: no cover - setup installs python3-bpfcc
@@ -201,11 +208,13 @@ def load(c_source: str, cflags: list[str] | None = None, stages: dict | None = N
         raise LoadError("loading an XDP program needs root (CAP_BPF and CAP_NET_ADMIN); run as root, "
                         "or replay with --engine reference", kind="unavailable")
     flags = WARNINGS + (["-Werror"] if os.environ.get("XDPMON_WERROR") == "1" else []) + list(cflags or [])
+    if pin_dir is not None:
+        flags.append(f"-DXM_PIN_DIR={json.dumps(str(pin_dir))}")
     bpf = fn = None
     with _CaptureStderr() as cap:
         try:
-            bpf = _compile(BPF, c_source, flags, cap)
-            fn = bpf.load_func(FUNCTION, BPF.XDP)
+            bpf = _compile(BPF, c_source, flags, cap, watched)
+            fn = bpf.load_func(function, BPF.XDP)
             fns = [fn] + _load_stages(bpf, stages, BPF.XDP)
         except Exception as e:
             err = e
@@ -218,7 +227,7 @@ def load(c_source: str, cflags: list[str] | None = None, stages: dict | None = N
             raise compile_failure(log, c_source) from None
         if errno_of(str(err)) in (errno.E2BIG, errno.ENOMEM):
             with _CaptureStderr():
-                log += "\n" + _verifier_log(bpf)
+                log += "\n" + _verifier_log(bpf, function)
         bpf.cleanup()
         raise program_failure(str(err), log, c_source) from None
     return Loaded(bpf, fn, prog_info(fn.fd), warnings, [prog_info(f.fd) for f in fns])

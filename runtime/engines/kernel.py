@@ -14,7 +14,9 @@ never reach the program (no NIC delivers them either).
 Before loading, the program's maps are costed (compiler/memory.py): above the
 memory budget (``memory_budget`` bytes; default a quarter of physical memory)
 the engine raises dsl.errors.SpecError at the statistic that needs the most,
-and nothing is loaded.
+and nothing is loaded. ``pin_dir``: the maps that outlive a program are pinned
+there (compiler/pins.py; the tests of runtime/deploy/ replay two programs that share
+them).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class KernelEngine(Engine):
 
     name = "kernel"
 
-    def __init__(self, art, *, poll_every: int = 1, queue_size: int = QUEUE_SIZE, memory_budget: int | None = None):
+    def __init__(self, art, *, poll_every: int = 1, queue_size: int = QUEUE_SIZE, memory_budget: int | None = None,
+                 pin_dir: str | None = None):
         manifest = Manifest.of(art.manifest)
         if not manifest.replay:
             raise ValueError("replay needs the replay build of the program (compile with replay=True)")
@@ -44,7 +47,7 @@ class KernelEngine(Engine):
         over = memory.check(self.memory, memory.Budget.of(memory_budget))
         if over:
             raise SpecError(over, art.sources)
-        self.loaded: Loaded = load(art.c, stages=art.manifest.get("stages"))
+        self.loaded: Loaded = load(art.c, stages=art.manifest.get("stages"), pin_dir=pin_dir)
         try:
             super().__init__(manifest, ProgramMaps(self.loaded.bpf, manifest), poll_every=poll_every,
                              queue_size=queue_size)

@@ -10,6 +10,10 @@ is refused. Everything else is the engine protocol (runtime/engines/base.py):
 ``maps``, ``poll_events()``, ``snapshot(now=None)`` (default: now), ``events``,
 ``close()``.
 
+With ``pins`` (runtime/deploy/pindir.py: a running instance's directory in bpffs) the
+maps that outlive a program (compiler/pins.py) are pinned there, or opened where a
+program of the same instance pinned them: the next program counts on in them.
+
 Before loading, the maps are costed against the memory budget as for replay
 (compiler/memory.py): above it, dsl.errors.SpecError and nothing is loaded.
 """
@@ -51,7 +55,8 @@ class LiveEngine(Engine):
 
     name = "live"
 
-    def __init__(self, art, *, queue_size: int = QUEUE_SIZE, memory_budget: int | None = None):
+    def __init__(self, art, *, queue_size: int = QUEUE_SIZE, memory_budget: int | None = None,
+                 pins=None, watched: bool = True):
         manifest = Manifest.of(art.manifest)
         if manifest.replay:
             raise ValueError("a live program is the live build (compile with replay=False)")
@@ -61,8 +66,11 @@ class LiveEngine(Engine):
         if over:
             raise SpecError(over, art.sources)
         self._clock = program_clock(manifest)
-        self.loaded: Loaded = load(art.c, stages=art.manifest.get("stages"))
+        self.loaded: Loaded = load(art.c, stages=art.manifest.get("stages"),
+                                   pin_dir=str(pins.path) if pins is not None else None, watched=watched)
         try:
+            if pins is not None:
+                pins.check(self.loaded.bpf, art.manifest["pins"])
             super().__init__(manifest, ProgramMaps(self.loaded.bpf, manifest), queue_size=queue_size)
         except BaseException:
             self.loaded.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -62,6 +63,12 @@ class Instance:
         self.last: Reading | None = None
         self.hostname = socket.gethostname()
         self.events_out = None
+        self.pins = None                  # runtime/deploy/pindir.py: where the maps outlive a program
+        self.no_pins: str | None = None   # why there are none
+        self.lock = threading.RLock()     # a swap against the run loop's readings and ctl's reads
+        from runtime.deploy.deployment import Deployment
+        self.deployment = Deployment.of(getattr(opts, "specs", None) or [])    # ctl add/remove/reload change it
+        self.swaps: list[dict] = []       # what each swap did (status)
 
     # ---- the way up ----------------------------------------------------------------------
     def start(self) -> Started:
@@ -70,18 +77,26 @@ class Instance:
 
         from runtime.control.socket import ControlServer
 
+        from runtime.deploy.pindir import PinDir, PinError
+
         opts = self.opts
         ControlServer(opts.name, None, None, None).claim()      # the name first: before anything loads
         try:
-            self.engine = eng = LiveEngine(self.art, memory_budget=opts.memory_budget)
-            self.controller = Controller(eng.manifest, eng.maps, clock=eng.now,
+            try:
+                self.pins = PinDir.open(opts.name)
+                self.started.notes += self.pins.notes
+            except PinError as e:           # runs, but cannot take apps while it runs
+                self.no_pins = str(e)
+                self.started.notes.append(f"maps not pinned, so ctl add/remove/reload are refused: {e}")
+            self.engine = eng = LiveEngine(self.art, memory_budget=opts.memory_budget, pins=self.pins)
+            self.controller = Controller(eng.manifest, eng.maps, clock=self.now,
                                          blocklist=self._blocklist(eng))
             for app, params in (opts.params or {}).items():
                 for name, value in params.items():
                     self.controller.set_param(app, name, value, by="config")
             self.host = self._asl_host(eng)
             self.attachment = self._attach(eng)
-            self.reader = Reader(eng.manifest, eng.maps, eng.now, extra_counters=self._user_counters,
+            self.reader = Reader(eng.manifest, eng.maps, self.now, extra_counters=self._user_counters,
                                  keys_limit=self.opts.keys_limit,
                                  interfaces={a.ifindex: a.name for a in self.started.attached})
             self.server = self._serve()
@@ -99,7 +114,7 @@ class Instance:
         allow = [(a, "--allow") for a in self.opts.allow]
         for ifname in self.opts.interfaces:
             allow += [(a, f"an address of {ifname}") for a in addresses(ifname)]
-        return Blocklist.for_program(eng.manifest, eng.maps, eng.now, allow=allow,
+        return Blocklist.for_program(eng.manifest, eng.maps, self.now, allow=allow,
                                      max_entries=self.opts.block_max, default_ttl=self.opts.block_ttl,
                                      max_ttl=self.opts.block_max_ttl, enforce=self.opts.enforce)
 
@@ -111,8 +126,8 @@ class Instance:
                                       interfaces=list(self.opts.interfaces), instance=self.opts.name,
                                       keep=self.opts.events_keep)
         host = AslHost(self.art.manifest, self.art.stubs, controller=self.controller,
-                       snapshot=eng.app_snapshot, events=self.events_out, options=self.opts.asl or {},
-                       clock=eng.now)
+                       snapshot=self.app_snapshot, events=self.events_out, options=self.opts.asl or {},
+                       clock=self.now)
         self.started.notes += host.notes
         host.start_live(eng.maps)
         return host
@@ -129,9 +144,41 @@ class Instance:
     def _serve(self):
         from runtime.control.socket import ControlServer
 
-        srv = ControlServer(self.opts.name, self.controller, status=self.status, stats=self.stats)
+        srv = ControlServer(self.opts.name, self.controller, status=self.status, stats=self.stats,
+                            deploy=self.deploy)
         srv.start()
         return srv
+
+    # ---- deploying apps into the running instance (runtime/deploy/) ------------------------
+    def deploy(self, cmd: str, req: dict) -> dict:
+        """``ctl plan|add|remove|reload``: runtime/deploy/deployment.py."""
+        from runtime.deploy.deployment import handle
+
+        out = handle(self, cmd, req)
+        if cmd != "plan":
+            log.info("%s: %s", cmd, out["text"].splitlines()[-1])
+        return out
+
+    def adopt(self, new_eng, new_art, changes, old_eng) -> None:
+        """Turn everything to the program that now runs on the interfaces (called by
+        runtime/deploy/swap.py once the old one runs nowhere)."""
+        with self.lock:
+            self.engine, self.art = new_eng, new_art
+            self.controller.rebind(new_eng.manifest, new_eng.maps, self.now)
+            if self.host is not None:
+                self.host = self.host.hand_over(new_art.manifest, new_art.stubs, set(changes.apps_kept),
+                                                old_eng.maps)
+                self.started.notes += self.host.notes
+                self.host.start_live(new_eng.maps)
+            self.reader.rebind(new_eng.manifest, new_eng.maps, self.now)
+
+    # ---- the program's clock and maps, whichever program runs now (a swap replaces it) ----
+    def now(self) -> int:
+        return self.engine.now()
+
+    def app_snapshot(self, app: str, stats: list[str] | None = None) -> dict:
+        with self.lock:
+            return self.engine.app_snapshot(app, stats)
 
     # ---- what it tells ---------------------------------------------------------------------
     def _user_counters(self) -> dict:
@@ -161,6 +208,8 @@ class Instance:
             "enforce": bool(self.controller and self.controller.blocklist and self.controller.blocklist.enforce),
             "interval_s": self.opts.interval_ns / 1e9,
             "asl": self.host.stats() if self.host else {},
+            "specs": list(self.deployment.specs), "removed": sorted(self.deployment.removed),
+            "pins": str(self.pins.path) if self.pins else None, "swaps": self.swaps[-10:],
         }
 
     def stats(self, app: str | None = None) -> dict:
@@ -169,8 +218,9 @@ class Instance:
         from runtime.abi.snapshot import build_snapshot
         from runtime.control.controller import ControlError
 
-        eng = self.engine
-        snap = build_snapshot(eng.manifest, eng.maps.raw_state(), eng.now(), keys_limit=self.opts.keys_limit)
+        with self.lock:
+            eng = self.engine
+            snap = build_snapshot(eng.manifest, eng.maps.raw_state(), eng.now(), keys_limit=self.opts.keys_limit)
         snap.pop("events", None)
         rates = self.last.rates if self.last else {}
         if app is None:
@@ -209,10 +259,12 @@ class Instance:
     def tick(self, out) -> None:
         if os.environ.get(FAULT_ENV) == "tick":        # for the tests: an exception mid-run
             raise RuntimeError(f"fault injected by {FAULT_ENV}=tick")
-        self.controller.sweep()
-        self.last = self.reader.read()
-        out(self.last, self.status())
-        self.host.tick()
+        with self.lock:
+            self.controller.sweep()
+            self.last = self.reader.read()
+            status = self.status()
+            self.host.tick()
+        out(self.last, status)
 
     def apply_config(self, cfg, what: list[str]) -> None:
         """Apply a reloaded config's ``what`` (runtime/control/config.py LIVE) while running."""
@@ -255,7 +307,7 @@ class Instance:
         problems = []
         steps = (("detach", self.attachment, "close"), ("control socket", self.server, "stop"),
                  ("asl host", self.host, "stop"), ("events", getattr(self, "events_out", None), "close"),
-                 ("unload", self.engine, "close"))
+                 ("unload", self.engine, "close"), ("pins", self.pins, "remove"))
         for what, obj, method in steps:
             if obj is None:
                 continue
@@ -265,5 +317,5 @@ class Instance:
                 problems.append(f"{what}: {type(e).__name__}: {e}")
                 log.error("stopping %s: %s", what, e)
         self.attachment = self.server = self.host = self.engine = None
-        self.events_out = None
+        self.events_out = self.pins = None
         return problems

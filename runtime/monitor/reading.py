@@ -103,6 +103,13 @@ class Reader:
         self._prev_values: dict = {}
         self.seq = 0
 
+    def rebind(self, manifest, maps, clock: Callable[[], int]) -> None:
+        """Read another program's maps from now on (a swap: runtime/deploy/swap.py); the
+        rates of the statistics both programs keep go on from the last reading."""
+        self.manifest = Manifest.of(manifest)
+        self.maps, self.clock = maps, clock
+        self.growing = growing_members(self.manifest)
+
     def read(self, events=()) -> Reading:
         raw = self.maps.raw_state()
         now = self.clock()

@@ -639,7 +639,17 @@ struct xm_scratch {
 /* A pointer to a zero key on the stack (BCC programs have no global data). */
 #define XM_ZERO_KEY (&(__u32){0})
 
-BPF_PERCPU_ARRAY(xm_counters, __u64, 28);
+/* A map that outlives the program (compiler/pins.py): pinned as PIN in XM_PIN_DIR, the
+ * instance's directory in bpffs, when the loader defines it (a live instance: the next
+ * program of the instance opens the same map); else the program's own map. */
+#ifdef XM_PIN_DIR
+#define XM_MAP(type, key, value, name, entries, flags, pin) \
+    BPF_TABLE_PINNED(type, key, value, name, entries, XM_PIN_DIR "/" pin, flags)
+#else
+#define XM_MAP(type, key, value, name, entries, flags, pin) BPF_F_TABLE(type, key, value, name, entries, flags)
+#endif
+
+XM_MAP("percpu_array", int, __u64, xm_counters, 28, 0, "xm_counters-1cb7971f0992");
 BPF_ARRAY(xm_params, struct xm_params, 1);
 BPF_ARRAY(xm_ctl, struct xm_ctl, 1);
 BPF_ARRAY(xm_zero, struct xm_zero_t, 1);             /* an all-zero value for inserts (read only) */
@@ -655,23 +665,23 @@ struct xm_block_key {
     __u8 addr[16];
 };
 _Static_assert(sizeof(struct xm_block_key) == 20, "compiler/abi.py: BLOCK_KEY");
-BPF_LPM_TRIE(xm_blocklist, struct xm_block_key, struct xm_block_v, 10000);
+XM_MAP("lpm_trie", struct xm_block_key, struct xm_block_v, xm_blocklist, 10000, BPF_F_NO_PREALLOC, "xm_blocklist-3d14df6ead67-10000");
 /* The entries of the few prefix lengths most blocks have (hosts, a /24, a /64: the filter
  * state lists them) beside the trie, keyed like it: one exact lookup per length, not a deep
  * trie walk. Not preallocated: like the trie, it costs memory only for the entries it holds. */
-BPF_F_TABLE("hash", struct xm_block_key, struct xm_block_v, xm_blockhash, 10000, BPF_F_NO_PREALLOC);
+XM_MAP("hash", struct xm_block_key, struct xm_block_v, xm_blockhash, 10000, BPF_F_NO_PREALLOC, "xm_blockhash-3d14df6ead67-10000");
 /* A bit per hash of a (length, masked address), set while some hash entry hashes there: a
  * source whose bit is clear at a length (most sources) skips that lookup (compiler/abi.py
  * BLOCKBITS_MUL). */
-BPF_ARRAY(xm_blockbits, __u64, 1024);
+XM_MAP("array", int, __u64, xm_blockbits, 1024, 0, "xm_blockbits-1024");
 /* entries: how many prefixes the blocklist holds (0: not consulted); flags below */
-BPF_ARRAY(xm_filter, struct xm_filter, 1);
+XM_MAP("array", int, struct xm_filter, xm_filter, 1, 0, "xm_filter-75c0737a7915");
 #define XM_FILTER_ENFORCE 1ULL   /* drop live matches; else count them only */
 #define XM_FILTER_HASHED 2ULL    /* the hash map holds entries (lens[]) */
 #define XM_FILTER_PREFIXES 4ULL  /* the trie holds entries */
 /* Frames and bytes per receiving interface: only the ifindexes user space inserted
  * (the interfaces it attached to) are counted; the program never inserts. */
-BPF_PERCPU_HASH(xm_ifaces, __u32, struct xm_iface_v, 64);
+XM_MAP("percpu_hash", __u32, struct xm_iface_v, xm_ifaces, 64, 0, "xm_ifaces-467be6a52145-64");
 
 /* Zero n bytes (a multiple of 8) word by word. Volatile, so that clang neither
  * merges the zeroing of neighbouring slots into one memset nor turns the loop
@@ -924,7 +934,7 @@ struct xm_v_m_74fa9b {
     __u64 s_a8182e;
 } __attribute__((aligned(8)));
 
-BPF_TABLE("percpu_hash", struct xm_k_m_74fa9b, struct xm_v_m_74fa9b, m_74fa9b, 16384);
+XM_MAP("percpu_hash", struct xm_k_m_74fa9b, struct xm_v_m_74fa9b, m_74fa9b, 16384, 0, "m_74fa9b-eb5404bc5f98-16384");
 
 static __always_inline struct xm_v_m_74fa9b *xm_find_m_74fa9b(struct xm_k_m_74fa9b *k)
 {

@@ -1,0 +1,145 @@
+"""What a running instance deploys: its spec files and the apps taken out of them, and
+the requests that change it (``ctl plan``, ``add``, ``remove``, ``reload``).
+
+``Deployment(specs, removed)`` is immutable: ``added(files)``, ``without(apps)`` and
+``reread(specs)`` give the next one, ``compile()`` its program (the live build). A
+request is done by ``handle(inst, cmd, req)``: the next deployment is compiled (a spec
+error is refused with ``file:line:col`` and a caret, nothing changed), compared with
+the running program (runtime/deploy/changes.py) and, unless it is ``plan``, swapped in
+(runtime/deploy/swap.py). Either way the new program is first loaded in a process of
+its own (runtime/deploy/verify.py: verified, its instructions counted, not pinned, not
+attached, unloaded), so that what cannot load is refused before the instance tries.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from runtime.control.controller import ControlError
+
+
+class DeployError(ControlError):
+    """A change refused before anything changed; ``str()`` is the whole explanation."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    specs: tuple[str, ...]
+    removed: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def of(cls, specs) -> "Deployment":
+        return cls(tuple(os.path.abspath(p) for p in specs))
+
+    def added(self, files) -> "Deployment":
+        if not files:
+            raise DeployError("add: name the spec files to add")
+        new = [os.path.abspath(f) for f in files]
+        dup = [f for f in new if f in self.specs]
+        if dup:
+            raise DeployError(f"add: {', '.join(dup)} is deployed already (ctl reload reads it again)")
+        return Deployment(self.specs + tuple(dict.fromkeys(new)), self.removed)
+
+    def without(self, apps, running: list[str]) -> "Deployment":
+        if not apps:
+            raise DeployError("remove: name the apps to remove")
+        unknown = [a for a in apps if a not in running]
+        if unknown:
+            raise DeployError(f"remove: no app {', '.join(repr(a) for a in unknown)} running "
+                              f"(apps: {', '.join(running)})")
+        if set(apps) >= set(running):
+            raise DeployError("remove: that would remove every app; stop the instance instead")
+        return Deployment(self.specs, self.removed | frozenset(apps))
+
+    def reread(self, specs=None) -> "Deployment":
+        """The same files read again (or the config's new list: apps removed stay out
+        only of files still deployed)."""
+        if specs is None:
+            return self
+        return Deployment(tuple(os.path.abspath(p) for p in specs), self.removed)
+
+    def compile(self):
+        """The live build of this deployment; DeployError with the rendered diagnostics."""
+        from compiler.driver import compile_program
+        from compiler.frontend import load
+        from dsl.errors import SpecError, render_plain
+
+        try:
+            program, sources = load(list(self.specs), exclude=self.removed)
+            return compile_program(program, sources, replay=False)
+        except SpecError as e:
+            text = "\n".join(render_plain(d, e.sources) for d in e.diagnostics)
+            raise DeployError(f"the specs have errors; nothing changed\n{text}") from None
+
+
+def next_deployment(inst, cmd: str, req: dict) -> Deployment:
+    dep = inst.deployment
+    op = req.get("op", cmd) if cmd == "plan" else cmd
+    if op == "add":
+        return dep.added(req.get("files") or [])
+    if op == "remove":
+        return dep.without(req.get("apps") or [], [a["name"] for a in inst.art.manifest["apps"]])
+    if op == "reload":
+        return dep.reread(req.get("specs"))
+    raise DeployError(f"plan: unknown operation '{op}' (add, remove, reload)")
+
+
+def handle(inst, cmd: str, req: dict) -> dict:
+    """One deploy request on the running instance ``inst``; its answer."""
+    from compiler import memory
+    from dsl.errors import SpecError
+    from runtime.dataplane.loader import LoadError
+
+    from .changes import diff
+    from .pindir import PinError
+    from .swap import Swap, SwapError
+    from .verify import VerifyFailed, verify
+
+    if inst.pins is None:
+        raise DeployError(f"this instance keeps no maps in bpffs ({inst.no_pins}): apps cannot be deployed "
+                          f"while it runs; restart it with the new specs")
+    t0 = time.monotonic()
+    dep = next_deployment(inst, cmd, req)
+    art = dep.compile()
+    compiled_ms = round((time.monotonic() - t0) * 1e3, 1)
+    over = memory.check(memory.estimate(art.plan), memory.Budget.of(inst.opts.memory_budget))
+    if over:
+        raise DeployError(f"refused, nothing changed: {over[0].message}")
+    ch = diff(inst.art, art)
+    if ch.nothing and cmd != "plan":
+        inst.deployment = dep
+        return {"swap": None, "text": "nothing changed: the new program is the running one (not swapped)"}
+    t = time.monotonic()
+    try:
+        insns = verify(art)         # in a process of its own: LLVM may end the process it compiles in
+    except VerifyFailed as e:
+        tail = "\n".join(ln for ln in e.log.strip().splitlines()[-8:])
+        raise DeployError(f"the new program does not load: {e.reason}; the running program is untouched"
+                          + (f"\n{tail}" if tail else "")) from None
+    verified_ms = round((time.monotonic() - t) * 1e3, 1)
+    if cmd == "plan":
+        ch.insns_before, ch.insns_after = inst.engine.loaded.verified_insns, insns
+        return {"plan": ch.to_json(), "text": ch.render(), "compile_ms": compiled_ms, "verify_ms": verified_ms}
+    with inst.lock:
+        try:
+            res = Swap(inst, art).run()
+        except (SwapError, PinError) as e:
+            raise DeployError(f"refused, the running program is untouched: {e}") from None
+        except LoadError as e:
+            raise DeployError(f"the new program did not load: {e.reason}; the running program is untouched") from None
+        except SpecError as e:
+            raise DeployError(f"refused, nothing changed: {e.diagnostics[0].message}") from None
+        inst.deployment = dep
+    res.timings_ms["compile"] = compiled_ms
+    res.timings_ms["verify"] = verified_ms
+    res.timings_ms["total"] = round((time.monotonic() - t0) * 1e3, 1)
+    inst.swaps.append({"cmd": cmd, "at_ns": inst.now(), "old_prog_id": res.old_prog_id,
+                       "new_prog_id": res.new_prog_id, "timings_ms": res.timings_ms})
+    text = res.changes.render() + f"\nswapped: program {res.old_prog_id} -> {res.new_prog_id} in " \
+        f"{res.timings_ms['total']:.0f} ms (compile {compiled_ms:.0f}, load {res.timings_ms.get('load', 0):.0f}, " \
+        f"swap {res.timings_ms.get('swap', 0):.2f}, fold {res.timings_ms.get('fold', 0):.0f})"
+    if res.problems:
+        text += "\nproblems after the swap: " + "; ".join(res.problems)
+    return {"swap": res.to_json(), "text": text}

@@ -1,0 +1,139 @@
+"""Migrating a map whose layout changed (runtime/deploy/fold.py), in the kernel: two
+replay builds share their pinned maps (compiler/pins.py) in a private bpffs; what the
+old program counted is folded into the new program's map, exactly, slot by slot."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from runtime.deploy import fold
+from runtime.deploy.changes import diff
+from spec_helpers import compile_text
+
+pytestmark = [pytest.mark.kernel]
+
+OLD = """app a {
+  t1 { select ip }
+  t2 {
+    per_dst = count() as n, max(pkt.len) as big, min(pkt.len) as small by ip.dst size 64
+    per_win = count() as n, sum(pkt.len) as bytes by ip.dst window 10s size 64
+  }
+}
+"""
+ADDED = """app b {
+  t1 { select ip }
+  t2 {
+    per_dst = count() as n, sum(pkt.len) as bytes by ip.dst size 64
+    per_win = max(pkt.len) as big by ip.dst window 10s size 64
+  }
+}
+"""
+SEC = 1_000_000_000
+
+
+def compiled(tmp_path, texts: dict[str, str]):
+    return compile_text(tmp_path, {f"{n}.mon": t for n, t in texts.items()}, replay=True)
+
+
+@pytest.fixture
+def bpffs(tmp_path, kernel):
+    d = tmp_path / "bpffs"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "bpf", "bpf", str(d)], check=True)
+    (d / "i").mkdir()
+    yield d / "i"
+    subprocess.run(["umount", str(d)], check=True)
+
+
+def frame(dst: str, size: int) -> bytes:
+    from scapy.all import IP, UDP, Ether, Raw
+    pkt = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01") / IP(src="198.18.0.2", dst=dst) / UDP()
+    return bytes(pkt / Raw(b"x" * (size - len(pkt))))
+
+
+SENT_OLD = [("198.18.1.1", 100, 3), ("198.18.1.1", 300, 2), ("198.18.1.2", 64, 5)]      # dst, size, count
+SENT_NEW = [("198.18.1.1", 200, 4), ("198.18.1.3", 80, 1)]
+
+
+def send(eng, sent, t0: int) -> None:
+    t = t0
+    for dst, size, n in sent:
+        for _ in range(n):
+            assert eng.run_frame(t, frame(dst, size)) == 2
+            t += 1_000_000
+
+
+def stats(eng, app: str) -> dict:
+    snap = eng.snapshot()
+    out = {}
+    for name, rows in snap["apps"][app]["stats"].items():
+        out[name] = {r["key"]["ip.dst"]: r["value"] for r in rows}
+    return out
+
+
+def test_a_schema_change_keeps_every_kept_slot_exactly(tmp_path, bpffs):
+    from runtime.dataplane.loader import load as load_c
+    from runtime.engines.kernel import KernelEngine
+
+    old_art = compiled(tmp_path, {"a": OLD})
+    new_art = compiled(tmp_path, {"a": OLD, "b": ADDED})
+    ch = diff(old_art, new_art)
+    migrated = {m.name for m in ch.by_status("migrated")}
+    assert migrated == {"xm_counters", old_art.manifest["apps"][0]["stats"][0]["map"]}
+    (m,) = [m for m in ch.by_status("migrated") if m.kind == "fused"]
+    assert len(m.slots_kept) == 5 and len(m.slots_added) == 2 and m.slots_dropped == []
+
+    old = KernelEngine(old_art, pin_dir=str(bpffs))
+    try:
+        send(old, SENT_OLD, 5 * SEC)
+        before = stats(old, "a")
+        assert before["per_dst"] == {"198.18.1.1": {"n": 5, "big": 300, "small": 100},
+                                     "198.18.1.2": {"n": 5, "big": 64, "small": 64}}
+        new = KernelEngine(new_art, pin_dir=str(bpffs))
+        try:
+            fp = fold.plan(ch, old_art.manifest, new_art.manifest)
+            prog = load_c(fp.render(), pin_dir=str(bpffs), function="xm_fold")
+            try:
+                # the new program counts a frame before the fold: the fold adds to it
+                send(new, [("198.18.1.2", 64, 1)], 6 * SEC)
+                done = fold.fold_all(fp, prog.fd, old, new)
+            finally:
+                prog.close()
+            assert done[m.name] == 2 and done["xm_counters"] > 0
+            after = stats(new, "a")
+            assert after["per_dst"] == {"198.18.1.1": {"n": 5, "big": 300, "small": 100},
+                                        "198.18.1.2": {"n": 6, "big": 64, "small": 64}}
+            assert after["per_win"]["198.18.1.1"]["n"] == 5
+            assert after["per_win"]["198.18.1.1"]["bytes"] == 3 * 100 + 2 * 300
+            assert after["per_win"]["198.18.1.2"] == {"n": 6, "bytes": 6 * 64}
+            send(new, SENT_NEW, 7 * SEC)
+            a, b = stats(new, "a"), stats(new, "b")
+            assert a["per_dst"]["198.18.1.1"] == {"n": 9, "big": 300, "small": 100}
+            assert a["per_dst"]["198.18.1.3"] == {"n": 1, "big": 80, "small": 80}
+            assert a["per_win"]["198.18.1.1"] == {"n": 9, "bytes": 3 * 100 + 2 * 300 + 4 * 200}
+            # b's count is a's (one slot); its sum counts from its deployment on
+            assert b["per_dst"]["198.18.1.1"] == {"n": 9, "bytes": 4 * 200}
+            assert b["per_dst"]["198.18.1.2"] == {"n": 6, "bytes": 64}
+            assert b["per_win"]["198.18.1.1"] == {"big": 200}
+            c = new.snapshot()["counters"]
+            assert c["frames"] == 10 + 1 + 5 and c["parse.ok"] == 16
+        finally:
+            new.close()
+    finally:
+        old.close()
+
+
+def test_the_fold_plan_reads_as_what_it_does(tmp_path):
+    old_art = compiled(tmp_path, {"a": OLD})
+    new_art = compiled(tmp_path, {"a": OLD, "b": ADDED})
+    fp = fold.plan(diff(old_art, new_art), old_art.manifest, new_art.manifest)
+    (fm,) = [m for m in fp.maps if m.name != "xm_counters"]
+    assert sorted(s.how for s in fm.flat) == ["add", "max", "max"]
+    assert [(len(w.cur), len(w.last)) for w in fm.windows] == [(1, 1), (1, 1)]   # n, bytes: an epoch each
+    assert fm.old_size < fm.new_size and fm.key_size == 16
+    text = str(fp)
+    assert "fold 0: xm_counters" in text and "window epoch" in text
+    c = fp.render()
+    assert c.count("__sync_fetch_and_add") >= 5 and "xm_fold_max" in c
