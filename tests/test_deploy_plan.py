@@ -94,12 +94,21 @@ def test_deployment_requests_are_checked_before_anything_compiles(tmp_path):
         dep.added([str(a)])
     two = dep.added([str(p)])
     assert two.specs == (str(a), str(p))
+    files = {"acct": str(a), "ports": str(p)}
     with pytest.raises(DeployError, match="no app 'nope' running"):
-        two.without(["nope"], ["acct", "ports"])
+        two.without(["nope"], files)
     with pytest.raises(DeployError, match="would remove every app"):
-        two.without(["acct", "ports"], ["acct", "ports"])
-    one = two.without(["ports"], ["acct", "ports"])
+        two.without(["acct", "ports"], files)
+    one = two.without(["ports"], files)
+    assert one.specs == (str(a),) and one.removed == frozenset()     # the file left with its only app
+    assert one.added([str(p)]).specs == two.specs                     # and comes back with it
     assert [x["name"] for x in one.compile().manifest["apps"]] == ["acct"]
+    both = tmp_path / "both.mon"
+    both.write_text(ACCT.replace("acct", "x") + PORTS.replace("ports", "y"))
+    three = dep.added([str(both)])
+    part = three.without(["y"], {"acct": str(a), "x": str(both), "y": str(both)})
+    assert part.specs == three.specs and part.removed == frozenset({"y"})     # x still runs from both.mon
+    assert [x["name"] for x in part.compile().manifest["apps"]] == ["acct", "x"]
     bad = tmp_path / "bad.mon"
     bad.write_text("app bad {\n  t1 { select ip }\n  t2 { n = count() by ip.nosuch }\n}\n")
     with pytest.raises(DeployError) as e:
@@ -113,4 +122,4 @@ def test_a_removed_app_that_another_enables_is_refused(tmp_path):
     specs = Path(__file__).resolve().parent.parent / "specs"
     dep = Deployment.of([str(specs / "syn_flood.mon"), str(specs / "flow_watch.mon")])
     with pytest.raises(DeployError, match="syn_flood"):
-        dep.without(["syn_flood"], ["syn_flood", "flow_watch"]).compile()
+        dep.without(["syn_flood"], {"syn_flood": dep.specs[0], "flow_watch": dep.specs[1]}).compile()

@@ -137,3 +137,17 @@ def test_the_fold_plan_reads_as_what_it_does(tmp_path):
     assert "fold 0: xm_counters" in text and "window epoch" in text
     c = fp.render()
     assert c.count("__sync_fetch_and_add") >= 5 and "xm_fold_max" in c
+
+
+def test_a_program_that_does_not_compile_is_refused_by_the_other_process(kernel):
+    from types import SimpleNamespace
+
+    from runtime.deploy.verify import VerifyFailed, start
+
+    bad = SimpleNamespace(c="int xdpmon_main(struct xdp_md *ctx) { return nope; }\n", manifest={})
+    with pytest.raises(VerifyFailed) as e:
+        start(bad, load=False).result()
+    assert "nope" in e.value.reason or "nope" in e.value.log
+    good = SimpleNamespace(c="int xdpmon_main(struct xdp_md *ctx) { return XDP_PASS; }\n", manifest={})
+    assert start(good, load=False).result() is None
+    assert start(good).result() > 0          # loaded and verified: its instructions

@@ -288,6 +288,15 @@ def test_sighup_deploys_the_configs_new_specs(veth_pair, tmp_path, bpffs):
         st = status()
         assert st["program"]["apps"] == ["acct", "watch"] and st["params"]["watch"] == {"limit": 9}
         assert st["specs"] == [acct, str(tmp_path / "watch.mon")]
+        # ctl reload reads the config again too: a param only, so nothing to swap
+        cfg.write_text(cfg.read_text().replace("limit: 9", "limit: 11"))
+        p = subprocess.run([sys.executable, "-m", "runtime.cli", "ctl", "--name", "hup", "reload"], cwd=ROOT,
+                           capture_output=True, text=True, env=cenv, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.splitlines() == ["nothing changed: the new program is the running one (not swapped)",
+                                         f"reloaded {cfg}: applied params"]
+        assert status()["params"]["watch"] == {"limit": 11}
+        st = status()
         # a config whose specs have an error: refused, the running program kept
         cfg.write_text(cfg.read_text().replace("watch.mon]", "watch.mon, nope.mon]"))
         r.signal(signal.SIGHUP)

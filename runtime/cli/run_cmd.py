@@ -175,41 +175,36 @@ def _options(config_path, cli: dict):
 
 
 def _reloader(config_path: str):
-    """SIGHUP with a config: read it again, deploy its specs (the files read again:
-    runtime/deploy/), and apply what else can change while running."""
-    def reload(inst) -> None:
+    """``ctl reload``, and SIGHUP, with a config: read it again, deploy its specs (every
+    spec file read again: runtime/deploy/), and apply what else can change while
+    running. Returns the answer ``ctl`` prints; DeployError when refused (nothing
+    changed, or only the specs when the config's other settings are wrong)."""
+    def reload(inst) -> dict:
         from dsl.errors import SpecError, render_plain
         from runtime.control.config import check_against, live_changes, load_config
         from runtime.deploy.deployment import DeployError
 
+        def rendered(e: SpecError) -> str:
+            return "\n".join(render_plain(d, e.sources) for d in e.diagnostics)
         try:
             new = load_config(config_path)
         except SpecError as e:
-            for d in e.diagnostics:
-                click.echo(render_plain(d, e.sources), err=True)
-            click.echo("xdpmon: reload refused: the config has errors; nothing changed", err=True)
-            return
-        try:
-            out = inst.deploy("reload", {"specs": new.specs or None})
-            click.echo(f"xdpmon: reload: {out['text'].splitlines()[-1]}", err=True)
-        except DeployError as e:
-            click.echo(f"xdpmon: reload refused: {e}", err=True)
-            return
+            raise DeployError(f"the config has errors; nothing changed\n{rendered(e)}") from None
+        out = inst.deploy("reload", {"specs": new.specs or list(inst.deployment.specs)})
         try:
             bad = check_against(new, inst.art.manifest)
             if bad:
                 raise SpecError(bad, {config_path: open(config_path).read()})
         except SpecError as e:
-            for d in e.diagnostics:
-                click.echo(render_plain(d, e.sources), err=True)
-            click.echo("xdpmon: reload: the config's other settings have errors; they were not applied", err=True)
-            return
+            raise DeployError(f"{out['text']}\nthe config's other settings have errors; they were not "
+                              f"applied\n{rendered(e)}") from None
         live, restart = live_changes(inst.opts.config, new)
         live = [k for k in live if k != "specs"]
         inst.apply_config(new, live)
-        click.echo(f"xdpmon: reloaded {config_path}: applied {', '.join(live) or 'nothing new'}"
-                   + (f"; needs a restart to change: {', '.join(restart)}" if restart else ""), err=True)
         inst.opts.config = new
+        text = (f"{out['text']}\nreloaded {config_path}: applied {', '.join(live) or 'nothing new'}"
+                + (f"; needs a restart to change: {', '.join(restart)}" if restart else ""))
+        return {**out, "text": text}
     return reload
 
 

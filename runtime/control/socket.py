@@ -29,6 +29,7 @@ left by a dead instance is removed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -38,6 +39,7 @@ from typing import Callable
 
 from .controller import ControlError
 
+log = logging.getLogger("xdpmon.control")
 RUN_DIR_ENV = "XDPMON_RUN_DIR"
 DEFAULT_RUN_DIR = "/run/xdpmon"
 MAX_REQUEST = 64 * 1024
@@ -199,8 +201,12 @@ class ControlServer:
         except ControlError as e:
             return {"ok": False, "error": str(e)}
         except (TypeError, KeyError) as e:
+            if req["cmd"] in DEPLOY_COMMANDS:        # they check their own arguments: this is a bug
+                log.exception("%s", req["cmd"])
+                return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
             return {"ok": False, "error": f"bad arguments for '{req['cmd']}': {e}"}
         except Exception as e:                 # never let a request stop the instance
+            log.exception("%s", req["cmd"])
             return {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
 
     def _do(self, req: dict) -> dict:

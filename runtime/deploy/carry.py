@@ -31,7 +31,7 @@ def _limiters(man: Manifest) -> dict[int, int]:
     for a in man.raw["apps"]:
         for r in a["rules"]:
             for act in r["actions"]:
-                if act.get("limiter") is not None:
+                if act.get("limiter", -1) >= 0:            # -1: the action has no limit
                     out[act["id"]] = act["limiter"]
     return out
 

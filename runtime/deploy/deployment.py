@@ -42,7 +42,10 @@ class Deployment:
             raise DeployError(f"add: {', '.join(dup)} is deployed already (ctl reload reads it again)")
         return Deployment(self.specs + tuple(dict.fromkeys(new)), self.removed)
 
-    def without(self, apps, running: list[str]) -> "Deployment":
+    def without(self, apps, files: dict[str, str]) -> "Deployment":
+        """Without ``apps``; ``files``: every running app's spec file. A file whose every
+        app is removed leaves the deployment (``add`` brings it back)."""
+        running = list(files)
         if not apps:
             raise DeployError("remove: name the apps to remove")
         unknown = [a for a in apps if a not in running]
@@ -51,7 +54,11 @@ class Deployment:
                               f"(apps: {', '.join(running)})")
         if set(apps) >= set(running):
             raise DeployError("remove: that would remove every app; stop the instance instead")
-        return Deployment(self.specs, self.removed | frozenset(apps))
+        removed = self.removed | frozenset(apps)
+        gone = {os.path.abspath(f) for f in set(files.values())
+                if os.path.abspath(f) in self.specs and all(a in removed for a, g in files.items() if g == f)}
+        keep_removed = frozenset(a for a in removed if os.path.abspath(files.get(a, "")) not in gone)
+        return Deployment(tuple(p for p in self.specs if p not in gone), keep_removed)
 
     def reread(self, specs=None) -> "Deployment":
         """The same files read again (or the config's new list: apps removed stay out
@@ -74,13 +81,19 @@ class Deployment:
             raise DeployError(f"the specs have errors; nothing changed\n{text}") from None
 
 
+def _refused(e) -> DeployError:
+    tail = "\n".join(e.log.strip().splitlines()[-8:])
+    return DeployError(f"the new program does not load: {e.reason}; the running program is untouched"
+                       + (f"\n{tail}" if tail else ""))
+
+
 def next_deployment(inst, cmd: str, req: dict) -> Deployment:
     dep = inst.deployment
     op = req.get("op", cmd) if cmd == "plan" else cmd
     if op == "add":
         return dep.added(req.get("files") or [])
     if op == "remove":
-        return dep.without(req.get("apps") or [], [a["name"] for a in inst.art.manifest["apps"]])
+        return dep.without(req.get("apps") or [], {a["name"]: a["file"] for a in inst.art.manifest["apps"]})
     if op == "reload":
         return dep.reread(req.get("specs"))
     raise DeployError(f"plan: unknown operation '{op}' (add, remove, reload)")
@@ -95,7 +108,7 @@ def handle(inst, cmd: str, req: dict) -> dict:
     from .changes import diff
     from .pindir import PinError
     from .swap import Swap, SwapError
-    from .verify import VerifyFailed, verify
+    from .verify import VerifyFailed, program_key, start, verify
 
     if inst.pins is None:
         raise DeployError(f"this instance keeps no maps in bpffs ({inst.no_pins}): apps cannot be deployed "
@@ -111,20 +124,24 @@ def handle(inst, cmd: str, req: dict) -> dict:
     if ch.nothing and cmd != "plan":
         inst.deployment = dep
         return {"swap": None, "text": "nothing changed: the new program is the running one (not swapped)"}
-    t = time.monotonic()
-    try:
-        insns = verify(art)         # in a process of its own: LLVM may end the process it compiles in
-    except VerifyFailed as e:
-        tail = "\n".join(ln for ln in e.log.strip().splitlines()[-8:])
-        raise DeployError(f"the new program does not load: {e.reason}; the running program is untouched"
-                          + (f"\n{tail}" if tail else "")) from None
-    verified_ms = round((time.monotonic() - t) * 1e3, 1)
+    key = program_key(art)
+    known = inst.loads_ok.get(key)           # the instance loaded it, or a plan verified it
     if cmd == "plan":
+        t = time.monotonic()
+        try:
+            insns = known if known is not None else verify(art)
+        except VerifyFailed as e:
+            raise _refused(e) from None
+        inst.loads_ok[key] = insns
         ch.insns_before, ch.insns_after = inst.engine.loaded.verified_insns, insns
-        return {"plan": ch.to_json(), "text": ch.render(), "compile_ms": compiled_ms, "verify_ms": verified_ms}
+        return {"plan": ch.to_json(), "text": ch.render(), "compile_ms": compiled_ms,
+                "verify_ms": round((time.monotonic() - t) * 1e3, 1)}
     with inst.lock:
         try:
-            res = Swap(inst, art).run()
+            pending = None if known is not None else start(art, load=False)
+            res = Swap(inst, art).run(pending)
+        except VerifyFailed as e:
+            raise _refused(e) from None
         except (SwapError, PinError) as e:
             raise DeployError(f"refused, the running program is untouched: {e}") from None
         except LoadError as e:
@@ -132,13 +149,15 @@ def handle(inst, cmd: str, req: dict) -> dict:
         except SpecError as e:
             raise DeployError(f"refused, nothing changed: {e.diagnostics[0].message}") from None
         inst.deployment = dep
+        inst.loads_ok[key] = res.changes.insns_after
     res.timings_ms["compile"] = compiled_ms
-    res.timings_ms["verify"] = verified_ms
     res.timings_ms["total"] = round((time.monotonic() - t0) * 1e3, 1)
     inst.swaps.append({"cmd": cmd, "at_ns": inst.now(), "old_prog_id": res.old_prog_id,
                        "new_prog_id": res.new_prog_id, "timings_ms": res.timings_ms})
     text = res.changes.render() + f"\nswapped: program {res.old_prog_id} -> {res.new_prog_id} in " \
-        f"{res.timings_ms['total']:.0f} ms (compile {compiled_ms:.0f}, load {res.timings_ms.get('load', 0):.0f}, " \
+        f"{res.timings_ms['total']:.0f} ms (compile {compiled_ms:.0f}, verify " \
+        f"{res.timings_ms.get('verify_wait', 0) + res.timings_ms.get('fold_load', 0):.0f}, " \
+        f"load {res.timings_ms.get('load', 0):.0f}, " \
         f"swap {res.timings_ms.get('swap', 0):.2f}, fold {res.timings_ms.get('fold', 0):.0f})"
     if res.problems:
         text += "\nproblems after the swap: " + "; ".join(res.problems)

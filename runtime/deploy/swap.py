@@ -3,14 +3,15 @@
 ``Swap(inst, new_art).run()`` (runtime/monitor/instance.py calls it for ``ctl add``,
 ``ctl remove``, ``ctl reload`` and SIGHUP), in this order:
 
-1. **prepare**, the old program running untouched: load and verify the new program with
-   the instance's pins (runtime/deploy/pindir.py), so every map whose identity, layout
-   and size are unchanged is the same map (compiler/pins.py); check what is pinned;
-   load the fold program of the maps whose layout changed (runtime/deploy/fold.py);
-   copy params, enable times and rate limiters by name (runtime/deploy/carry.py). A
-   failure here (a spec error was caught before: a verifier rejection, the memory
-   budget, a pin that does not fit) unloads what was loaded, removes the pins it made,
-   and raises ``SwapError``: the old program is as it was.
+1. **prepare**, the old program running untouched: load the fold program of the maps
+   whose layout changed (runtime/deploy/fold.py) while the new program compiles in a
+   process of its own (runtime/deploy/verify.py); then load and verify the new program
+   with the instance's pins (runtime/deploy/pindir.py), so every map whose identity,
+   layout and size are unchanged is the same map (compiler/pins.py); check what is
+   pinned; copy params, enable times and rate limiters by name (runtime/deploy/carry.py).
+   A failure here (a spec error was caught before: the compile in the other process, a
+   verifier rejection, the memory budget, a pin that does not fit) unloads what was
+   loaded, removes the pins it made, and raises: the old program is as it was.
 2. **swap** on every interface, atomically: ``bpf_link_update`` with the old program as
    the expected one (netlink with ``XDP_FLAGS_REPLACE`` for a netlink attach); never
    detach-then-attach: the interface always has a program. A failure on one interface
@@ -95,17 +96,28 @@ class Swap:
         self.new_eng = None
         self.fold_plan = None
         self.fold_prog = None
-        self.pinned_before: set[str] = set()
+        self.pinned_before: set[str] = inst.pins.pinned()
         self.result = SwapResult(diff(inst.engine.art, new_art))
         self.new_apps = [a["name"] for a in new_art.manifest["apps"]]
 
     # ---- 1. prepare ------------------------------------------------------------------------
-    def prepare(self) -> None:
+    def load_fold(self) -> None:
+        """The fold program of the maps whose layout changed (it pins their new maps;
+        the new program opens them). Trusted code of a template: loaded in the instance,
+        while the new program is being verified in a process of its own."""
         from runtime.dataplane.loader import load
+
+        t = time.monotonic()
+        self.fold_plan = fold.plan(self.result.changes, self.old_eng.art.manifest, self.new_art.manifest)
+        if self.fold_plan.maps:
+            self.fold_prog = load(self.fold_plan.render(), pin_dir=str(self.inst.pins.path), function="xm_fold",
+                                  watched=False)
+        self.result.timings_ms["fold_load"] = round((time.monotonic() - t) * 1e3, 1)
+
+    def prepare(self) -> None:
         from runtime.engines.live import LiveEngine
 
         inst, pins = self.inst, self.inst.pins
-        self.pinned_before = pins.pinned()
         t = time.monotonic()
         try:
             self.new_eng = LiveEngine(self.new_art, memory_budget=inst.opts.memory_budget, pins=pins,
@@ -113,10 +125,6 @@ class Swap:
             self.result.changes.insns_before = self.old_eng.loaded.verified_insns
             self.result.changes.insns_after = self.new_eng.loaded.verified_insns
             _fault("load", self.new_apps)
-            self.fold_plan = fold.plan(self.result.changes, self.old_eng.art.manifest, self.new_art.manifest)
-            if self.fold_plan.maps:
-                self.fold_prog = load(self.fold_plan.render(), pin_dir=str(pins.path), function="xm_fold",
-                                      watched=False)
             self.new_eng.maps.set_interfaces([a.ifindex for a in inst.attachment.results])
             self.result.carried = carry.before_swap(self.old_eng.maps, self.old_eng.manifest,
                                                     self.new_eng.maps, self.new_eng.manifest)
@@ -197,7 +205,18 @@ class Swap:
         if self.fold_plan.maps:
             self.result.folded = fold.fold_all(self.fold_plan, self.fold_prog.fd, self.old_eng, self.new_eng)
 
-    def run(self) -> SwapResult:
+    def run(self, pending=None) -> SwapResult:
+        """The whole swap; ``pending``: the new program's verification in a process of its
+        own (runtime/deploy/verify.py), waited for once the fold program is loaded."""
+        try:
+            self.load_fold()
+            if pending is not None:
+                t = time.monotonic()
+                pending.result()
+                self.result.timings_ms["verify_wait"] = round((time.monotonic() - t) * 1e3, 1)
+        except BaseException:
+            self.abandon()
+            raise
         self.prepare()
         self.swap()
         self.take_over()

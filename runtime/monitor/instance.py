@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class Instance:
         from runtime.deploy.deployment import Deployment
         self.deployment = Deployment.of(getattr(opts, "specs", None) or [])    # ctl add/remove/reload change it
         self.swaps: list[dict] = []       # what each swap did (status)
+        self.loads_ok: dict[str, int] = {}   # programs known to load (runtime/deploy/verify.py): instructions
 
     # ---- the way up ----------------------------------------------------------------------
     def start(self) -> Started:
@@ -78,6 +80,7 @@ class Instance:
         from runtime.control.socket import ControlServer
 
         from runtime.deploy.pindir import PinDir, PinError
+        from runtime.deploy.verify import program_key
 
         opts = self.opts
         ControlServer(opts.name, None, None, None).claim()      # the name first: before anything loads
@@ -89,6 +92,7 @@ class Instance:
                 self.no_pins = str(e)
                 self.started.notes.append(f"maps not pinned, so ctl add/remove/reload are refused: {e}")
             self.engine = eng = LiveEngine(self.art, memory_budget=opts.memory_budget, pins=self.pins)
+            self.loads_ok[program_key(self.art)] = eng.loaded.verified_insns
             self.controller = Controller(eng.manifest, eng.maps, clock=self.now,
                                          blocklist=self._blocklist(eng))
             for app, params in (opts.params or {}).items():
@@ -154,6 +158,9 @@ class Instance:
         """``ctl plan|add|remove|reload``: runtime/deploy/deployment.py."""
         from runtime.deploy.deployment import handle
 
+        hook = getattr(self.opts, "reload", None)
+        if cmd == "reload" and "specs" not in req and hook is not None:
+            return hook(self)           # with a config: read it again first (runtime/cli/run_cmd.py)
         out = handle(self, cmd, req)
         if cmd != "plan":
             log.info("%s: %s", cmd, out["text"].splitlines()[-1])
@@ -289,10 +296,19 @@ class Instance:
             self.opts.interval_ns = cfg.interval_ns
 
     def reload(self) -> None:
-        """SIGHUP with a deployment config: apply what can change live (hook set by the CLI)."""
-        fn = getattr(self.opts, "reload", None)
-        if fn is not None:
-            fn(self)
+        """SIGHUP with a deployment config: what ``ctl reload`` does (the hook set by the
+        CLI), its outcome logged."""
+        from runtime.deploy.deployment import DeployError
+
+        if getattr(self.opts, "reload", None) is None:
+            return
+        try:
+            out = self.deploy("reload", {})
+        except DeployError as e:
+            print(f"xdpmon: reload refused: {e}", file=sys.stderr, flush=True)
+            return
+        swapped, applied = out["text"].splitlines()[-2:]
+        print(f"xdpmon: reload: {swapped}\nxdpmon: {applied}", file=sys.stderr, flush=True)
 
     # ---- the way down -------------------------------------------------------------------------
     def detach(self) -> None:
