@@ -67,32 +67,6 @@ def _rx_dropped(pair) -> int:
     return st["stats64"]["rx"]["dropped"]
 
 
-class _Poller(threading.Thread):
-    """The monitor interface's program id, as fast as bpf_xdp_query answers: when each
-    id was first seen, and how often there was none."""
-
-    def __init__(self, pair):
-        super().__init__(daemon=True)
-        self.pair, self.seen, self.none, self.polls = pair, {}, 0, 0
-        self.stop_ = threading.Event()
-
-    def run(self):
-        import socket
-
-        from runtime.dataplane.attach import present
-        from runtime.traffic.netns import in_netns
-
-        with in_netns(self.pair.mon_ns):
-            ifindex = socket.if_nametoindex(self.pair.MON_IF)
-            while not self.stop_.is_set():
-                cur = present(ifindex)
-                self.polls += 1
-                if cur is None:
-                    self.none += 1
-                else:
-                    self.seen.setdefault(cur[0], time.monotonic())
-
-
 def _traffic(pair, stop: threading.Event, out: dict) -> threading.Thread:
     from runtime.traffic import frames as F
     from runtime.traffic.livegen import open_generator
@@ -115,11 +89,11 @@ def _traffic(pair, stop: threading.Event, out: dict) -> threading.Thread:
 def _trial(pair, env: dict, cenv: dict, loaded: bool, commands: int) -> dict:
     """One instance of the eight specs; ``commands`` ctl add / remove alternately, with
     the generator sending as fast as it can when ``loaded``."""
+    from netns import ProgramWatch
     from test_run import Running
 
     r = Running(pair, [*BASE, "-i", pair.MON_IF, "--name", "bench", "--view", "none", "--interval", "1s"], env)
-    poller = _Poller(pair)
-    poller.start()
+    poller = ProgramWatch(pair)
     stop, traffic, rounds = threading.Event(), {}, []
     drop0 = _rx_dropped(pair)
     sender = _traffic(pair, stop, traffic) if loaded else None
@@ -145,8 +119,7 @@ def _trial(pair, env: dict, cenv: dict, loaded: bool, commands: int) -> dict:
         if sender is not None:
             sender.join(timeout=60)
         time.sleep(0.5)
-        poller.stop_.set()
-        poller.join(timeout=10)
+        poller.stop()
         p = subprocess.run([sys.executable, "-m", "runtime.cli", "ctl", "--name", "bench", "stats",
                             "traffic_accounting"], cwd=ROOT, capture_output=True, text=True, env=cenv, timeout=60)
         r.signal(15)

@@ -79,3 +79,38 @@ class VethPair(_VethPair):
     def run_in_monitor(self, args: list[str], **kw) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.mon_ns, *args], **kw)
 
+
+
+class ProgramWatch:
+    """Polls the monitor interface's XDP program from a thread in its namespace, as fast
+    as bpf_xdp_query answers: every program id in the order seen, when each was first
+    seen (time.monotonic()), and how many polls found no program."""
+
+    def __init__(self, pair):
+        import threading
+
+        self.pair, self.ids, self.seen, self.none, self.polls = pair, [], {}, 0, 0
+        self.stop_ = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import socket
+        import time
+
+        from runtime.dataplane.attach import present
+
+        with in_netns(self.pair.mon_ns):
+            ifindex = socket.if_nametoindex(self.pair.MON_IF)
+            while not self.stop_.is_set():
+                cur = present(ifindex)
+                self.polls += 1
+                if cur is None:
+                    self.none += 1
+                elif not self.ids or self.ids[-1] != cur[0]:
+                    self.ids.append(cur[0])
+                    self.seen.setdefault(cur[0], time.monotonic())
+
+    def stop(self):
+        self.stop_.set()
+        self.thread.join(timeout=10)

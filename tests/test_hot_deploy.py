@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from netns import ProgramWatch
 from test_run import ROOT, Running
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
@@ -113,37 +114,6 @@ class Traffic:
         return n
 
 
-class ProgramWatch:
-    """Polls the monitor interface's XDP program: every program id seen, and how often
-    there was none."""
-
-    def __init__(self, pair):
-        self.pair, self.ids, self.none, self.polls = pair, [], 0, 0
-        self.stop_ = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        import socket
-
-        from runtime.dataplane.attach import present
-        from runtime.traffic.netns import in_netns
-
-        with in_netns(self.pair.mon_ns):
-            ifindex = socket.if_nametoindex(self.pair.MON_IF)
-            while not self.stop_.is_set():
-                cur = present(ifindex)
-                self.polls += 1
-                if cur is None:
-                    self.none += 1
-                elif not self.ids or self.ids[-1] != cur[0]:
-                    self.ids.append(cur[0])
-
-    def stop(self):
-        self.stop_.set()
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
 def bpffs(tmp_path):
     d = tmp_path / "bpffs"
@@ -186,6 +156,8 @@ def test_add_remove_change_and_a_failing_add_under_traffic(veth_pair, tmp_path, 
     try:
         ctl("set", "watch.limit", "77")
         ctl("enable", "watch")
+        ctl("block", "198.18.99.0/24", "--for", "1h", "--reason", "kept")
+        blocks = [{**b, "hits": 0, "ttl_left_ns": 0} for b in json.loads(ctl("blocks", "--json").stdout)]
         first = status()["program"]["id"]
         traffic = Traffic(veth_pair)
         watcher = ProgramWatch(veth_pair)
@@ -233,6 +205,7 @@ def test_add_remove_change_and_a_failing_add_under_traffic(veth_pair, tmp_path, 
         time.sleep(0.5)
         stats = json.loads(ctl("stats").stdout)
         st = status()
+        blocks_after = [{**b, "hits": 0, "ttl_left_ns": 0} for b in json.loads(ctl("blocks", "--json").stdout)]
     finally:
         if r.p.poll() is None:
             r.signal(signal.SIGTERM)
@@ -243,6 +216,8 @@ def test_add_remove_change_and_a_failing_add_under_traffic(veth_pair, tmp_path, 
     assert rows[DST]["packets"] == sent                       # none lost, none doubled, over four swaps
     assert 0 < rows[DST]["bytes"] < sent * 60 and rows[DST]["bytes"] % 60 == 0     # counted since the reload
     assert stats["counters"]["frames"] == sent
+    assert stats["interfaces"][veth_pair.MON_IF]["frames"] == sent      # the per-interface counter too
+    assert blocks_after == blocks                                        # the blocklist entry, as it was
     assert stats["counters"]["parse.ok"] == sent
     watch_ports = {e["key"]["udp.dport"]: e["value"]["count"] for e in stats["apps"]["watch"]["stats"]["by_port"]}
     assert watch_ports == {9: sent}

@@ -228,10 +228,12 @@ class Instance:
         with self.lock:
             eng = self.engine
             snap = build_snapshot(eng.manifest, eng.maps.raw_state(), eng.now(), keys_limit=self.opts.keys_limit)
+            names = {a.ifindex: a.name for a in self.started.attached}
+            ifaces = {names.get(i, str(i)): c for i, c in eng.maps.interface_counters().items()}
         snap.pop("events", None)
         rates = self.last.rates if self.last else {}
         if app is None:
-            return {"now_ns": eng.now(), **snap, "rates": rates}
+            return {"now_ns": eng.now(), **snap, "interfaces": ifaces, "rates": rates}
         if app not in snap["apps"]:
             raise ControlError(f"no app '{app}' in this program (apps: {', '.join(snap['apps'])})")
         return {"app": app, "now_ns": eng.now(), **snap["apps"][app], "rates": rates.get(app, {})}
