@@ -151,3 +151,35 @@ def test_a_program_that_does_not_compile_is_refused_by_the_other_process(kernel)
     good = SimpleNamespace(c="int xdpmon_main(struct xdp_md *ctx) { return XDP_PASS; }\n", manifest={})
     assert start(good, load=False).result() is None
     assert start(good).result() > 0          # loaded and verified: its instructions
+
+
+def test_a_pin_of_another_layout_is_refused_and_stale_pins_are_removed(tmp_path, bpffs, monkeypatch):
+    from runtime.dataplane.loader import load as load_c
+    from runtime.deploy.pindir import PinDir, PinError
+    from runtime.engines.live import LiveEngine
+
+    bpffs = bpffs.parent                     # the mount point (the fixture's "i" is a directory in it)
+    monkeypatch.setenv("XDPMON_BPFFS", str(bpffs))
+    monkeypatch.setenv("XDPMON_RUN_DIR", str(tmp_path / "run"))
+    art = compile_text(tmp_path, {"a.mon": OLD})
+    name = art.manifest["maps"][0]["name"]
+    pin = art.manifest["pins"][name]
+    pd = PinDir.open("t")
+    assert pd.path == bpffs / "xdpmon" / "t" and pd.notes == []
+    # something else pinned a map of another size where the program's map goes (another value
+    # size the verifier refuses itself, where the program inserts)
+    m = art.manifest["maps"][0]
+    other = load_c(f'struct k {{ __u8 b[{m["key"]["size"]}]; }};\nstruct v {{ __u8 b[{m["value"]["size"]}]; }};\n'
+                   f'BPF_TABLE_PINNED("{m["bpf_type"]}", struct k, struct v, {name}, 128, "{pd.path / pin}");\n'
+                   f'int xdpmon_main(struct xdp_md *ctx) {{ struct k x = {{}}; {name}.lookup(&x); return XDP_PASS; }}\n')
+    other.close()
+    with pytest.raises(PinError, match=f"the map pinned at {pd.path / pin} has key, value and entries"):
+        LiveEngine(art, pins=pd)
+    # an instance that did not stop leaves pins; the next one of that name removes them
+    again = PinDir.open("t")
+    assert again.notes and "left by an instance named 't'" in again.notes[0] and again.pinned() == set()
+    eng = LiveEngine(art, pins=again)
+    assert pin in again.pinned() and len(again.pinned()) == len(art.manifest["pins"])
+    eng.close()
+    again.remove()
+    assert not (bpffs / "xdpmon").exists() and (bpffs / "i").exists()     # its own only

@@ -19,7 +19,9 @@ process made once nothing else is pinned in it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -66,6 +68,16 @@ def _bpffs() -> tuple[Path, bool]:
     return own, True
 
 
+@contextlib.contextmanager
+def _mount_lock():
+    """Instances of one run directory, one at a time around the mount they share."""
+    d = run_dir()
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(d / "bpffs.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 @dataclass
 class PinDir:
     name: str
@@ -77,17 +89,22 @@ class PinDir:
     @classmethod
     def open(cls, name: str) -> "PinDir":
         check_name(name)
-        base, mounted = _bpffs()
-        path = base / "xdpmon" / name
-        pd = cls(name, path, base, mounted)
+        with _mount_lock():
+            base, mounted = _bpffs()
+            path = base / "xdpmon" / name
+            pd = cls(name, path, base, mounted)
+            pd._make()
+        return pd
+
+    def _make(self) -> None:
+        path, name = self.path, self.name
         if path.exists():
             stale = sorted(p.name for p in path.iterdir())
             if stale:
-                pd._remove_files(stale)
-                pd.notes.append(f"removed {len(stale)} pinned map(s) in {path} left by an instance named "
-                                f"'{name}' that did not stop cleanly")
+                self._remove_files(stale)
+                self.notes.append(f"removed {len(stale)} pinned map(s) in {path} left by an instance named "
+                                  f"'{name}' that did not stop cleanly")
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return pd
 
     # ---- what is pinned ------------------------------------------------------------------
     def pinned(self) -> set[str]:
@@ -129,15 +146,16 @@ class PinDir:
     def remove(self) -> None:
         """Remove every pin and the directory; unmount the bpffs this process mounted
         when nothing else is left in it."""
-        self._remove_files(sorted(self.pinned()))
-        for d in (self.path, self.path.parent):
-            try:
-                d.rmdir()
-            except OSError:
-                break
-        if self.mounted and not any(self.bpffs.iterdir()):
-            subprocess.run(["umount", str(self.bpffs)], capture_output=True)
-            try:
-                self.bpffs.rmdir()
-            except OSError:
-                pass
+        with _mount_lock():          # no other instance makes its directory meanwhile
+            self._remove_files(sorted(self.pinned()))
+            for d in (self.path, self.path.parent):
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+            if self.mounted and not any(self.bpffs.iterdir()):
+                subprocess.run(["umount", str(self.bpffs)], capture_output=True)
+                try:
+                    self.bpffs.rmdir()
+                except OSError:
+                    pass
