@@ -123,3 +123,14 @@ def test_a_removed_app_that_another_enables_is_refused(tmp_path):
     dep = Deployment.of([str(specs / "syn_flood.mon"), str(specs / "flow_watch.mon")])
     with pytest.raises(DeployError, match="syn_flood"):
         dep.without(["syn_flood"], {"syn_flood": dep.specs[0], "flow_watch": dep.specs[1]}).compile()
+
+
+def test_a_migrated_sketch_is_said_to_be_approximate(tmp_path):
+    one = ("app u {\n  t1 { select ip }\n  t2 { per_dst = distinct(ip.src) as sources by ip.dst size 64 }\n}\n")
+    two = ("app v {\n  t1 { select ip }\n  t2 { per_dst = count() by ip.dst size 64 }\n}\n")
+    a, ab = art(tmp_path, u=one), art(tmp_path, u=one, v=two)
+    ch = diff(a, ab)
+    (mc,) = [m for m in ch.by_status("migrated") if m.kind == "fused"]
+    assert len(mc.approximate) == 1 and mc.approximate == mc.slots_kept
+    assert "approximate: " in ch.render() and "distinct sketches" in ch.render()
+    assert diff(art(tmp_path, acct=ACCT), art(tmp_path, acct=ACCT, sizes=SIZES)).render().count("approximate") == 0

@@ -183,3 +183,42 @@ def test_a_pin_of_another_layout_is_refused_and_stale_pins_are_removed(tmp_path,
     eng.close()
     again.remove()
     assert not (bpffs / "xdpmon").exists() and (bpffs / "i").exists()     # its own only
+
+
+def test_a_distinct_sketch_is_copied_where_the_new_program_has_not_counted(tmp_path, bpffs):
+    from scapy.all import IP, UDP, Ether
+
+    from runtime.dataplane.loader import load as load_c
+    from runtime.engines.kernel import KernelEngine
+
+    one = "app u {\n  t1 { select ip }\n  t2 { per_dst = distinct(ip.src) as sources by ip.dst size 64 }\n}\n"
+    two = "app v {\n  t1 { select ip }\n  t2 { per_dst = count() by ip.dst size 64 }\n}\n"
+    old_art, new_art = compiled(tmp_path, {"u": one}), compiled(tmp_path, {"u": one, "v": two})
+    ch = diff(old_art, new_art)
+
+    def src_frame(src, dst):
+        return bytes(Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01") / IP(src=src, dst=dst) / UDP())
+
+    old = KernelEngine(old_art, pin_dir=str(bpffs))
+    new = None
+    try:
+        for i in range(40):
+            assert old.run_frame(SEC + i, src_frame(f"198.18.3.{i}", "198.18.1.1")) == 2
+            assert old.run_frame(SEC + i, src_frame(f"198.18.4.{i % 3}", "198.18.1.2")) == 2
+        before = stats(old, "u")["per_dst"]
+        new = KernelEngine(new_art, pin_dir=str(bpffs))
+        assert new.run_frame(2 * SEC, src_frame("198.18.5.1", "198.18.1.2")) == 2   # counted by the new program
+        fp = fold.plan(ch, old_art.manifest, new_art.manifest)
+        prog = load_c(fp.render(), pin_dir=str(bpffs), function="xm_fold")
+        try:
+            fold.fold_all(fp, prog.fd, old, new)
+        finally:
+            prog.close()
+        after = stats(new, "u")["per_dst"]
+        assert after["198.18.1.1"] == before["198.18.1.1"]          # copied: the new program had not counted it
+        assert after["198.18.1.2"] == {"sources": 1}                 # the new program's own (not merged)
+        assert stats(new, "v")["per_dst"] == {"198.18.1.2": {"count": 1}}
+    finally:
+        if new is not None:
+            new.close()
+        old.close()

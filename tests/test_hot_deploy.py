@@ -284,3 +284,55 @@ def test_sighup_deploys_the_configs_new_specs(veth_pair, tmp_path, bpffs):
     assert "xdpmon: reload: swapped: program" in err
     assert "nope.mon" in err and "reload refused: the config has errors; nothing changed" in err
     assert not (bpffs / "xdpmon").exists()
+
+
+def test_a_swap_that_fails_on_the_last_interface_puts_the_old_program_back(veth_pair, tmp_path, bpffs):
+    import socket
+
+    from netns import sh
+
+    from runtime.dataplane.attach import present
+    from runtime.traffic.netns import in_netns
+
+    sh("ip", "-n", veth_pair.mon_ns, "link", "add", "d0", "type", "veth", "peer", "name", "d0p")
+    for dev in ("d0", "d0p"):
+        sh("ip", "-n", veth_pair.mon_ns, "link", "set", dev, "up")
+    acct = write(tmp_path, "acct.mon", ACCT.replace('  asl "handler.py"\n', ""))
+    env = {"XDPMON_RUN_DIR": str(tmp_path / "run"), "XDPMON_BPFFS": str(bpffs),
+           "XDPMON_INJECT_FAULT": "swap:swap:faulty"}
+    r = Running(veth_pair, [acct, "-i", veth_pair.MON_IF, "-i", "d0", "--name", "two", "--view", "none"], env)
+    cenv = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+
+    def programs():
+        with in_netns(veth_pair.mon_ns):
+            return [present(socket.if_nametoindex(n))[0] for n in (veth_pair.MON_IF, "d0")]
+
+    try:
+        first = programs()
+        assert first == [r.prog_id, r.prog_id]
+        pins = sorted(os.listdir(bpffs / "xdpmon" / "two"))
+        watcher = ProgramWatch(veth_pair)
+        p = subprocess.run([sys.executable, "-m", "runtime.cli", "ctl", "--name", "two", "add",
+                            write(tmp_path, "faulty.mon", FAULTY)], cwd=ROOT, capture_output=True, text=True,
+                           env=cenv, timeout=180)
+        assert p.returncode == 2 and "fault injected by XDPMON_INJECT_FAULT=swap:swap:faulty" in p.stderr
+        watcher.stop()
+        assert programs() == first                        # mon was swapped, then put back
+        assert watcher.ids[0] == watcher.ids[-1] == first[0] and watcher.none == 0 and len(watcher.ids) in (1, 3)
+        n = veth_pair.send([bytes.fromhex("020000000001020000000002") + bytes.fromhex("0800")
+                            + bytes.fromhex("4500001c0001000040110000c612fa4dc612fa4d") + bytes(8)] * 50)
+        time.sleep(0.3)
+        p = subprocess.run([sys.executable, "-m", "runtime.cli", "ctl", "--name", "two", "stats", "acct"],
+                           cwd=ROOT, capture_output=True, text=True, env=cenv, timeout=60)
+        rows = {e["key"]["ip.dst"]: e["value"]["packets"] for e in json.loads(p.stdout)["stats"]["per_dst"]}
+        assert n == 50 and rows == {"198.18.250.77": 50}
+        p = subprocess.run([sys.executable, "-m", "runtime.cli", "ctl", "--name", "two", "status", "--json"],
+                           cwd=ROOT, capture_output=True, text=True, env=cenv, timeout=60)
+        st = json.loads(p.stdout)
+        assert st["program"]["apps"] == ["acct"] and st["swaps"] == []
+        assert sorted(os.listdir(bpffs / "xdpmon" / "two")) == pins     # the new program's pins removed
+    finally:
+        r.signal(signal.SIGTERM)
+        rc, _, err = r.finish()
+    assert rc == 0, err
+    assert not (bpffs / "xdpmon").exists()

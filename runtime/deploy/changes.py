@@ -35,6 +35,7 @@ class MapChange:
     slots_kept: list[str] = field(default_factory=list)
     slots_added: list[str] = field(default_factory=list)
     slots_dropped: list[str] = field(default_factory=list)
+    approximate: list[str] = field(default_factory=list)   # kept distinct slots (runtime/deploy/fold.py)
     apps: list[str] = field(default_factory=list)       # the apps that use it (new program, else old)
 
     def to_json(self) -> dict:
@@ -94,6 +95,9 @@ class Changes:
                                          ("slots dropped", m.slots_dropped)):
                         if slots:
                             lines.append(f"      {label}: {', '.join(slots)}")
+                    if m.approximate:
+                        lines.append(f"      approximate: {', '.join(m.approximate)} (distinct sketches: copied "
+                                     f"only for keys the new program has not counted yet)")
         for what, names in (("params kept", self.params_kept), ("params added", self.params_added),
                             ("params dropped", self.params_dropped)):
             if names:
@@ -166,6 +170,8 @@ def diff(old, new) -> Changes:
                 mc.slots_kept = [s for s in after if s in before]
                 mc.slots_added = [s for s in after if s not in before]
                 mc.slots_dropped = [s for s in before if s not in after]
+                mc.approximate = [s["name"] for s in nmaps[name]["slots"]
+                                  if s["func"] == "distinct" and s["name"] in before]
             else:
                 before, after = om["counters"]["names"], nm["counters"]["names"]
                 mc.slots_kept = [f"{len([c for c in after if c in before])} counters"]
