@@ -6,11 +6,9 @@ swap loses under load, and how fast a large map migrates.
    port_scan``, ``ROUNDS`` times each, alternating. Per command: the time from starting
    ``ctl`` to a poller in the monitor's namespace seeing the new program on the
    interface (``bpf_xdp_query`` in a loop), and the instance's own breakdown (compile the
-   specs; load the fold program while the new program compiles in a process of its own,
-   then wait for that; load; swap; quiesce; fold). The first add of an instance compiles
-   twice (the other process, then the instance); a program the instance loaded before (the
-   remove that follows, the adds after it) or one ``ctl plan`` verified compiles once.
-   One trial idle, ``TRIALS`` under load. Target <= 3 s.
+   specs; the new program compiled and loaded by a process of its own and handed over,
+   the fold program loaded in the instance meanwhile; prepare; swap; quiesce; fold). One
+   trial idle, ``TRIALS`` under load. Target <= 3 s.
 2. **Frames lost during swaps**: all the while the generator (runtime/traffic/: live
    frames, or its transmit ring where this kernel refuses them) sends UDP frames from
    the peer to one address as fast as it can. Lost = frames the generator handed to the
@@ -109,8 +107,7 @@ def _trial(pair, env: dict, cenv: dict, loaded: bool, commands: int) -> dict:
                 raise RuntimeError(f"ctl {' '.join(args)}: {p.stderr}")
             swap = json.loads(p.stdout)["swap"]
             seen = poller.seen.get(swap["new_prog_id"])
-            rounds.append({"cmd": args[0], "loaded": loaded, "verified": "verify_wait" in swap["timings_ms"],
-                           "ctl_s": round(t1 - t0, 3),
+            rounds.append({"cmd": args[0], "loaded": loaded, "ctl_s": round(t1 - t0, 3),
                            "serving_s": round(seen - t0, 3) if seen else None,
                            "timings_ms": swap["timings_ms"], "folded": swap["folded"]})
             time.sleep(0.5)
@@ -249,11 +246,10 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = ("compile", "fold_load", "verify_wait", "load", "swap", "quiesce", "fold")
+    steps = ("compile", "handoff", "prepare", "swap", "quiesce", "fold")
     rounds = res["swaps"]["rounds"]
     fig, ax = plt.subplots(figsize=(8, 0.9 + 0.28 * len(rounds)))
-    labels = [f"{r['cmd']}{' (idle)' if not r['loaded'] else ''}{' (verified)' if r['verified'] else ''} #{i + 1}"
-              for i, r in enumerate(rounds)]
+    labels = [f"{r['cmd']}{' (idle)' if not r['loaded'] else ''} #{i + 1}" for i, r in enumerate(rounds)]
     left = [0.0] * len(rounds)
     for s in steps:
         w = [r["timings_ms"].get(s, 0) / 1e3 for r in rounds]
@@ -273,13 +269,14 @@ def main() -> dict:
     swaps = swaps_under_load()
     mig = migration()
     rounds = swaps["rounds"]
-    groups = {"first add, idle": [r for r in rounds if not r["loaded"] and r["verified"]],
-              "first add, under load": [r for r in rounds if r["loaded"] and r["verified"]],
-              "known program, under load": [r for r in rounds if r["loaded"] and not r["verified"]]}
+    groups = {"add, idle": [r for r in rounds if not r["loaded"] and r["cmd"] == "add"],
+              "remove, idle": [r for r in rounds if not r["loaded"] and r["cmd"] == "remove"],
+              "add, under load": [r for r in rounds if r["loaded"] and r["cmd"] == "add"],
+              "remove, under load": [r for r in rounds if r["loaded"] and r["cmd"] == "remove"]}
     res = {"swaps": swaps, "migration": mig,
            "serving_s": {g: _summary(r["serving_s"] for r in rs) for g, rs in groups.items() if rs},
            "breakdown_ms": {g: {s: _summary(r["timings_ms"].get(s, 0) for r in rs)
-                                for s in ("compile", "fold_load", "verify_wait", "load", "swap", "quiesce", "fold",
+                                for s in ("compile", "handoff", "fold_load", "prepare", "swap", "quiesce", "fold",
                                           "total")}
                             for g, rs in groups.items() if rs}}
     OUT.mkdir(exist_ok=True)

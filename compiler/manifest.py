@@ -41,6 +41,7 @@ def build(plan: Plan, c_file: str = "xdpmon.c") -> dict:
             "kind": m.kind,
             "key_fields": [f.name for f in m.key],
             "size": m.size,
+            "entries": mp.entries,            # what the kernel map holds (its max_entries)
             "on_full": m.on_full,
             "shared_by": sorted({u.app for u in m.uses}),
             "uses": [_use(u) for u in m.uses],

@@ -139,18 +139,28 @@ def test_the_fold_plan_reads_as_what_it_does(tmp_path):
     assert c.count("__sync_fetch_and_add") >= 5 and "xm_fold_max" in c
 
 
-def test_a_program_that_does_not_compile_is_refused_by_the_other_process(kernel):
+def test_a_program_is_compiled_by_another_process_and_handed_over(bpffs):
     from types import SimpleNamespace
 
-    from runtime.deploy.verify import VerifyFailed, start
+    from runtime.deploy.verify import VerifyFailed, handoff, verify
 
     bad = SimpleNamespace(c="int xdpmon_main(struct xdp_md *ctx) { return nope; }\n", manifest={})
     with pytest.raises(VerifyFailed) as e:
-        start(bad, load=False).result()
+        handoff(bad, str(bpffs)).result()
     assert "nope" in e.value.reason or "nope" in e.value.log
-    good = SimpleNamespace(c="int xdpmon_main(struct xdp_md *ctx) { return XDP_PASS; }\n", manifest={})
-    assert start(good, load=False).result() is None
-    assert start(good).result() > 0          # loaded and verified: its instructions
+    good = SimpleNamespace(c="BPF_ARRAY(m, __u64, 4);\nint xdpmon_main(struct xdp_md *ctx) { int k = 1; "
+                              "__u64 *v = m.lookup(&k); if (v) *v += 7; return XDP_PASS; }\n", manifest={})
+    assert verify(good) > 0                  # loaded and verified: its instructions
+    p = handoff(good, str(bpffs))
+    assert p.result() > 0
+    prog = p.handed                          # the program and its map, by fds, in this process
+    try:
+        from runtime.dataplane.bpf_test_run import test_run
+        assert test_run(prog.fd, bytes(64)).retval == 2
+        t = prog.bpf["m"]
+        assert int.from_bytes(bytes(t[t.Key(1)]), "little") == 7 and t.max_entries == 4
+    finally:
+        prog.close()
 
 
 def test_a_pin_of_another_layout_is_refused_and_stale_pins_are_removed(tmp_path, bpffs, monkeypatch):

@@ -154,6 +154,24 @@ def map_info(fd: int) -> MapInfo:
     return _info(fd, MapInfo)
 
 
+MAP_TYPES = {"hash": 1, "array": 2, "percpu_hash": 5, "percpu_array": 6, "lru_hash": 9, "lru_percpu_hash": 10}
+
+
+def map_create(bpf_type: str, name: str, key_size: int, value_size: int, max_entries: int) -> int:
+    """A new map (flags 0, as BCC declares the statistics maps); its fd."""
+    fn = lib().bpf_map_create
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
+    fn.restype = ctypes.c_int
+    return _check(fn(MAP_TYPES[bpf_type], name[:15].encode(), key_size, value_size, max_entries, None),
+                  f"bpf_map_create {name}")
+
+
+def obj_pin(fd: int, path: str) -> None:
+    fn = lib().bpf_obj_pin
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_char_p], ctypes.c_int
+    _check(fn(fd, os.fsencode(path)), f"bpf_obj_pin {path}")
+
+
 def obj_get(path: str) -> int:
     """An fd of the object pinned at ``path`` (bpffs)."""
     fn = lib().bpf_obj_get

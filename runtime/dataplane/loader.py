@@ -233,22 +233,6 @@ def load(c_source: str, cflags: list[str] | None = None, stages: dict | None = N
     return Loaded(bpf, fn, prog_info(fn.fd), warnings, [prog_info(f.fd) for f in fns])
 
 
-def compile_only(c_source: str, cflags: list[str] | None = None) -> None:
-    """Compile the C with BCC (the maps are created, no function is loaded) and drop it;
-    LoadError when clang or LLVM refuse it (runtime/deploy/verify.py)."""
-    from bcc import BPF
-
-    flags = WARNINGS + (["-Werror"] if os.environ.get("XDPMON_WERROR") == "1" else []) + list(cflags or [])
-    with _CaptureStderr() as cap:
-        try:
-            bpf = _compile(BPF, c_source, flags, cap)
-        except Exception:
-            bpf = None
-    if bpf is None:
-        raise compile_failure(cap.text, c_source)
-    bpf.cleanup()
-
-
 def _load_stages(bpf, stages: dict | None, prog_type) -> list:
     """Load stages 1, 2, ... and fill the program array; returns their handles."""
     if not stages or not stages.get("map"):

@@ -6,9 +6,9 @@ the requests that change it (``ctl plan``, ``add``, ``remove``, ``reload``).
 request is done by ``handle(inst, cmd, req)``: the next deployment is compiled (a spec
 error is refused with ``file:line:col`` and a caret, nothing changed), compared with
 the running program (runtime/deploy/changes.py) and, unless it is ``plan``, swapped in
-(runtime/deploy/swap.py). Either way the new program is first loaded in a process of
-its own (runtime/deploy/verify.py: verified, its instructions counted, not pinned, not
-attached, unloaded), so that what cannot load is refused before the instance tries.
+(runtime/deploy/swap.py). The new program is compiled and loaded in a process of its own
+(runtime/deploy/verify.py): for ``plan`` not pinned, not attached, unloaded again, to
+count its instructions; for a swap with the instance's pins, and handed over.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def handle(inst, cmd: str, req: dict) -> dict:
     from .changes import diff
     from .pindir import PinError
     from .swap import Swap, SwapError
-    from .verify import VerifyFailed, program_key, start, verify
+    from .verify import VerifyFailed, program_key, verify
 
     if inst.pins is None:
         raise DeployError(f"this instance keeps no maps in bpffs ({inst.no_pins}): apps cannot be deployed "
@@ -138,8 +138,7 @@ def handle(inst, cmd: str, req: dict) -> dict:
                 "verify_ms": round((time.monotonic() - t) * 1e3, 1)}
     with inst.lock:
         try:
-            pending = None if known is not None else start(art, load=False)
-            res = Swap(inst, art).run(pending)
+            res = Swap(inst, art).run()
         except VerifyFailed as e:
             raise _refused(e) from None
         except (SwapError, PinError) as e:
@@ -155,9 +154,8 @@ def handle(inst, cmd: str, req: dict) -> dict:
     inst.swaps.append({"cmd": cmd, "at_ns": inst.now(), "old_prog_id": res.old_prog_id,
                        "new_prog_id": res.new_prog_id, "timings_ms": res.timings_ms})
     text = res.changes.render() + f"\nswapped: program {res.old_prog_id} -> {res.new_prog_id} in " \
-        f"{res.timings_ms['total']:.0f} ms (compile {compiled_ms:.0f}, verify " \
-        f"{res.timings_ms.get('verify_wait', 0) + res.timings_ms.get('fold_load', 0):.0f}, " \
-        f"load {res.timings_ms.get('load', 0):.0f}, " \
+        f"{res.timings_ms['total']:.0f} ms (compile {compiled_ms:.0f}, load " \
+        f"{res.timings_ms.get('handoff', 0):.0f}, prepare {res.timings_ms.get('prepare', 0):.0f}, " \
         f"swap {res.timings_ms.get('swap', 0):.2f}, fold {res.timings_ms.get('fold', 0):.0f})"
     if res.problems:
         text += "\nproblems after the swap: " + "; ".join(res.problems)

@@ -35,6 +35,7 @@ sketches above.
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 
@@ -175,9 +176,30 @@ def plan(changes, old_manifest: dict, new_manifest: dict) -> FoldPlan:
             continue
         new, old = nm[mc.name], om[mc.name]
         key_size = new["key"]["size"] if new.get("key") and not new.get("index") else 4
-        entries = new["size"] if new.get("key") or new.get("index") else 1
-        out.append(plan_map(i, new, old, mc.new_pin, key_size, entries))
+        out.append(plan_map(i, new, old, mc.new_pin, key_size, new["entries"]))
     return FoldPlan(out)
+
+
+def precreate(fp: FoldPlan, pin_dir) -> list[str]:
+    """Create and pin the new maps of ``fp`` (the maps a migration folds into) before the
+    new program and the fold program are loaded, in two processes at once: each then
+    opens them by their pins, and neither races the other to create them. The pins made."""
+    from pathlib import Path
+
+    from runtime.dataplane import libbpf as L
+
+    made = []
+    for fm in fp.maps:
+        path = Path(pin_dir) / fm.pin
+        if path.exists():
+            continue
+        fd = L.map_create(fm.bpf_type, fm.name, fm.key_size, fm.new_size, fm.entries)
+        try:
+            L.obj_pin(fd, str(path))
+        finally:
+            os.close(fd)
+        made.append(fm.pin)
+    return made
 
 
 # ---- running --------------------------------------------------------------------------------

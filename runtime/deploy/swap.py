@@ -3,15 +3,18 @@
 ``Swap(inst, new_art).run()`` (runtime/monitor/instance.py calls it for ``ctl add``,
 ``ctl remove``, ``ctl reload`` and SIGHUP), in this order:
 
-1. **prepare**, the old program running untouched: load the fold program of the maps
-   whose layout changed (runtime/deploy/fold.py) while the new program compiles in a
-   process of its own (runtime/deploy/verify.py); then load and verify the new program
-   with the instance's pins (runtime/deploy/pindir.py), so every map whose identity,
-   layout and size are unchanged is the same map (compiler/pins.py); check what is
-   pinned; copy params, enable times and rate limiters by name (runtime/deploy/carry.py).
-   A failure here (a spec error was caught before: the compile in the other process, a
-   verifier rejection, the memory budget, a pin that does not fit) unloads what was
-   loaded, removes the pins it made, and raises: the old program is as it was.
+1. **load and prepare**, the old program running untouched: the new program is compiled
+   and loaded, with the instance's pins (runtime/deploy/pindir.py), by a process of its
+   own, which hands it over by fds (runtime/deploy/verify.py, runtime/dataplane/handed.py:
+   LLVM may end the process it compiles in, and the instance must survive that); every
+   map whose identity, layout and size are unchanged is the same map (compiler/pins.py).
+   Meanwhile the instance loads the fold program of the maps whose layout changed
+   (runtime/deploy/fold.py; their new maps made and pinned first, so that the two
+   processes open them). Then: what is pinned is checked; params, enable times and rate
+   limiters are copied by name (runtime/deploy/carry.py). A failure here (a spec error
+   was caught before: the compile, a verifier rejection, the memory budget, a pin that
+   does not fit) unloads what was loaded, removes the pins it made, and raises: the old
+   program is as it was.
 2. **swap** on every interface, atomically: ``bpf_link_update`` with the old program as
    the expected one (netlink with ``XDP_FLAGS_REPLACE`` for a netlink attach); never
    detach-then-attach: the interface always has a program. A failure on one interface
@@ -96,32 +99,53 @@ class Swap:
         self.new_eng = None
         self.fold_plan = None
         self.fold_prog = None
+        self.handed = None                   # the new program as the other process handed it over
         self.pinned_before: set[str] = inst.pins.pinned()
         self.result = SwapResult(diff(inst.engine.art, new_art))
         self.new_apps = [a["name"] for a in new_art.manifest["apps"]]
 
     # ---- 1. prepare ------------------------------------------------------------------------
     def load_fold(self) -> None:
-        """The fold program of the maps whose layout changed (it pins their new maps;
-        the new program opens them). Trusted code of a template: loaded in the instance,
-        while the new program is being verified in a process of its own."""
+        """The fold program of the maps whose layout changed. Trusted code of a template:
+        loaded in the instance, while the new program compiles in a process of its own."""
         from runtime.dataplane.loader import load
 
         t = time.monotonic()
-        self.fold_plan = fold.plan(self.result.changes, self.old_eng.art.manifest, self.new_art.manifest)
         if self.fold_plan.maps:
             self.fold_prog = load(self.fold_plan.render(), pin_dir=str(self.inst.pins.path), function="xm_fold",
                                   watched=False)
         self.result.timings_ms["fold_load"] = round((time.monotonic() - t) * 1e3, 1)
 
+    def load(self) -> None:
+        """Compile and load the new program in a process of its own, which hands it over
+        (runtime/deploy/verify.py, runtime/dataplane/handed.py), and the fold program here
+        meanwhile; the maps the fold writes are made and pinned first, so that the two
+        processes open them and neither races the other to make them."""
+        from . import verify
+
+        pins = self.inst.pins
+        self.fold_plan = fold.plan(self.result.changes, self.old_eng.art.manifest, self.new_art.manifest)
+        fold.precreate(self.fold_plan, pins.path)
+        t = time.monotonic()
+        pending = verify.handoff(self.new_art, str(pins.path))
+        self.load_fold()
+        try:
+            pending.result()
+        finally:
+            self.handed = pending.handed
+        self.result.timings_ms["handoff"] = round((time.monotonic() - t) * 1e3, 1)
+
     def prepare(self) -> None:
+        """Take the handed-over program: maps checked against their pins, interfaces to
+        count, params, enables and rate limiters carried."""
         from runtime.engines.live import LiveEngine
 
         inst, pins = self.inst, self.inst.pins
         t = time.monotonic()
         try:
+            handed, self.handed = self.handed, None
             self.new_eng = LiveEngine(self.new_art, memory_budget=inst.opts.memory_budget, pins=pins,
-                                      watched=False)      # verified in a process of its own first
+                                      loaded=handed)
             self.result.changes.insns_before = self.old_eng.loaded.verified_insns
             self.result.changes.insns_after = self.new_eng.loaded.verified_insns
             _fault("load", self.new_apps)
@@ -132,17 +156,17 @@ class Swap:
         except BaseException:
             self.abandon()
             raise
-        self.result.timings_ms["load"] = round((time.monotonic() - t) * 1e3, 1)
+        self.result.timings_ms["prepare"] = round((time.monotonic() - t) * 1e3, 1)
 
     def abandon(self) -> None:
         """Undo prepare: unload the new program and remove the pins it made."""
-        for obj in (self.fold_prog, self.new_eng):
+        for obj in (self.fold_prog, self.new_eng, self.handed):
             if obj is not None:
                 try:
                     obj.close()
                 except Exception as e:
                     log.warning("unloading: %s", e)
-        self.fold_prog = self.new_eng = None
+        self.fold_prog = self.new_eng = self.handed = None
         self.inst.pins.unpin(self.inst.pins.pinned() - self.pinned_before)
 
     # ---- 2. swap ------------------------------------------------------------------------------
@@ -205,15 +229,10 @@ class Swap:
         if self.fold_plan.maps:
             self.result.folded = fold.fold_all(self.fold_plan, self.fold_prog.fd, self.old_eng, self.new_eng)
 
-    def run(self, pending=None) -> SwapResult:
-        """The whole swap; ``pending``: the new program's verification in a process of its
-        own (runtime/deploy/verify.py), waited for once the fold program is loaded."""
+    def run(self) -> SwapResult:
+        """The whole swap (the steps of the module's doc)."""
         try:
-            self.load_fold()
-            if pending is not None:
-                t = time.monotonic()
-                pending.result()
-                self.result.timings_ms["verify_wait"] = round((time.monotonic() - t) * 1e3, 1)
+            self.load()
         except BaseException:
             self.abandon()
             raise
@@ -229,4 +248,3 @@ def _replace(a, new_fd: int, old_fd: int) -> None:
         L.link_update(a.link_fd, new_fd, old_fd)
     else:
         L.xdp_attach(a.ifindex, new_fd, L.MODE_FLAGS[a.mode], old_prog_fd=old_fd)
-
