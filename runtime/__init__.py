@@ -14,7 +14,7 @@
     traffic    live traffic: frames at a controlled rate from a network namespace
                (BPF_PROG_TEST_RUN live frames, or a transmit ring); veth pairs;
                imports dataplane
-    export     (to come) Prometheus metrics; imports abi
+    export     events as JSON lines, the Prometheus exporter; imports abi
     ui         rendering snapshots and readings; imports abi
     deploy     apps added, removed and changed in a running instance: the pins in
                bpffs, what changes, the migration of maps, the swap; imports abi,

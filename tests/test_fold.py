@@ -195,6 +195,23 @@ def test_a_pin_of_another_layout_is_refused_and_stale_pins_are_removed(tmp_path,
     assert not (bpffs / "xdpmon").exists() and (bpffs / "i").exists()     # its own only
 
 
+def test_the_bpffs_an_instance_mounted_is_unmounted_after_it(tmp_path, kernel, monkeypatch):
+    import os
+
+    from runtime.deploy.pindir import PinDir, is_bpffs
+
+    monkeypatch.delenv("XDPMON_BPFFS", raising=False)
+    monkeypatch.setenv("XDPMON_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setattr("runtime.deploy.pindir.SYSTEM_BPFFS", str(tmp_path / "no-such"))
+    pd = PinDir.open("m")
+    try:
+        assert pd.mounted and pd.bpffs == tmp_path / "run" / "bpffs" and is_bpffs(str(pd.bpffs))
+        assert pd.path.is_dir()
+    finally:
+        pd.remove()
+    assert not is_bpffs(str(tmp_path / "run" / "bpffs")) and not os.path.exists(tmp_path / "run" / "bpffs")
+
+
 def test_a_distinct_sketch_is_copied_where_the_new_program_has_not_counted(tmp_path, bpffs):
     from scapy.all import IP, UDP, Ether
 

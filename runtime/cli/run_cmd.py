@@ -63,6 +63,7 @@ def start_or_exit(inst):
     from runtime.dataplane.attach import AttachError
     from runtime.dataplane.libbpf import LibbpfMissing
     from runtime.dataplane.loader import LoadError
+    from runtime.monitor.instance import MetricsError
 
     from . import load_failures
     from .main import report_spec_error
@@ -73,7 +74,7 @@ def start_or_exit(inst):
         report_spec_error(e)
     except LoadError as e:
         load_failures.report(e, inst.art.manifest, "xdpmon run: cannot load the program")
-    except (AttachError, InstanceRunning) as e:
+    except (AttachError, InstanceRunning, MetricsError) as e:
         click.echo(f"xdpmon run: {e}", err=True)
     except LibbpfMissing as e:
         click.echo(f"xdpmon run: {e}; run 'make setup'", err=True)
@@ -105,8 +106,10 @@ def start_or_exit(inst):
 @click.option("--keys", "keys_limit", default=None, metavar="N|all",
               help="Keys listed per keyed statistic each interval: its N largest [1000], or all.")
 @click.option("--memory-budget", "memory_budget", default=None, help="Kernel memory the maps may take (e.g. 2Gi).")
+@click.option("--metrics", default=None, metavar="ADDR:PORT",
+              help="Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9400).")
 def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, events_path, enforce, allow,
-        replace, name, view, top, keys_limit, memory_budget):
+        replace, name, view, top, keys_limit, memory_budget, metrics):
     """Monitor interfaces with the apps of spec FILES: attach one merged XDP program to every
     -i IFACE, show its statistics every interval, host the apps' ASL, take commands
     (xdpmon ctl), and detach on exit, however it ends."""
@@ -114,7 +117,7 @@ def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, e
     cli = {"specs": list(files), "interfaces": list(interfaces), "xdp_mode": xdp_mode, "interval_ns": interval,
            "duration_ns": duration, "json": as_json, "events_path": events_path, "enforce": enforce,
            "allow": list(allow), "replace": replace, "name": name, "view": view, "top": top,
-           "memory_budget": _size(memory_budget), "keys_limit": _keys(keys_limit)}
+           "memory_budget": _size(memory_budget), "keys_limit": _keys(keys_limit), "metrics": _addr(metrics)}
     opts = _options(config_path, cli)
     from runtime.control.socket import check_name
     try:
@@ -127,6 +130,15 @@ def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, e
         raise click.UsageError("name an interface to monitor: -i IFACE (repeat for several)")
     _need_root()
     sys.exit(run_instance(opts))
+
+
+def _addr(text):
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"'{text}' is not ADDRESS:PORT (e.g. 127.0.0.1:9400)", param_hint="--metrics")
+    return text
 
 
 def _keys(text):

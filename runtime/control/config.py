@@ -24,7 +24,7 @@ mode, name, blocklist size, outputs).
     blocklist: {max_entries: 10000, default_ttl: 5m, max_ttl: 24h}
     enforce: false                # blocks drop frames only when true
     outputs: {events: /var/log/xdpmon/events.jsonl, json: false, view: plain}
-    metrics: 127.0.0.1:9400       # reserved for the Prometheus exporter
+    metrics: 127.0.0.1:9400       # the Prometheus exporter (runtime/export/prometheus.py)
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def merge(cfg: DeployConfig | None, cli: dict):
     opts = RunOptions()
     if cfg is not None:
         for k in ("name", "xdp_mode", "interval_ns", "duration_ns", "block_max", "block_ttl", "block_max_ttl",
-                  "enforce", "events_path", "json", "view"):
+                  "enforce", "events_path", "json", "view", "metrics"):
             v = getattr(cfg, k)
             if v is not None:
                 setattr(opts, k, v)

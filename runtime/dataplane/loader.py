@@ -199,7 +199,8 @@ def load(c_source: str, cflags: list[str] | None = None, stages: dict | None = N
     and used, the others are created and pinned (runtime/deploy/pindir.py checks
     the pinned ones first). ``watched=False``: not under fork_watched even where the
     process survives fatal exits (a running instance has threads, which a fork would
-    lose: it verifies a program in a process of its own first, runtime/deploy/verify.py)."""
+    lose: its next programs are compiled by a process of their own, runtime/deploy/verify.py;
+    only the fold program's fixed template is compiled in the instance)."""
     try:
         from bcc import BPF
     except ImportError as e:  # pragma: no cover - setup installs python3-bpfcc

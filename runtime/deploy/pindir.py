@@ -68,6 +68,12 @@ def _bpffs() -> tuple[Path, bool]:
     return own, True
 
 
+def _kernels_own(p: Path) -> bool:
+    """What a new bpffs holds of its own (``maps.debug``, ``progs.debug``: the kernel's
+    preloaded iterators), which does not keep it from being unmounted."""
+    return p.is_file() and p.suffix == ".debug"
+
+
 @contextlib.contextmanager
 def _mount_lock():
     """Instances of one run directory, one at a time around the mount they share."""
@@ -153,7 +159,7 @@ class PinDir:
                     d.rmdir()
                 except OSError:
                     break
-            if self.mounted and not any(self.bpffs.iterdir()):
+            if self.mounted and not [p for p in self.bpffs.iterdir() if not _kernels_own(p)]:
                 subprocess.run(["umount", str(self.bpffs)], capture_output=True)
                 try:
                     self.bpffs.rmdir()

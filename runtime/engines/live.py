@@ -56,7 +56,7 @@ class LiveEngine(Engine):
     name = "live"
 
     def __init__(self, art, *, queue_size: int = QUEUE_SIZE, memory_budget: int | None = None,
-                 pins=None, watched: bool = True, loaded: Loaded | None = None):
+                 pins=None, loaded: Loaded | None = None):
         manifest = Manifest.of(art.manifest)
         if manifest.replay:
             raise ValueError("a live program is the live build (compile with replay=False)")
@@ -68,8 +68,7 @@ class LiveEngine(Engine):
         self._clock = program_clock(manifest)
         # ``loaded``: loaded already, by a process of its own (runtime/dataplane/handed.py)
         self.loaded: Loaded = loaded if loaded is not None else load(
-            art.c, stages=art.manifest.get("stages"), pin_dir=str(pins.path) if pins is not None else None,
-            watched=watched)
+            art.c, stages=art.manifest.get("stages"), pin_dir=str(pins.path) if pins is not None else None)
         try:
             if pins is not None:
                 pins.check(self.loaded.bpf, art.manifest["pins"])

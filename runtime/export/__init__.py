@@ -1,5 +1,7 @@
-"""Exporters (not written yet). It will own the Prometheus metrics, computed from
-snapshots at scrape time.
+"""What a running instance gives to the tools operators already use.
+
+``events`` writes the application events as JSON lines; ``prometheus`` serves the
+statistics and counters on ``/metrics``, read from the maps at scrape time.
 
 May import: abi.
 """

@@ -41,6 +41,10 @@ log = logging.getLogger("xdpmon.run")
 FAULT_ENV = "XDPMON_INJECT_FAULT"      # "tick": raise in the run loop (tests of the way down)
 
 
+class MetricsError(RuntimeError):
+    """The exporter cannot listen where asked; ``str()`` says why."""
+
+
 @dataclass
 class Started:
     """What the instance did on the way up (shown once by the CLI)."""
@@ -64,6 +68,7 @@ class Instance:
         self.last: Reading | None = None
         self.hostname = socket.gethostname()
         self.events_out = None
+        self.metrics = None               # the Prometheus exporter's HTTP server (runtime/export/prometheus.py)
         self.pins = None                  # runtime/deploy/pindir.py: where the maps outlive a program
         self.no_pins: str | None = None   # why there are none
         self.lock = threading.RLock()     # a swap against the run loop's readings and ctl's reads
@@ -104,6 +109,8 @@ class Instance:
                                  keys_limit=self.opts.keys_limit,
                                  interfaces={a.ifindex: a.name for a in self.started.attached})
             self.server = self._serve()
+            if opts.metrics:
+                self.metrics = self._metrics(opts.metrics)
             self.t0 = time.monotonic()
             return self.started
         except BaseException:
@@ -144,6 +151,32 @@ class Instance:
         self.started.attached = list(att.results)
         self.started.notes += [a.note for a in att.results if a.note]
         return att
+
+    def _metrics(self, where: str):
+        from runtime.export.prometheus import Collector, serve
+
+        host, _, port = where.rpartition(":")
+        collector = Collector(self.metrics_view, keys=self.opts.metrics_keys, manifest=lambda: self.art.manifest)
+        try:
+            server, _ = serve(host.strip("[]"), int(port), collector)
+        except OSError as e:
+            raise MetricsError(f"cannot serve metrics on {where}: {e.strerror or e} (--metrics ADDRESS:PORT: an "
+                               f"address of this host, a port nothing else listens on)") from None
+        self.started.notes.append(f"Prometheus metrics on http://{where}/metrics")
+        return server
+
+    def metrics_view(self) -> tuple[dict, dict, dict]:
+        """The manifest, a snapshot of every key (with the interfaces) and the status, read
+        together (a scrape: runtime/export/prometheus.py)."""
+        from runtime.abi.snapshot import build_snapshot
+
+        with self.lock:
+            eng = self.engine
+            snap = build_snapshot(eng.manifest, eng.maps.raw_state(), eng.now(), keys_limit=None)
+            snap["counters"].update(self._user_counters())
+            names = {a.ifindex: a.name for a in self.started.attached}
+            snap["interfaces"] = {names.get(i, str(i)): c for i, c in eng.maps.interface_counters().items()}
+            return self.art.manifest, snap, self.status()
 
     def _serve(self):
         from runtime.control.socket import ControlServer
@@ -323,7 +356,8 @@ class Instance:
         """Detach, stop serving, drain the handlers, unload; each step runs even if one
         before it failed. Returns the problems met (for the CLI to print)."""
         problems = []
-        steps = (("detach", self.attachment, "close"), ("control socket", self.server, "stop"),
+        steps = (("detach", self.attachment, "close"), ("metrics", self.metrics, "shutdown"),
+                 ("control socket", self.server, "stop"),
                  ("asl host", self.host, "stop"), ("events", getattr(self, "events_out", None), "close"),
                  ("unload", self.engine, "close"), ("pins", self.pins, "remove"))
         for what, obj, method in steps:
@@ -334,6 +368,6 @@ class Instance:
             except Exception as e:        # keep going: the rest must still be stopped
                 problems.append(f"{what}: {type(e).__name__}: {e}")
                 log.error("stopping %s: %s", what, e)
-        self.attachment = self.server = self.host = self.engine = None
+        self.attachment = self.server = self.host = self.engine = self.metrics = None
         self.events_out = self.pins = None
         return problems

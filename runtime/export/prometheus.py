@@ -1,0 +1,268 @@
+"""The Prometheus exporter: a running instance's statistics and counters on ``/metrics``.
+
+``Collector(view, keys=100)`` is a prometheus_client custom collector. ``collect()``
+reads the maps when Prometheus scrapes (``view()``: the manifest, a snapshot of every
+key, and the instance's status; no polling loop of its own, and concurrent scrapes
+each read for themselves); ``describe()`` names the families from the manifest alone,
+so registering reads nothing. ``serve(address, port, collector)`` starts the official
+client's HTTP server in a thread.
+
+Names follow the Prometheus conventions: the prefix ``xdpmon_``, then the app, the
+statistic and the member (``xdpmon_traffic_accounting_per_dst_bytes_total``), the key
+fields as labels (``ip_dst="198.18.0.7"``):
+
+- an unwindowed ``count()`` or ``sum()``: a counter (``_total``);
+- an unwindowed ``min``, ``max`` or ``distinct``: a gauge;
+- a ``hist``: a histogram with the log2 buckets as bounds (``le`` = 0, 1, 3, 7, ...: bucket
+  b holds [2^(b-1), 2^b)); no ``_sum`` (the kernel keeps none);
+- a windowed statistic: a gauge of the last completed window (``_last_window`` in the
+  help), since a window's running value restarts every window;
+- a track: a gauge of its open entries (``_size``).
+
+Cardinality is bounded: a keyed statistic exports its ``keys`` largest keys by its first
+member, and one more series whose key labels are all ``other``, aggregating the rest
+(sums add, maxima take the largest, minima the smallest; distinct counts and histogram
+buckets of the rest are not aggregated into ``other`` but summed, an upper bound), so
+that sums over a statistic stay right however many keys the map holds.
+
+Global: frames, parse outcomes, verdicts, blocklist hits, map insert failures, ring
+buffer drops, rate-limited events and rule firings as counters with labels; each
+interface's frames and bytes; ``xdpmon_build_info``; each app's enable state and params
+as gauges.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+PREFIX = "xdpmon"
+OTHER = "other"
+_BAD = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def name(*parts: str) -> str:
+    return "_".join(_BAD.sub("_", p) for p in (PREFIX, *parts) if p)
+
+
+def label(field: str) -> str:
+    return _BAD.sub("_", field)
+
+
+# ---- what each statistic is, from the manifest ---------------------------------------------
+
+def _members(manifest: dict) -> list[dict]:
+    """Per (app, stat, member): its family name, kind, key labels, function, window."""
+    slots = {}
+    for m in manifest["maps"]:
+        for s in m.get("slots", ()):
+            slots[(m["name"], s["name"])] = s
+    out = []
+    for app in manifest["apps"]:
+        for st in app["stats"]:
+            if st["kind"] == "track":
+                out.append({"app": app["name"], "stat": st["name"], "member": None, "kind": "track",
+                            "family": name(app["name"], st["name"], "size"), "labels": []})
+                continue
+            for mb in st["members"]:
+                s = slots.get((mb["map"], mb["slot"]), {})
+                func, windowed = s.get("func"), s.get("window_ns") is not None
+                kind = ("gauge" if windowed or func in ("min", "max", "distinct", "cms") else
+                        "histogram" if func == "hist" else "counter")
+                out.append({"app": app["name"], "stat": st["name"], "member": mb["name"], "kind": kind,
+                            "func": func, "windowed": windowed, "window_ns": s.get("window_ns"),
+                            "buckets": s.get("buckets"),
+                            "family": name(app["name"], st["name"], mb["name"]),
+                            "labels": [label(k) for k in st.get("key", [])], "fields": st.get("key", [])})
+    return out
+
+
+def _help(m: dict) -> str:
+    if m["kind"] == "track":
+        return f"{m['app']}.{m['stat']}: entries open"
+    what = f"{m['app']}.{m['stat']}.{m['member']}: {m['func']}"
+    if m["windowed"]:
+        what += f", the last completed window of {m['window_ns'] / 1e9:g} s"
+    return what
+
+
+def _family(m: dict, labels: list[str]):
+    if m["kind"] == "counter":
+        return CounterMetricFamily(m["family"], _help(m), labels=labels)
+    if m["kind"] == "histogram":
+        return HistogramMetricFamily(m["family"], _help(m), labels=labels)
+    return GaugeMetricFamily(m["family"], _help(m), labels=labels)
+
+
+# ---- values -------------------------------------------------------------------------------
+
+def _hist_buckets(value: dict, n: int) -> list[tuple[str, float]]:
+    """Cumulative (le, count) of all ``n`` log2 buckets (bounds 0, 1, 3, 7, ..., 2^(n-1) - 1)
+    from a snapshot's {"lo-hi": count} (the buckets it holds)."""
+    counts = {}
+    for rng, c in value.items():
+        hi = int(rng.split("-")[-1])
+        counts[hi] = counts.get(hi, 0) + c
+    out, acc = [], 0
+    for b in range(n):
+        hi = 0 if b == 0 else (1 << b) - 1
+        acc += counts.get(hi, 0)
+        out.append((str(hi), acc))
+    out.append(("+Inf", acc + sum(c for hi, c in counts.items() if hi > (1 << (n - 1)) - 1)))
+    return out
+
+
+def _value(m: dict, row: dict):
+    v = row.get("last_window") if m["windowed"] else row.get("value")
+    return (v or {}).get(m["member"])
+
+
+def _aggregate(m: dict, values: list):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    if m["kind"] == "histogram":
+        out = {}
+        for v in values:
+            for k, n in v.items():
+                out[k] = out.get(k, 0) + n
+        return out
+    if m["func"] == "max":
+        return max(values)
+    if m["func"] == "min":
+        return min(values)
+    return sum(values)
+
+
+def _key_value(v) -> str:
+    return str(v)
+
+
+class Collector:
+    """``view()`` -> (manifest, snapshot with every key, status) of the running program."""
+
+    def __init__(self, view: Callable[[], tuple[dict, dict, dict]], keys: int = 100,
+                 manifest: Callable[[], dict] | None = None):
+        self.view, self.keys = view, keys
+        self.manifest = manifest or (lambda: view()[0])
+
+    def describe(self) -> Iterable:
+        man = self.manifest()
+        for m in _members(man):
+            yield _family(m, m["labels"])
+        yield from self._global_families({}, {}, man, describe=True)
+
+    def collect(self) -> Iterable:
+        man, snap, status = self.view()
+        for m in _members(man):
+            fam = _family(m, m["labels"])
+            app = snap["apps"].get(m["app"], {})
+            data = app.get("stats", {}).get(m["stat"])
+            if data is None:
+                yield fam
+                continue
+            if m["kind"] == "track":
+                fam.add_metric([], data.get("size", 0))
+                yield fam
+                continue
+            rows = data if isinstance(data, list) else [{"key": {}, **data}]
+            self._rows(fam, m, rows)
+            yield fam
+        yield from self._global_families(snap, status, man)
+
+    def _rows(self, fam, m: dict, rows: list[dict]) -> None:
+        keyed = bool(m["fields"])
+        ranked = rows
+        if keyed and len(rows) > self.keys:
+            first = lambda r: _first(r, m)          # noqa: E731
+            ranked = sorted(rows, key=first, reverse=True)
+        top, rest = (ranked[:self.keys], ranked[self.keys:]) if keyed else (rows, [])
+        for r in top:
+            self._add(fam, m, [_key_value(r["key"].get(f)) for f in m["fields"]], _value(m, r))
+        if rest:
+            self._add(fam, m, [OTHER] * len(m["fields"]), _aggregate(m, [_value(m, r) for r in rest]))
+
+    @staticmethod
+    def _add(fam, m: dict, labels: list[str], v) -> None:
+        if v is None:
+            return
+        if m["kind"] == "histogram":
+            fam.add_metric(labels, _hist_buckets(v, m["buckets"]), None)
+        else:
+            fam.add_metric(labels, float(v))
+
+    # ---- the instance's own -------------------------------------------------------------
+    def _global_families(self, snap: dict, status: dict, man: dict, describe: bool = False):
+        c = snap.get("counters", {})
+        fams = {
+            "frames": CounterMetricFamily(name("frames"), "frames the program ran on", labels=[]),
+            "parse": CounterMetricFamily(name("parse"), "frames by parse outcome", labels=["outcome"]),
+            "verdicts": CounterMetricFamily(name("verdicts"), "frames by verdict", labels=["verdict"]),
+            "blocklist": CounterMetricFamily(name("blocklist_frames"), "frames a blocklist entry matched",
+                                             labels=["action"]),
+            "insert": CounterMetricFamily(name("map_insert_failures"), "new keys a full map could not take",
+                                          labels=["map"]),
+            "app": CounterMetricFamily(name("app_events"), "an app's events by what became of them",
+                                       labels=["app", "outcome"]),
+            "rules": CounterMetricFamily(name("rule_fired"), "times a rule's condition held", labels=["app", "rule"]),
+            "asl": CounterMetricFamily(name("asl_events"), "ASL handlers' events by outcome", labels=["app", "outcome"]),
+            "if_frames": CounterMetricFamily(name("interface_frames"), "frames per interface", labels=["interface"]),
+            "if_bytes": CounterMetricFamily(name("interface_bytes"), "bytes per interface", labels=["interface"]),
+        }
+        gauges = {
+            "build": GaugeMetricFamily(name("build_info"), "the running program", labels=["program_id", "apps"]),
+            "enabled": GaugeMetricFamily(name("app_enabled"), "1 while an app runs", labels=["app", "mode"]),
+            "params": GaugeMetricFamily(name("app_param"), "an app's params", labels=["app", "param"]),
+        }
+        if not describe:
+            for key, v in c.items():
+                parts = key.split(".")
+                if key == "frames":
+                    fams["frames"].add_metric([], v)
+                elif parts[0] == "parse":
+                    fams["parse"].add_metric([parts[1]], v)
+                elif parts[0] == "verdict":
+                    fams["verdicts"].add_metric([parts[1]], v)
+                elif parts[0] == "blocklist":
+                    fams["blocklist"].add_metric([parts[1]], v)
+                elif parts[0] == "map" and parts[-1] == "insert_failed":
+                    fams["insert"].add_metric([parts[1]], v)
+                elif parts[0] == "app" and len(parts) == 3:
+                    fams["app"].add_metric([parts[1], parts[2]], v)
+                elif parts[0] == "rule" and parts[-1] == "fired":
+                    fams["rules"].add_metric([parts[1], parts[2]], v)
+                elif parts[0] == "asl" and len(parts) == 3:
+                    fams["asl"].add_metric([parts[1], parts[2]], v)
+            for ifname, ic in snap.get("interfaces", {}).items():
+                fams["if_frames"].add_metric([ifname], ic["frames"])
+                fams["if_bytes"].add_metric([ifname], ic["bytes"])
+            prog = status.get("program", {})
+            gauges["build"].add_metric([str(prog.get("id")), ",".join(prog.get("apps", []))], 1)
+            for app, e in status.get("enabled", {}).items():
+                gauges["enabled"].add_metric([app, e["mode"]], 1 if e["enabled"] else 0)
+            for app, ps in status.get("params", {}).items():
+                for p, v in ps.items():
+                    gauges["params"].add_metric([app, p], v)
+        yield from fams.values()
+        yield from gauges.values()
+
+
+def _first(row: dict, m: dict) -> float:
+    """The value a key ranks by: the statistic's first member (a histogram: its total)."""
+    v = row.get("last_window") if m["windowed"] else row.get("value")
+    if not v:
+        return 0
+    x = next(iter(v.values()))
+    return sum(x.values()) if isinstance(x, dict) else (x or 0)
+
+
+def serve(address: str, port: int, collector: Collector):
+    """The client's HTTP server for ``collector`` on ADDRESS:PORT, in a daemon thread;
+    (server, thread): ``server.shutdown()`` stops it."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    reg = CollectorRegistry(auto_describe=True)
+    reg.register(collector)
+    return start_http_server(port, addr=address, registry=reg)

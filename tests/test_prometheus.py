@@ -1,0 +1,156 @@
+"""The Prometheus exporter (runtime/export/prometheus.py): families named by the
+conventions, exact values from a replayed program, top keys with an ``other`` that keeps
+the sums, and the HTTP endpoint of a running instance on a veth pair."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from engine_helpers import S, run, tcp, udp
+from runtime.engines.reference.engine import ReferenceEngine
+from runtime.export.prometheus import Collector
+from spec_helpers import compile_text
+
+SPEC = """app acct {
+  t1 { select ip }
+  t2 {
+    per_dst = count() as packets, sum(pkt.len) as bytes, max(pkt.len) as biggest by ip.dst size 1024
+    sizes = hist(pkt.len) by ip.proto
+    syns = count() by ip.dst where tcp.syn window 1s
+    flows = distinct(ip.src)
+  }
+  t3 { when per_dst.packets > param many = 1000 { alert "many" } }
+}
+"""
+
+
+def samples(collector) -> dict:
+    reg = CollectorRegistry()
+    reg.register(collector)
+    text = generate_latest(reg).decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out, text
+
+
+def replayed(tmp_path, frames):
+    art = compile_text(tmp_path, SPEC)
+    eng = ReferenceEngine(art)
+    run(eng, frames, t0=S, step=1000)
+    snap = eng.snapshot(now=S + 1_500_000_000)        # in the next window: the last one is complete
+    status = {"program": {"id": 7, "apps": ["acct"]},
+              "enabled": {"acct": {"mode": "always", "enabled": True, "until_ns": None}},
+              "params": {"acct": {"many": 1000}}}
+    snap["interfaces"] = {"mon": {"frames": len(frames), "bytes": 1}}
+    return art.manifest, snap, status
+
+
+def test_families_and_values(tmp_path):
+    frames = ([udp(dst="198.19.0.1", pad=10)] * 3 + [tcp(dst="198.19.0.2")] * 2 +
+              [udp(src="198.18.0.9", dst="198.19.0.1", pad=100)])
+    view = replayed(tmp_path, frames)
+    got, text = samples(Collector(lambda: view))
+    L = lambda **kw: tuple(sorted(kw.items()))      # noqa: E731
+    f1, f2, f3 = len(frames[0]), len(frames[3]), len(frames[5])
+    assert got[("xdpmon_acct_per_dst_packets_total", L(ip_dst="198.19.0.1"))] == 4
+    assert got[("xdpmon_acct_per_dst_bytes_total", L(ip_dst="198.19.0.1"))] == 3 * f1 + f3
+    assert got[("xdpmon_acct_per_dst_biggest", L(ip_dst="198.19.0.2"))] == f2
+    assert "# TYPE xdpmon_acct_per_dst_biggest gauge" in text
+    assert "# TYPE xdpmon_acct_per_dst_packets_total counter" in text
+    # the windowed count: a gauge of the last completed window (the frames were in it)
+    assert got[("xdpmon_acct_syns_count", L(ip_dst="198.19.0.2"))] == 2
+    assert "the last completed window of 1 s" in text
+    # a histogram with log2 bounds: cumulative, +Inf = all
+    b = {dict(k[1])["le"]: v for k, v in got.items()
+         if k[0] == "xdpmon_acct_sizes_hist_pkt_len_bucket" and dict(k[1])["ip_proto"] == "17"}
+    assert b["+Inf"] == 4 and b["31"] == 0 and b["63"] == 3 and b["127"] == 3 and b["255"] == 4
+    assert b["0"] == 0 and b["65535"] == 4 and len(b) == 33 + 1      # pkt.len: 32 bits, 33 buckets
+    assert got[("xdpmon_acct_flows_distinct", L())] == 2
+    assert got[("xdpmon_frames_total", L())] == 6
+    assert got[("xdpmon_parse_total", L(outcome="ok"))] == 6
+    assert got[("xdpmon_verdicts_total", L(verdict="pass"))] == 6
+    assert got[("xdpmon_interface_frames_total", L(interface="mon"))] == 6
+    assert got[("xdpmon_rule_fired_total", L(app="acct", rule="r0"))] == 0
+    assert got[("xdpmon_build_info", L(apps="acct", program_id="7"))] == 1
+    assert got[("xdpmon_app_enabled", L(app="acct", mode="always"))] == 1
+    assert got[("xdpmon_app_param", L(app="acct", param="many"))] == 1000
+
+
+def test_top_keys_and_other_keep_the_sums(tmp_path):
+    frames = [udp(dst=f"198.19.1.{i}") for i in range(1, 11) for _ in range(i)]     # 10 keys: 1..10 frames
+    view = replayed(tmp_path, frames)
+    got, _ = samples(Collector(lambda: view, keys=3))
+    rows = {dict(k[1])["ip_dst"]: v for k, v in got.items() if k[0] == "xdpmon_acct_per_dst_packets_total"}
+    assert rows == {"198.19.1.10": 10, "198.19.1.9": 9, "198.19.1.8": 8, "other": sum(range(1, 8))}
+    assert sum(rows.values()) == len(frames)
+    big = {dict(k[1])["ip_dst"]: v for k, v in got.items() if k[0] == "xdpmon_acct_per_dst_biggest"}
+    assert big["other"] == max(len(f) for f in frames)
+
+
+def test_describe_reads_nothing(tmp_path):
+    view = replayed(tmp_path, [udp()])
+
+    def never():
+        raise AssertionError("describe() read the maps")
+    names = {f.name for f in Collector(never, manifest=lambda: view[0]).describe()}
+    assert {"xdpmon_acct_per_dst_packets", "xdpmon_acct_sizes_hist_pkt_len", "xdpmon_frames"} <= names
+
+
+# ---- a running instance ---------------------------------------------------------------------
+
+@pytest.mark.kernel
+def test_a_running_instance_serves_metrics(veth_pair, tmp_path):
+    from test_run import ROOT, Running
+    from runtime.traffic.netns import in_netns
+
+    from netns import sh
+
+    spec = tmp_path / "acct.mon"
+    spec.write_text(SPEC)
+    env = {"XDPMON_RUN_DIR": str(tmp_path / "run")}
+    # where nothing can listen (the namespace's loopback is down): a clear refusal, exit 2
+    p = veth_pair.run_in_monitor([sys.executable, "-m", "runtime.cli", "run", str(spec), "-i", veth_pair.MON_IF,
+                                  "--name", "prom", "--view", "none", "--metrics", "127.0.0.1:9417"], cwd=ROOT,
+                                 env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "xdpmon run: cannot serve metrics on 127.0.0.1:9417: Cannot assign requested " \
+        "address" in err and "Traceback" not in err and "internal error" not in err
+    sh("ip", "-n", veth_pair.mon_ns, "link", "set", "lo", "up")
+    r = Running(veth_pair, [str(spec), "-i", veth_pair.MON_IF, "--name", "prom", "--view", "none",
+                            "--metrics", "127.0.0.1:9417"], env)
+    try:
+        from test_run import frame_v4
+        n = veth_pair.send([frame_v4("198.18.77.1")] * 25)
+        time.sleep(0.3)
+        with in_netns(veth_pair.mon_ns):           # the exporter listens in the monitor's namespace
+            text = urllib.request.urlopen("http://127.0.0.1:9417/metrics", timeout=10).read().decode()
+        got = {}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                got[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        assert n == 25
+        assert got[("xdpmon_acct_per_dst_packets_total", (("ip_dst", "198.18.77.1"),))] == 25
+        assert got[("xdpmon_interface_frames_total", (("interface", veth_pair.MON_IF),))] == 25
+        assert got[("xdpmon_frames_total", ())] == 25
+        p = subprocess.run([sys.executable, "-m", "runtime.cli", "ctl", "--name", "prom", "status", "--json"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=30,
+                           env={**os.environ, **env, "PYTHONPATH": str(ROOT)})
+        pid = json.loads(p.stdout)["program"]["id"]
+        assert got[("xdpmon_build_info", (("apps", "acct"), ("program_id", str(pid))))] == 1
+    finally:
+        r.signal(signal.SIGTERM)
+        rc, _, err = r.finish()
+    assert rc == 0, err
