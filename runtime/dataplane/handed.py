@@ -25,6 +25,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from . import libbpf as L
 from .loader import Loaded, prog_info
 
 MAX_FDS = 250                          # SCM_RIGHTS takes at most 253 fds a message
@@ -126,10 +127,6 @@ class _Fn:
     fd: int
 
 
-def _lib():
-    return ctypes.CDLL("libbpf.so.1", use_errno=True)
-
-
 class FdTable:
     """A map by its fd, as much of a bcc table as the runtime uses."""
 
@@ -141,7 +138,7 @@ class FdTable:
             self.Leaf = self.sLeaf * possible_cpus()
         else:
             self.Leaf = ctypes.c_ubyte * max(1, d.value_size)
-        self._so = _lib()
+        self._so = L.lib()
 
     def _key(self, key):
         return key if isinstance(key, ctypes._SimpleCData) or isinstance(key, ctypes.Array) else self.Key(key)

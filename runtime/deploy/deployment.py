@@ -138,7 +138,7 @@ def handle(inst, cmd: str, req: dict) -> dict:
                 "verify_ms": round((time.monotonic() - t) * 1e3, 1)}
     with inst.lock:
         try:
-            res = Swap(inst, art).run()
+            res = Swap(inst, art, ch).run()
         except VerifyFailed as e:
             raise _refused(e) from None
         except (SwapError, PinError) as e:

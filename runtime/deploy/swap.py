@@ -1,6 +1,6 @@
 """Replacing a running instance's program with another, without losing a frame or a count.
 
-``Swap(inst, new_art).run()`` (runtime/monitor/instance.py calls it for ``ctl add``,
+``Swap(inst, new_art, changes).run()`` (runtime/monitor/instance.py calls it for ``ctl add``,
 ``ctl remove``, ``ctl reload`` and SIGHUP), in this order:
 
 1. **load and prepare**, the old program running untouched: the new program is compiled
@@ -92,7 +92,7 @@ class SwapResult:
 
 
 class Swap:
-    def __init__(self, inst, new_art):
+    def __init__(self, inst, new_art, changes: Changes | None = None):
         self.inst = inst
         self.old_eng = inst.engine
         self.new_art = new_art
@@ -101,7 +101,7 @@ class Swap:
         self.fold_prog = None
         self.handed = None                   # the new program as the other process handed it over
         self.pinned_before: set[str] = inst.pins.pinned()
-        self.result = SwapResult(diff(inst.engine.art, new_art))
+        self.result = SwapResult(changes or diff(inst.engine.art, new_art))
         self.new_apps = [a["name"] for a in new_art.manifest["apps"]]
 
     # ---- 1. prepare ------------------------------------------------------------------------

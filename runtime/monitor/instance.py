@@ -165,6 +165,11 @@ class Instance:
         self.started.notes.append(f"Prometheus metrics on http://{where}/metrics")
         return server
 
+    def _interfaces(self) -> dict:
+        """Each interface's frames and bytes, by name."""
+        names = {a.ifindex: a.name for a in self.started.attached}
+        return {names.get(i, str(i)): c for i, c in self.engine.maps.interface_counters().items()}
+
     def metrics_view(self) -> tuple[dict, dict, dict]:
         """The manifest, a snapshot of every key (with the interfaces) and the status, read
         together (a scrape: runtime/export/prometheus.py)."""
@@ -174,8 +179,7 @@ class Instance:
             eng = self.engine
             snap = build_snapshot(eng.manifest, eng.maps.raw_state(), eng.now(), keys_limit=None)
             snap["counters"].update(self._user_counters())
-            names = {a.ifindex: a.name for a in self.started.attached}
-            snap["interfaces"] = {names.get(i, str(i)): c for i, c in eng.maps.interface_counters().items()}
+            snap["interfaces"] = self._interfaces()
             return self.art.manifest, snap, self.status()
 
     def _serve(self):
@@ -261,8 +265,7 @@ class Instance:
         with self.lock:
             eng = self.engine
             snap = build_snapshot(eng.manifest, eng.maps.raw_state(), eng.now(), keys_limit=self.opts.keys_limit)
-            names = {a.ifindex: a.name for a in self.started.attached}
-            ifaces = {names.get(i, str(i)): c for i, c in eng.maps.interface_counters().items()}
+            ifaces = self._interfaces()
         snap.pop("events", None)
         rates = self.last.rates if self.last else {}
         if app is None:
