@@ -69,6 +69,12 @@ def test_a_good_config(tmp_path):
     ("params:\n  a: {x: 3q}\n", ["F:2:10: error: unknown unit 'q' in a.x (a count takes k, M, G (powers of 1000) or Ki, "
                                 "Mi, Gi (powers of 1024); a duration ns, us, ms, s, m (or min), h, d)"]),
     ("metrics: 9400\n", ["F:1:10: error: metrics '9400' is not ADDRESS:PORT (e.g. 127.0.0.1:9400)"]),
+    ("metrics: {keys: 5}\n", ["F:1:10: error: metrics: give listen: ADDRESS:PORT (e.g. 127.0.0.1:9400)"]),
+    ("metrics:\n  listen: 127.0.0.1:9400\n  keys: 0\n  stats:\n    per_dst: {keys: 3}\n    a.b: {kees: 3, export: maybe}\n",
+     ["F:3:9: error: metrics.keys must be at least 1",
+      "F:5:5: error: metrics.stats.per_dst: name a statistic as APP.STAT (e.g. traffic_accounting.per_dst)",
+      "F:6:11: error: unknown key 'kees' in metrics.stats.a.b [did you mean 'keys'?]",
+      "F:6:28: error: metrics.stats.a.b.export must be true or false, not 'maybe'"]),
     ("name: [a]\n  b: c\n", ["F:2:3: error: not valid YAML: expected <block end>, but found '<block mapping start>'"]),
     ("", ["F:1:1: error: the config is empty [give at least specs and interfaces]"]),
 ])
@@ -96,6 +102,32 @@ def test_apps_and_params_checked_against_the_program(tmp_path):
     assert got == ["F:6:28: error: app 'syn_flood' has no param 'nope'",
                    "F:7:3: error: params: no app 'zz' in the specs",
                    "F:13:3: error: asl: no app 'nosuch' in the specs"]
+
+
+def test_metrics_export_settings_checked_against_the_program(tmp_path):
+    from compiler.driver import compile_files
+    from runtime.export.scrape import ExportSettings, StatExport
+
+    path = cfg_file(tmp_path, GOOD + "metrics:\n  listen: 127.0.0.1:9400\n  keys: 20\n  stats:\n"
+                    "    syn_flood.syns: {keys: 5, by: count}\n    flow_watch.flows: {export: false}\n"
+                    "    syn_flood.nosuch: {keys: 1}\n    syn_flood.syns_: {by: x}\n")
+    c = load_config(path)
+    assert c.metrics == "127.0.0.1:9400"
+    settings = ExportSettings.of_config(c.metrics_export)
+    assert settings == ExportSettings(20, {"syn_flood.syns": StatExport(5, "count"),
+                                           "flow_watch.flows": StatExport(export=False),
+                                           "syn_flood.nosuch": StatExport(1), "syn_flood.syns_": StatExport(by="x")})
+    assert settings.of("syn_flood", "syns") == StatExport(5, "count")
+    assert settings.of("flow_watch", "syns") == StatExport(20)
+    got = [d.headline().replace(path, "F") for d in check_against(c, compile_files(c.specs).manifest)]
+    assert got[0] == "F:17:5: error: metrics.stats: no statistic 'syn_flood.nosuch' in the specs"
+    assert got[1:] == ["F:18:5: error: metrics.stats: no statistic 'syn_flood.syns_' in the specs"]
+    bad = load_config(cfg_file(tmp_path, open(path).read().replace("by: count", "by: bytes")))
+    assert [d.headline().replace(path, "F") for d in check_against(bad, compile_files(c.specs).manifest)][0] == \
+        "F:15:5: error: metrics.stats: 'syn_flood.syns' has no member 'bytes'"
+    # what the exporter exports changes on a reload; where it listens needs a restart
+    again = load_config(cfg_file(tmp_path, open(path).read().replace("keys: 20", "keys: 30")))
+    assert live_changes(c, again) == (["metrics_export"], [])
 
 
 def test_the_command_line_wins(tmp_path):

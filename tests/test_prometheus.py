@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine_helpers import S, run, tcp, udp
 from runtime.engines.reference.engine import ReferenceEngine
 from runtime.export.prometheus import Collector
+from runtime.export.scrape import ExportSettings, scrape
 from spec_helpers import compile_text
 
 SPEC = """app acct {
@@ -45,11 +46,11 @@ def samples(collector) -> dict:
     return out, text
 
 
-def replayed(tmp_path, frames):
+def replayed(tmp_path, frames, settings=ExportSettings()):
     art = compile_text(tmp_path, SPEC)
     eng = ReferenceEngine(art)
     run(eng, frames, t0=S, step=1000)
-    snap = eng.snapshot(now=S + 1_500_000_000)        # in the next window: the last one is complete
+    snap = scrape(art.manifest, eng.maps, S + 1_500_000_000, settings)    # in the next window: the last is complete
     status = {"program": {"id": 7, "apps": ["acct"]},
               "enabled": {"acct": {"mode": "always", "enabled": True, "until_ns": None}},
               "params": {"acct": {"many": 1000}}}
@@ -90,8 +91,8 @@ def test_families_and_values(tmp_path):
 
 def test_top_keys_and_other_keep_the_sums(tmp_path):
     frames = [udp(dst=f"198.19.1.{i}") for i in range(1, 11) for _ in range(i)]     # 10 keys: 1..10 frames
-    view = replayed(tmp_path, frames)
-    got, _ = samples(Collector(lambda: view, keys=3))
+    view = replayed(tmp_path, frames, ExportSettings(keys=3))
+    got, _ = samples(Collector(lambda: view))
     rows = {dict(k[1])["ip_dst"]: v for k, v in got.items() if k[0] == "xdpmon_acct_per_dst_packets_total"}
     assert rows == {"198.19.1.10": 10, "198.19.1.9": 9, "198.19.1.8": 8, "other": sum(range(1, 8))}
     assert sum(rows.values()) == len(frames)
@@ -129,27 +130,49 @@ def test_a_running_instance_serves_metrics(veth_pair, tmp_path):
     assert p.returncode == 2 and "xdpmon run: cannot serve metrics on 127.0.0.1:9417: Cannot assign requested " \
         "address" in err and "Traceback" not in err and "internal error" not in err
     sh("ip", "-n", veth_pair.mon_ns, "link", "set", "lo", "up")
-    r = Running(veth_pair, [str(spec), "-i", veth_pair.MON_IF, "--name", "prom", "--view", "none",
-                            "--metrics", "127.0.0.1:9417"], env)
-    try:
-        from test_run import frame_v4
-        n = veth_pair.send([frame_v4("198.18.77.1")] * 25)
-        time.sleep(0.3)
+    cfg = tmp_path / "deploy.yaml"
+    config = ("specs: [acct.mon]\ninterfaces: [%s]\nname: prom\noutputs: {view: none}\n"
+              "metrics:\n  listen: 127.0.0.1:9417\n  keys: 1\n  stats:\n    acct.sizes: {export: false}\n"
+              % veth_pair.MON_IF)
+    cfg.write_text(config)
+    r = Running(veth_pair, ["--config", str(cfg)], env)
+    cenv = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+
+    def scraped() -> dict:
         with in_netns(veth_pair.mon_ns):           # the exporter listens in the monitor's namespace
             text = urllib.request.urlopen("http://127.0.0.1:9417/metrics", timeout=10).read().decode()
         got = {}
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
                 got[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        assert n == 25
-        assert got[("xdpmon_acct_per_dst_packets_total", (("ip_dst", "198.18.77.1"),))] == 25
-        assert got[("xdpmon_interface_frames_total", (("interface", veth_pair.MON_IF),))] == 25
-        assert got[("xdpmon_frames_total", ())] == 25
+        return got
+
+    try:
+        from test_run import frame_v4
+        n = veth_pair.send([frame_v4("198.18.77.1")] * 25 + [frame_v4("198.18.77.2")] * 5)
+        time.sleep(0.3)
+        got = scraped()
+        assert n == 30
+        # keys: 1 -- the largest destination, and the rest as "other"
+        assert {k: v for k, v in got.items() if k[0] == "xdpmon_acct_per_dst_packets_total"} == \
+            {("xdpmon_acct_per_dst_packets_total", (("ip_dst", "198.18.77.1"),)): 25,
+             ("xdpmon_acct_per_dst_packets_total", (("ip_dst", "other"),)): 5}
+        assert not any(k[0].startswith("xdpmon_acct_sizes") for k in got)          # export: false
+        assert got[("xdpmon_interface_frames_total", (("interface", veth_pair.MON_IF),))] == 30
+        assert got[("xdpmon_frames_total", ())] == 30
         p = subprocess.run([sys.executable, "-m", "runtime.cli", "ctl", "--name", "prom", "status", "--json"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=30,
-                           env={**os.environ, **env, "PYTHONPATH": str(ROOT)})
+                           cwd=ROOT, capture_output=True, text=True, timeout=30, env=cenv)
         pid = json.loads(p.stdout)["program"]["id"]
         assert got[("xdpmon_build_info", (("apps", "acct"), ("program_id", str(pid))))] == 1
+        # a reload changes what the next scrape exports
+        cfg.write_text(config.replace("keys: 1", "keys: 5").replace("{export: false}", "{export: true}"))
+        p = subprocess.run([sys.executable, "-m", "runtime.cli", "ctl", "--name", "prom", "reload"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120, env=cenv)
+        assert p.returncode == 0, p.stderr
+        got = scraped()
+        assert {k[1]: v for k, v in got.items() if k[0] == "xdpmon_acct_per_dst_packets_total"} == \
+            {(("ip_dst", "198.18.77.1"),): 25, (("ip_dst", "198.18.77.2"),): 5}
+        assert got[("xdpmon_acct_sizes_hist_pkt_len_bucket", (("ip_proto", "17"), ("le", "+Inf")))] == 30
     finally:
         r.signal(signal.SIGTERM)
         rc, _, err = r.finish()

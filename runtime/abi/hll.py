@@ -67,3 +67,45 @@ def estimate(z: int, zeros: int, m: int, am2: int, log2m_fp: int) -> int:
     if e <= 5 * m // 2 and zeros > 0:
         e = ((m * (log2m_fp - log2_fp(zeros)) * 45426) & M64) >> 32
     return e
+
+
+def estimate_np(z, zeros, m: int, am2: int, log2m_fp: int):
+    """``estimate`` of many (z, zeros) at once (numpy uint64 arrays), bit for bit: every
+    intermediate fits 64 bits (log2_fp squares a 32-bit y; the linear-counting product
+    wraps mod 2^64 as ``& M64`` does). 0 where z is 0 (no register set)."""
+    import numpy as np
+
+    z = np.asarray(z, dtype=np.uint64)
+    zeros = np.asarray(zeros, dtype=np.uint64)
+    q = z >> np.uint64(16)
+    q = np.where(q == 0, np.uint64(1), q)
+    e = np.uint64((am2 << 16) & M64) // q
+    small = (e <= np.uint64(5 * m // 2)) & (zeros > 0)
+    if small.any():
+        lin = (np.uint64(m) * (np.uint64(log2m_fp) - _log2_fp_np(np.where(zeros > 0, zeros, 1)))
+               * np.uint64(45426)) >> np.uint64(32)
+        e = np.where(small, lin, e)
+    return np.where(z == 0, np.uint64(0), e)
+
+
+def _log2_fp_np(x):
+    """``log2_fp`` of a uint64 array of positive values."""
+    import numpy as np
+
+    x = x.astype(np.uint64)
+    one = np.uint64(1)
+    n = np.minimum(np.floor(np.log2(x.astype(np.float64))).astype(np.int64), 63)
+    # float log2 can be one off near powers of two: make 2^n <= x < 2^(n+1)
+    n = np.where((n < 63) & ((one << np.clip(n + 1, 0, 63).astype(np.uint64)) <= x), n + 1, n)
+    n = np.where((one << np.clip(n, 0, 63).astype(np.uint64)) > x, n - 1, n)
+    un = n.astype(np.uint64)
+    right = np.where(n >= 31, n - 31, 0).astype(np.uint64)
+    left = np.where(n < 31, 31 - n, 0).astype(np.uint64)
+    y = (x >> right) << left                     # x scaled into [2^31, 2^32)
+    r = un << np.uint64(16)
+    for i in range(16):
+        y = (y * y) >> np.uint64(31)
+        big = y >= np.uint64(1 << 32)
+        y = np.where(big, y >> one, y)
+        r = np.where(big, r | np.uint64(1 << (15 - i)), r)
+    return r

@@ -160,6 +160,7 @@ class Manifest:
         self.counter_names: tuple[str, ...] = tuple(data["counters"]["names"])
         self.events: dict[int, Event] = {e["action"]: self._event(e) for e in data["events"]}
         self.state_maps: tuple[StateMap, ...] = tuple(_state_maps(data["maps"]))
+        self._state_maps = {m.name: m for m in self.state_maps}
         self.filters: Filters | None = _filters(data.get("filters"))
         c = data["abi"]
         self.constants = Constants(c["track_buckets"], c["hll_scale_bits"], c["cms_count_bits"], c["cms_tag_bits"])
@@ -174,6 +175,9 @@ class Manifest:
 
     def param(self, app: str, name: str) -> Param:
         return self._params[(app, name)]
+
+    def state_map(self, name: str) -> StateMap:
+        return self._state_maps[name]
 
     def _event(self, e: dict) -> Event:
         app = next(a for a in self.raw["apps"] if a["name"] == e["app"])

@@ -8,9 +8,10 @@ the closest known one, a wrong type, a bad value), rendered like spec errors.
 consumes: the command line's options over the file's. ``check_against(config,
 manifest)`` reports apps and params the compiled program does not have.
 ``live_changes(old, new)`` says what a reload (SIGHUP) may change while running
-(params, allowlist, enforce, blocklist TTLs, interval; the specs are deployed into
+(params, allowlist, enforce, blocklist TTLs, interval, what the exporter exports; the
+specs are deployed into
 the running program, runtime/deploy/) and what needs a restart (interfaces, XDP
-mode, name, blocklist size, outputs).
+mode, name, blocklist size, outputs, the exporter's address).
 
     name: edge1                   # the instance (its control socket)
     specs: [../specs/syn_flood.mon, ../specs/flow_watch.mon]   # relative to this file
@@ -24,7 +25,13 @@ mode, name, blocklist size, outputs).
     blocklist: {max_entries: 10000, default_ttl: 5m, max_ttl: 24h}
     enforce: false                # blocks drop frames only when true
     outputs: {events: /var/log/xdpmon/events.jsonl, json: false, view: plain}
-    metrics: 127.0.0.1:9400       # the Prometheus exporter (runtime/export/prometheus.py)
+    metrics: 127.0.0.1:9400       # the Prometheus exporter (runtime/export/prometheus.py), or:
+    metrics:
+      listen: 127.0.0.1:9400
+      keys: 100                   # keys exported per keyed statistic (its top N, + "other")
+      stats:                      # per statistic: keys, the member they rank by, or off
+        traffic_accounting.per_dst: {keys: 20, by: bytes}
+        port_scan.ports: {export: false}
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ class DeployConfig:
     json: bool | None = None
     view: str | None = None
     metrics: str | None = None
+    metrics_export: dict | None = None      # {"keys": N, "stats": {APP.STAT: {keys, by, export}}} (None: not given)
     spans: dict = field(default_factory=dict)       # "params.APP.PARAM" / "asl.APP" -> Span (for later checks)
 
 
@@ -169,6 +177,45 @@ def _count(v, what: str) -> int:
     return n
 
 
+def _listen(r: "_Reader", node, what: str) -> str | None:
+    m = r.scalar(node, what)
+    if m is None:
+        return None
+    host, _, port = m.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        r.error(node, f"{what} '{m}' is not ADDRESS:PORT (e.g. 127.0.0.1:9400)")
+        return None
+    return m
+
+
+def _metrics(r: "_Reader", node, cfg: DeployConfig) -> None:
+    """``metrics: ADDRESS:PORT``, or a mapping of listen, keys and stats (what the exporter
+    exports: runtime/export/scrape.py ExportSettings.of_config)."""
+    if not isinstance(node, yaml.MappingNode):
+        cfg.metrics = _listen(r, node, "metrics")
+        return
+    m = r.mapping(node, "metrics", dict.fromkeys(("listen", "keys", "stats")))
+    if "listen" in m:
+        cfg.metrics = _listen(r, m["listen"], "metrics.listen")
+    else:
+        r.error(node, "metrics: give listen: ADDRESS:PORT (e.g. 127.0.0.1:9400)")
+    keys = r.converted(m["keys"], "metrics.keys", _count) if "keys" in m else None
+    stats = {}
+    if "stats" in m:
+        for name, snode in r.mapping(m["stats"], "metrics.stats", {}).items():
+            where = f"metrics.stats.{name}"
+            if name.count(".") != 1:
+                r.error(r.keys[id(snode)], f"{where}: name a statistic as APP.STAT (e.g. traffic_accounting.per_dst)")
+                continue
+            opts = r.mapping(snode, where, dict.fromkeys(("keys", "by", "export")))
+            stats[name] = {
+                "keys": r.converted(opts["keys"], f"{where}.keys", _count) if "keys" in opts else None,
+                "by": r.string(opts["by"], f"{where}.by") if "by" in opts else None,
+                "export": r.boolean(opts["export"], f"{where}.export") is not False if "export" in opts else True}
+            cfg.spans[f"metrics.stats.{name}"] = r.span(r.keys[id(snode)])
+    cfg.metrics_export = {"keys": keys, "stats": stats}
+
+
 def load_config(path: str) -> DeployConfig:
     """Read and check the config at ``path``; SpecError with every problem found."""
     try:
@@ -267,13 +314,7 @@ def load_config(path: str) -> DeployConfig:
         if "view" in o:
             cfg.view = r.choice(o["view"], "outputs.view", VIEWS)
     if "metrics" in top:
-        m = r.scalar(top["metrics"], "metrics")
-        if m is not None:
-            host, _, port = m.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                r.error(top["metrics"], f"metrics '{m}' is not ADDRESS:PORT (e.g. 127.0.0.1:9400)")
-            else:
-                cfg.metrics = m
+        _metrics(r, top["metrics"], cfg)
     if r.diags:
         raise SpecError(sorted(r.diags, key=lambda d: (d.span.line, d.span.col)), sources)
     return cfg
@@ -287,7 +328,7 @@ def merge(cfg: DeployConfig | None, cli: dict):
     opts = RunOptions()
     if cfg is not None:
         for k in ("name", "xdp_mode", "interval_ns", "duration_ns", "block_max", "block_ttl", "block_max_ttl",
-                  "enforce", "events_path", "json", "view", "metrics"):
+                  "enforce", "events_path", "json", "view", "metrics", "metrics_export"):
             v = getattr(cfg, k)
             if v is not None:
                 setattr(opts, k, v)
@@ -325,11 +366,25 @@ def check_against(cfg: DeployConfig, manifest) -> list[Diagnostic]:
         if app not in apps:
             out.append(Diagnostic(f"asl: no app '{app}' in the specs", cfg.spans[f"asl.{app}"],
                                   f"apps: {', '.join(apps)}"))
+    stats = {f"{a['name']}.{st['name']}": st for a in man.raw["apps"] for st in a["stats"]}
+    for name, s in (cfg.metrics_export or {}).get("stats", {}).items():
+        where, st = cfg.spans[f"metrics.stats.{name}"], stats.get(name)
+        if st is None:
+            out.append(Diagnostic(f"metrics.stats: no statistic '{name}' in the specs", where,
+                                  f"statistics: {', '.join(stats)}"))
+        elif s["by"] is not None:
+            members = [mb["name"] for mb in st.get("members", ())]
+            if not st.get("key"):
+                out.append(Diagnostic(f"metrics.stats: '{name}' has no keys to rank (by: is for a keyed statistic)",
+                                      where))
+            elif s["by"] not in members:
+                out.append(Diagnostic(f"metrics.stats: '{name}' has no member '{s['by']}'", where,
+                                      f"its members: {', '.join(members)}"))
     return sorted(out, key=lambda d: (d.span.line, d.span.col))
 
 
 # The specs change live too: a reload deploys them into the running program (runtime/deploy/).
-LIVE = ("params", "allow", "enforce", "block_ttl", "block_max_ttl", "interval_ns")
+LIVE = ("params", "allow", "enforce", "block_ttl", "block_max_ttl", "interval_ns", "metrics_export")
 RESTART = ("interfaces", "xdp_mode", "name", "block_max", "events_path", "json", "view", "asl", "metrics")
 
 

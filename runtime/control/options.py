@@ -34,7 +34,7 @@ class RunOptions:
     top: int = 5
     keys_limit: int | None = 1000                       # keys listed per keyed statistic (None: all)
     metrics: str | None = None                          # ADDRESS:PORT of the Prometheus exporter
-    metrics_keys: int = 100                             # keys exported per keyed statistic (+ "other")
+    metrics_export: dict | None = None                  # the config's metrics keys and stats (None: defaults)
     config_path: str | None = None
     config: object = None                               # the DeployConfig read (runtime/control/config.py)
     reload: Callable | None = None                      # SIGHUP with a config: apply it (set by the CLI)

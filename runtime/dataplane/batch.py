@@ -114,17 +114,31 @@ def walk_keys(fd: int, key_size: int, value_size: int) -> Iterator[tuple[bytes, 
         rc = lib.bpf_get_next_key(fd, key, nxt)
 
 
+def entry_batches(fd: int, key_size: int, value_size: int) -> Iterator[Entries]:
+    """The map's entries as one ``Entries`` per BPF_MAP_LOOKUP_BATCH call (at most
+    ``chunk_entries()`` each, but one hash bucket is never split); a map type without
+    batch lookup: walked, in chunks of the same size."""
+    try:
+        for kb, vb in _batches(fd, key_size, value_size):
+            yield Entries(kb, vb, key_size, value_size)
+        return
+    except BatchUnsupported:
+        pass
+    n, chunk = chunk_entries(key_size, value_size), []
+    for pair in walk_keys(fd, key_size, value_size):
+        chunk.append(pair)
+        if len(chunk) == n:
+            yield Entries.of(chunk, key_size, value_size)
+            chunk = []
+    if chunk:
+        yield Entries.of(chunk, key_size, value_size)
+
+
 def read_columns(fd: int, key_size: int, value_size: int) -> Entries:
     """Every entry of the map as an ``Entries`` (keys and values end to end): no
     Python object per entry; for maps of a million entries."""
-    keys, values = [], []
-    try:
-        for kb, vb in _batches(fd, key_size, value_size):
-            keys.append(kb)
-            values.append(vb)
-    except BatchUnsupported:
-        return Entries.of(walk_keys(fd, key_size, value_size), key_size, value_size)
-    return Entries(b"".join(keys), b"".join(values), key_size, value_size)
+    parts = list(entry_batches(fd, key_size, value_size))
+    return Entries(b"".join(e.key_bytes for e in parts), b"".join(e.value_bytes for e in parts), key_size, value_size)
 
 
 def read_entries(fd: int, key_size: int, value_size: int) -> list[tuple[bytes, bytes]]:

@@ -6,6 +6,7 @@
 - ``set_param`` / ``params()``, ``set_enabled`` / ``ctl()``: run-time control,
 - ``counters()``, ``raw_state()``: every map's bytes as a runtime.abi.snapshot.RawState,
   ``app_snapshot(app, now, stats)``: one app's part of a snapshot, reading only its maps,
+  ``entry_chunks(name)``: a keyed map's entries in bounded chunks (the exporter's top keys),
 - ``open_events(sink)`` / ``poll_events(timeout_ms=None)``: the program's ring buffer,
   each record decoded (runtime.abi.records.EventDecoder) and handed to ``sink``;
   without a timeout, what is waiting now; with one, waiting up to ``timeout_ms`` for
@@ -26,7 +27,7 @@ import select
 import struct
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from runtime.abi.manifest import Manifest
 from runtime.dataplane import libbpf, sets
@@ -38,7 +39,7 @@ from runtime.abi.snapshot import RawState, app_maps, build_app_snapshot
 from runtime.abi import percpu
 from runtime.abi.entries import Entries
 
-from .batch import read_columns
+from .batch import entry_batches, read_columns
 
 U64_MAX = (1 << 64) - 1
 
@@ -237,6 +238,19 @@ class MapAccess:
         raw.ctl_mask, raw.ctl_until = self.ctl()
         return raw
 
+    def entry_chunks(self, name: str) -> Iterator[Entries]:
+        """The entries of keyed state map ``name`` as ``Entries``, chunk after chunk (a
+        backend reading a million entries gives them a batch at a time, so a reader that
+        folds each chunk holds one; here: all at once)."""
+        m = self.manifest.state_map(name)
+        items = self._indexed_items(m) if m.index else self._hash_items(name)
+        if not isinstance(items, Entries):
+            items = list(items)
+            if not items:
+                return
+            items = Entries.of(items, len(items[0][0]), len(items[0][1]))
+        yield items
+
     def app_snapshot(self, app: str, now: int, stats: list[str] | None = None) -> dict:
         """App ``app``'s part of the snapshot on the clock ``now`` (runtime.abi.snapshot
         build_app_snapshot), with the statistics named in ``stats`` (default: all);
@@ -330,6 +344,18 @@ class ProgramMaps(MapAccess):
 
     def _hash_items(self, name: str) -> Entries:
         return self._entries(name)
+
+    def entry_chunks(self, name: str) -> Iterator[Entries]:
+        m = self.manifest.state_map(name)
+        if m.index:
+            yield self._indexed_items(m)
+            return
+        t = self.bpf[name]
+        value = self._percpu_values.get(name)
+        ncpu = ctypes.sizeof(t.Leaf) // ctypes.sizeof(t.sLeaf) if value is not None else 1
+        for e in entry_batches(t.map_fd, ctypes.sizeof(t.Key), ctypes.sizeof(t.Leaf)):
+            yield e if value is None else \
+                Entries(e.key_bytes, percpu.combine(e.value_bytes, len(e), ncpu, value), e.key_size, value["size"])
 
     def _array_values(self, name: str) -> list[bytes]:
         e = self._entries(name)                             # an array's entries come in index order

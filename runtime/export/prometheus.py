@@ -1,10 +1,10 @@
 """The Prometheus exporter: a running instance's statistics and counters on ``/metrics``.
 
-``Collector(view, keys=100)`` is a prometheus_client custom collector. ``collect()``
-reads the maps when Prometheus scrapes (``view()``: the manifest, a snapshot of every
-key, and the instance's status; no polling loop of its own, and concurrent scrapes
-each read for themselves); ``describe()`` names the families from the manifest alone,
-so registering reads nothing. ``serve(address, port, collector)`` starts the official
+``Collector(view, settings)`` is a prometheus_client custom collector. ``collect()``
+reads the maps when Prometheus scrapes (``view()``: the manifest, what
+runtime/export/scrape.py read, and the instance's status; no polling loop of its own,
+and concurrent scrapes each read for themselves); ``describe()`` names the families from
+the manifest alone, so registering reads nothing. ``serve(address, port, collector)`` starts the official
 client's HTTP server in a thread.
 
 Names follow the Prometheus conventions: the prefix ``xdpmon_``, then the app, the
@@ -19,11 +19,13 @@ fields as labels (``ip_dst="198.18.0.7"``):
   help), since a window's running value restarts every window;
 - a track: a gauge of its open entries (``_size``).
 
-Cardinality is bounded: a keyed statistic exports its ``keys`` largest keys by its first
-member, and one more series whose key labels are all ``other``, aggregating the rest
-(sums add, maxima take the largest, minima the smallest; distinct counts and histogram
-buckets of the rest are not aggregated into ``other`` but summed, an upper bound), so
-that sums over a statistic stay right however many keys the map holds.
+Cardinality is bounded: a keyed statistic exports its N largest keys (default 100; per
+statistic in the deployment config's ``metrics.stats``, which also chooses the member they
+rank by, or turns a statistic's export off), and one more series whose key labels are all
+``other``, aggregating the rest (sums add, maxima take the largest, minima the smallest;
+distinct counts and histogram buckets of the rest are summed, an upper bound), so that sums
+over a statistic stay right however many keys the map holds. What a scrape reads, and how
+a million keys are ranked in bounded memory: runtime/export/scrape.py.
 
 Global: frames, parse outcomes, verdicts, blocklist hits, map insert failures, ring
 buffer drops, rate-limited events and rule firings as counters with labels; each
@@ -37,6 +39,8 @@ import re
 from typing import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from .scrape import ExportSettings
 
 PREFIX = "xdpmon"
 OTHER = "other"
@@ -53,8 +57,8 @@ def label(field: str) -> str:
 
 # ---- what each statistic is, from the manifest ---------------------------------------------
 
-def _members(manifest: dict) -> list[dict]:
-    """Per (app, stat, member): its family name, kind, key labels, function, window."""
+def _members(manifest: dict, settings: ExportSettings) -> list[dict]:
+    """Per exported (app, stat, member): its family name, kind, key labels, function, window."""
     slots = {}
     for m in manifest["maps"]:
         for s in m.get("slots", ()):
@@ -62,6 +66,8 @@ def _members(manifest: dict) -> list[dict]:
     out = []
     for app in manifest["apps"]:
         for st in app["stats"]:
+            if not settings.exported(app["name"], st["name"]):
+                continue
             if st["kind"] == "track":
                 out.append({"app": app["name"], "stat": st["name"], "member": None, "kind": "track",
                             "family": name(app["name"], st["name"], "size"), "labels": []})
@@ -119,70 +125,43 @@ def _value(m: dict, row: dict):
     return (v or {}).get(m["member"])
 
 
-def _aggregate(m: dict, values: list):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    if m["kind"] == "histogram":
-        out = {}
-        for v in values:
-            for k, n in v.items():
-                out[k] = out.get(k, 0) + n
-        return out
-    if m["func"] == "max":
-        return max(values)
-    if m["func"] == "min":
-        return min(values)
-    return sum(values)
-
-
-def _key_value(v) -> str:
-    return str(v)
-
-
 class Collector:
-    """``view()`` -> (manifest, snapshot with every key, status) of the running program."""
+    """``view()`` -> (manifest, scrape of the running program, status); ``settings``: what
+    is exported (runtime/export/scrape.py ExportSettings, or a callable giving the current
+    ones: a reload may change them)."""
 
-    def __init__(self, view: Callable[[], tuple[dict, dict, dict]], keys: int = 100,
+    def __init__(self, view: Callable[[], tuple[dict, dict, dict]],
+                 settings: ExportSettings | Callable[[], ExportSettings] = ExportSettings(),
                  manifest: Callable[[], dict] | None = None):
-        self.view, self.keys = view, keys
+        self.view = view
+        self.settings = settings if callable(settings) else (lambda: settings)
         self.manifest = manifest or (lambda: view()[0])
 
     def describe(self) -> Iterable:
         man = self.manifest()
-        for m in _members(man):
+        for m in _members(man, self.settings()):
             yield _family(m, m["labels"])
         yield from self._global_families({}, {}, man, describe=True)
 
     def collect(self) -> Iterable:
         man, snap, status = self.view()
-        for m in _members(man):
+        for m in _members(man, self.settings()):
             fam = _family(m, m["labels"])
-            app = snap["apps"].get(m["app"], {})
-            data = app.get("stats", {}).get(m["stat"])
+            data = snap["apps"].get(m["app"], {}).get("stats", {}).get(m["stat"])
             if data is None:
                 yield fam
                 continue
             if m["kind"] == "track":
                 fam.add_metric([], data.get("size", 0))
-                yield fam
-                continue
-            rows = data if isinstance(data, list) else [{"key": {}, **data}]
-            self._rows(fam, m, rows)
+            elif "rows" in data:                              # keyed: the top keys and the rest
+                for r in data["rows"]:
+                    self._add(fam, m, [str(r["key"].get(f)) for f in m["fields"]], _value(m, r))
+                if data["other"] is not None:
+                    self._add(fam, m, [OTHER] * len(m["fields"]), _value(m, data["other"]))
+            else:
+                self._add(fam, m, [], _value(m, data))
             yield fam
         yield from self._global_families(snap, status, man)
-
-    def _rows(self, fam, m: dict, rows: list[dict]) -> None:
-        keyed = bool(m["fields"])
-        ranked = rows
-        if keyed and len(rows) > self.keys:
-            first = lambda r: _first(r, m)          # noqa: E731
-            ranked = sorted(rows, key=first, reverse=True)
-        top, rest = (ranked[:self.keys], ranked[self.keys:]) if keyed else (rows, [])
-        for r in top:
-            self._add(fam, m, [_key_value(r["key"].get(f)) for f in m["fields"]], _value(m, r))
-        if rest:
-            self._add(fam, m, [OTHER] * len(m["fields"]), _aggregate(m, [_value(m, r) for r in rest]))
 
     @staticmethod
     def _add(fam, m: dict, labels: list[str], v) -> None:
@@ -247,15 +226,6 @@ class Collector:
                     gauges["params"].add_metric([app, p], v)
         yield from fams.values()
         yield from gauges.values()
-
-
-def _first(row: dict, m: dict) -> float:
-    """The value a key ranks by: the statistic's first member (a histogram: its total)."""
-    v = row.get("last_window") if m["windowed"] else row.get("value")
-    if not v:
-        return 0
-    x = next(iter(v.values()))
-    return sum(x.values()) if isinstance(x, dict) else (x or 0)
 
 
 def serve(address: str, port: int, collector: Collector):

@@ -156,7 +156,7 @@ class Instance:
         from runtime.export.prometheus import Collector, serve
 
         host, _, port = where.rpartition(":")
-        collector = Collector(self.metrics_view, keys=self.opts.metrics_keys, manifest=lambda: self.art.manifest)
+        collector = Collector(self.metrics_view, settings=self._export_settings, manifest=lambda: self.art.manifest)
         try:
             server, _ = serve(host.strip("[]"), int(port), collector)
         except OSError as e:
@@ -170,14 +170,21 @@ class Instance:
         names = {a.ifindex: a.name for a in self.started.attached}
         return {names.get(i, str(i)): c for i, c in self.engine.maps.interface_counters().items()}
 
+    def _export_settings(self):
+        """What the exporter exports: the config's ``metrics`` (a reload may change them)."""
+        from runtime.export.scrape import ExportSettings
+
+        return ExportSettings.of_config(self.opts.metrics_export)
+
     def metrics_view(self) -> tuple[dict, dict, dict]:
-        """The manifest, a snapshot of every key (with the interfaces) and the status, read
-        together (a scrape: runtime/export/prometheus.py)."""
-        from runtime.abi.snapshot import build_snapshot
+        """The manifest, what the exporter shows of the maps (runtime/export/scrape.py: the
+        top keys of each keyed statistic, read in bounded chunks), with the counters and
+        interfaces, and the status, read together (a scrape: runtime/export/prometheus.py)."""
+        from runtime.export.scrape import scrape
 
         with self.lock:
             eng = self.engine
-            snap = build_snapshot(eng.manifest, eng.maps.raw_state(), eng.now(), keys_limit=None)
+            snap = scrape(eng.manifest, eng.maps, eng.now(), self._export_settings())
             snap["counters"].update(self._user_counters())
             snap["interfaces"] = self._interfaces()
             return self.art.manifest, snap, self.status()
@@ -332,6 +339,8 @@ class Instance:
                 bl.max_ttl = cfg.block_max_ttl
         if "interval_ns" in what and cfg.interval_ns:
             self.opts.interval_ns = cfg.interval_ns
+        if "metrics_export" in what:
+            self.opts.metrics_export = cfg.metrics_export          # the next scrape exports by them
 
     def reload(self) -> None:
         """SIGHUP with a deployment config: what ``ctl reload`` does (the hook set by the
