@@ -100,6 +100,35 @@ def test_top_keys_and_other_keep_the_sums(tmp_path):
     assert big["other"] == max(len(f) for f in frames)
 
 
+def test_concurrent_scrapes_each_read_for_themselves(engine):
+    """Scrapes in four threads at once, on the kernel's maps and the reference's: each reads
+    the maps itself (scrape.py) and all give the same exposition."""
+    import threading
+
+    eng = engine(SPEC)
+    frames = [udp(dst=f"198.19.1.{i % 150 + 1}", pad=i % 30) for i in range(600)]
+    run(eng, frames, t0=S, step=1000)
+    man = eng.manifest.raw
+    col = Collector(lambda: (man, scrape(man, eng.maps, S + 1_500_000_000, ExportSettings(keys=10)),
+                             {"program": {"id": 1, "apps": ["acct"]}, "enabled": {}, "params": {}}))
+    texts, errors = [], []
+
+    def scrape_some():
+        try:
+            for _ in range(5):
+                texts.append(samples(col)[1])
+        except Exception as e:          # noqa: BLE001 (reported below)
+            errors.append(e)
+    threads = [threading.Thread(target=scrape_some) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == [] and len(texts) == 20 and len(set(texts)) == 1
+    got, _ = samples(col)
+    assert sum(v for (n, _), v in got.items() if n == "xdpmon_acct_per_dst_packets_total") == 600
+
+
 def test_describe_reads_nothing(tmp_path):
     view = replayed(tmp_path, [udp()])
 
