@@ -29,6 +29,7 @@ SPEC = """app acct {
     sizes = hist(pkt.len) by ip.proto
     syns = count() by ip.dst where tcp.syn window 1s
     flows = distinct(ip.src)
+    seen = max(pkt.ts) as last by ip.dst
   }
   t3 { when per_dst.packets > param many = 1000 { alert "many" } }
 }
@@ -61,7 +62,9 @@ def replayed(tmp_path, frames, settings=ExportSettings()):
 def test_families_and_values(tmp_path):
     frames = ([udp(dst="198.19.0.1", pad=10)] * 3 + [tcp(dst="198.19.0.2")] * 2 +
               [udp(src="198.18.0.9", dst="198.19.0.1", pad=100)])
+    w0 = time.time()
     view = replayed(tmp_path, frames)
+    w1 = time.time()
     got, text = samples(Collector(lambda: view))
     L = lambda **kw: tuple(sorted(kw.items()))      # noqa: E731
     f1, f2, f3 = len(frames[0]), len(frames[3]), len(frames[5])
@@ -79,6 +82,10 @@ def test_families_and_values(tmp_path):
     assert b["+Inf"] == 4 and b["31"] == 0 and b["63"] == 3 and b["127"] == 3 and b["255"] == 4
     assert b["0"] == 0 and b["65535"] == 4 and len(b) == 33 + 1      # pkt.len: 32 bits, 33 buckets
     assert got[("xdpmon_acct_flows_distinct", L())] == 2
+    # a max of pkt.ts is a time: Unix seconds (the program's clock read at the scrape is now)
+    ago = (1_500_000_000 - 5 * 1000) / 1e9          # the last frame to 198.19.0.1, before the scrape's clock
+    assert w0 - ago <= got[("xdpmon_acct_seen_last_timestamp_seconds", L(ip_dst="198.19.0.1"))] <= w1 - ago
+    assert "# TYPE xdpmon_acct_seen_last_timestamp_seconds gauge" in text
     assert got[("xdpmon_frames_total", L())] == 6
     assert got[("xdpmon_parse_total", L(outcome="ok"))] == 6
     assert got[("xdpmon_verdicts_total", L(verdict="pass"))] == 6
@@ -178,10 +185,15 @@ def test_a_running_instance_serves_metrics(veth_pair, tmp_path):
 
     try:
         from test_run import frame_v4
+        t0 = time.time()
         n = veth_pair.send([frame_v4("198.18.77.1")] * 25 + [frame_v4("198.18.77.2")] * 5)
+        t1 = time.time()
         time.sleep(0.3)
         got = scraped()
         assert n == 30
+        # the program's monotonic clock, exported as Unix time (coarse: within a few ms)
+        seen = got[("xdpmon_acct_seen_last_timestamp_seconds", (("ip_dst", "198.18.77.1"),))]
+        assert t0 - 0.05 <= seen <= t1 + 0.05, (t0, seen, t1)
         # keys: 1 -- the largest destination, and the rest as "other"
         assert {k: v for k, v in got.items() if k[0] == "xdpmon_acct_per_dst_packets_total"} == \
             {("xdpmon_acct_per_dst_packets_total", (("ip_dst", "198.18.77.1"),)): 25,

@@ -12,7 +12,8 @@ statistic and the member (``xdpmon_traffic_accounting_per_dst_bytes_total``), th
 fields as labels (``ip_dst="198.18.0.7"``):
 
 - an unwindowed ``count()`` or ``sum()``: a counter (``_total``);
-- an unwindowed ``min``, ``max`` or ``distinct``: a gauge;
+- an unwindowed ``min``, ``max`` or ``distinct``: a gauge; a ``min`` or ``max`` of ``pkt.ts``
+  (a time) in Unix seconds, named ``..._timestamp_seconds``;
 - a ``hist``: a histogram with the log2 buckets as bounds (``le`` = 0, 1, 3, 7, ...: bucket
   b holds [2^(b-1), 2^b)); no ``_sum`` (the kernel keeps none);
 - a windowed statistic: a gauge of the last completed window (``_last_window`` in the
@@ -43,6 +44,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from .scrape import ExportSettings
 
 PREFIX = "xdpmon"
+TIME_FIELD = "pkt.ts"            # a min or max of it is a time: exported as Unix seconds
 OTHER = "other"
 _BAD = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -77,10 +79,11 @@ def _members(manifest: dict, settings: ExportSettings) -> list[dict]:
                 func, windowed = s.get("func"), s.get("window_ns") is not None
                 kind = ("gauge" if windowed or func in ("min", "max", "distinct", "cms") else
                         "histogram" if func == "hist" else "counter")
+                stamp = func in ("min", "max") and s.get("args") == [TIME_FIELD]      # a time: Unix seconds
                 out.append({"app": app["name"], "stat": st["name"], "member": mb["name"], "kind": kind,
                             "func": func, "windowed": windowed, "window_ns": s.get("window_ns"),
-                            "buckets": s.get("buckets"),
-                            "family": name(app["name"], st["name"], mb["name"]),
+                            "buckets": s.get("buckets"), "timestamp": stamp,
+                            "family": name(app["name"], st["name"], mb["name"], *(["timestamp_seconds"] if stamp else [])),
                             "labels": [label(k) for k in st.get("key", [])], "fields": st.get("key", [])})
     return out
 
@@ -88,7 +91,8 @@ def _members(manifest: dict, settings: ExportSettings) -> list[dict]:
 def _help(m: dict) -> str:
     if m["kind"] == "track":
         return f"{m['app']}.{m['stat']}: entries open"
-    what = f"{m['app']}.{m['stat']}.{m['member']}: {m['func']}"
+    what = f"{m['app']}.{m['stat']}.{m['member']}: {m['func']}" + (f"({TIME_FIELD}), Unix time" if m.get("timestamp")
+                                                                   else "")
     if m["windowed"]:
         what += f", the last completed window of {m['window_ns'] / 1e9:g} s"
     return what
@@ -151,24 +155,27 @@ class Collector:
             if data is None:
                 yield fam
                 continue
+            wall = snap.get("wall_offset_ns", 0)
             if m["kind"] == "track":
                 fam.add_metric([], data.get("size", 0))
             elif "rows" in data:                              # keyed: the top keys and the rest
                 for r in data["rows"]:
-                    self._add(fam, m, [str(r["key"].get(f)) for f in m["fields"]], _value(m, r))
+                    self._add(fam, m, [str(r["key"].get(f)) for f in m["fields"]], _value(m, r), wall)
                 if data["other"] is not None:
-                    self._add(fam, m, [OTHER] * len(m["fields"]), _value(m, data["other"]))
+                    self._add(fam, m, [OTHER] * len(m["fields"]), _value(m, data["other"]), wall)
             else:
-                self._add(fam, m, [], _value(m, data))
+                self._add(fam, m, [], _value(m, data), wall)
             yield fam
         yield from self._global_families(snap, status, man)
 
     @staticmethod
-    def _add(fam, m: dict, labels: list[str], v) -> None:
+    def _add(fam, m: dict, labels: list[str], v, wall_offset_ns: int = 0) -> None:
         if v is None:
             return
         if m["kind"] == "histogram":
             fam.add_metric(labels, _hist_buckets(v, m["buckets"]), None)
+        elif m["timestamp"]:
+            fam.add_metric(labels, (v + wall_offset_ns) / 1e9)
         else:
             fam.add_metric(labels, float(v))
 

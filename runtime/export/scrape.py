@@ -21,13 +21,15 @@ interpreter's):
 The result is the snapshot's shape, but a keyed statistic is ``{"rows": [...], "other":
 {...} or None, "keys": n}``:
 
-    {"apps": {APP: {"enabled", "params", "stats": {STAT: data}}}, "counters": {NAME: int}}
+    {"apps": {APP: {"enabled", "params", "stats": {STAT: data}}}, "counters": {NAME: int},
+     "wall_offset_ns": Unix time - the program's clock (0 for a replay build: capture time)}
 
 A statistic whose export is off is left out.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from runtime.abi.manifest import Manifest
@@ -96,5 +98,8 @@ def scrape(manifest, maps, now: int, settings: ExportSettings = ExportSettings()
         for app, stat, tk in readers:
             apps[app]["stats"][stat] = tk.result()
     counters = dict(zip(man.counter_names, maps.counters()))
-    return {"apps": apps, "counters": counters}
+    # the program's clock (monotonic, or a capture's: Unix time already) to Unix time, for the
+    # statistics that are times (a min or max of pkt.ts)
+    wall = 0 if man.clock == "capture" else time.time_ns() - now
+    return {"apps": apps, "counters": counters, "wall_offset_ns": wall}
 
