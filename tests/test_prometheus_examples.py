@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from prom_helpers import (BUILTIN, ROOT, RULE_TESTS, RULES, dashboard, dashboard_exprs, exporter_names,
+from prom_helpers import (BUILTIN, DASHBOARD, ROOT, RULE_TESTS, RULES, dashboard, dashboard_exprs, exporter_names,
                           metric_names, panels, rule_exprs, tool)
 
 
@@ -114,3 +114,8 @@ def test_prometheus_parses_every_dashboard_query(tmp_path):
     f.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": [{"record": "d:q", "expr": "sum by (x ("}]}]}))
     assert promtool("check", "rules", str(f)).returncode == 1
 
+
+def test_the_dashboard_file_is_what_the_readme_names():
+    readme = (ROOT / "README.md").read_text()
+    for path in (DASHBOARD, RULES, RULE_TESTS):
+        assert str(path.relative_to(ROOT)) in readme
