@@ -81,6 +81,12 @@ def test_families_and_values(tmp_path):
          if k[0] == "xdpmon_acct_sizes_hist_pkt_len_bucket" and dict(k[1])["ip_proto"] == "17"}
     assert b["+Inf"] == 4 and b["31"] == 0 and b["63"] == 3 and b["127"] == 3 and b["255"] == 4
     assert b["0"] == 0 and b["65535"] == 4 and len(b) == 33 + 1      # pkt.len: 32 bits, 33 buckets
+    assert got[("xdpmon_acct_sizes_hist_pkt_len_count", L(ip_proto="17"))] == 4     # the +Inf bucket
+    # a full map's failures name the statistics it keeps
+    fails = {k[1]: v for k, v in got.items() if k[0] == "xdpmon_map_insert_failures_total"}
+    maps = {st["name"]: st["map"] for st in view[0]["apps"][0]["stats"]}
+    assert fails == {L(map=maps["per_dst"], stats="acct.per_dst"): 0, L(map=maps["sizes"], stats="acct.sizes"): 0,
+                     L(map=maps["syns"], stats="acct.syns,acct.seen"): 0, L(map=maps["flows"], stats="acct.flows"): 0}
     assert got[("xdpmon_acct_flows_distinct", L())] == 2
     # a max of pkt.ts is a time: Unix seconds (the program's clock read at the scrape is now)
     ago = (1_500_000_000 - 5 * 1000) / 1e9          # the last frame to 198.19.0.1, before the scrape's clock
@@ -134,6 +140,17 @@ def test_concurrent_scrapes_each_read_for_themselves(engine):
     assert errors == [] and len(texts) == 20 and len(set(texts)) == 1
     got, _ = samples(col)
     assert sum(v for (n, _), v in got.items() if n == "xdpmon_acct_per_dst_packets_total") == 600
+
+
+def test_blocklist_frames_and_operations_apart(tmp_path):
+    man, snap, status = replayed(tmp_path, [udp()])
+    snap["counters"].update({"blocklist.dropped": 7, "blocklist.logged": 2, "blocklist.added": 3,
+                             "blocklist.refused_full": 1})
+    got, _ = samples(Collector(lambda: (man, snap, status)))
+    assert {k[1]: v for k, v in got.items() if k[0] == "xdpmon_blocklist_frames_total"} == \
+        {(("action", "dropped"),): 7, (("action", "logged"),): 2}
+    assert {k[1]: v for k, v in got.items() if k[0] == "xdpmon_blocklist_operations_total"} == \
+        {(("operation", "added"),): 3, (("operation", "refused_full"),): 1}
 
 
 def test_describe_reads_nothing(tmp_path):

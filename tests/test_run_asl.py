@@ -39,7 +39,8 @@ def test_run_emits_one_event_per_frame_sent(veth_pair, tmp_path):
     (tmp_path / "echo.py").write_text(HANDLER)
     events = tmp_path / "events.jsonl"
     r = Running(veth_pair, [str(tmp_path / "echo.mon"), "-i", "mon", "--json", "--interval", "500ms",
-                            "--duration", "5s", "--events", str(events), "--name", "asltest"])
+                            "--duration", "5s", "--events", str(events), "--name", "asltest"],
+                {"XDPMON_RUN_DIR": str(tmp_path / "run")})          # its own: another suite may run
     frames = [frame_v4("198.18.8.1")] * 40 + [frame_v4("198.18.8.2", 100)] * 20
     assert veth_pair.send(frames) == 60
     code, out, err = r.finish()

@@ -15,7 +15,7 @@ fields as labels (``ip_dst="198.18.0.7"``):
 - an unwindowed ``min``, ``max`` or ``distinct``: a gauge; a ``min`` or ``max`` of ``pkt.ts``
   (a time) in Unix seconds, named ``..._timestamp_seconds``;
 - a ``hist``: a histogram with the log2 buckets as bounds (``le`` = 0, 1, 3, 7, ...: bucket
-  b holds [2^(b-1), 2^b)); no ``_sum`` (the kernel keeps none);
+  b holds [2^(b-1), 2^b)) and ``_count``; no ``_sum`` (the kernel keeps none);
 - a windowed statistic: a gauge of the last completed window (``_last_window`` in the
   help), since a window's running value restarts every window;
 - a track: a gauge of its open entries (``_size``).
@@ -28,7 +28,8 @@ distinct counts and histogram buckets of the rest are summed, an upper bound), s
 over a statistic stay right however many keys the map holds. What a scrape reads, and how
 a million keys are ranked in bounded memory: runtime/export/scrape.py.
 
-Global: frames, parse outcomes, verdicts, blocklist hits, map insert failures, ring
+Global: frames, parse outcomes, verdicts, blocklist hits and operations, map insert
+failures (labelled with the statistics the map keeps), ring
 buffer drops, rate-limited events and rule firings as counters with labels; each
 interface's frames and bytes; ``xdpmon_build_info``; each app's enable state and params
 as gauges.
@@ -40,10 +41,12 @@ import re
 from typing import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.samples import Sample
 
 from .scrape import ExportSettings
 
 PREFIX = "xdpmon"
+BLOCKLIST_FRAMES = ("dropped", "logged")      # the kernel's blocklist counters; the others count operations
 TIME_FIELD = "pkt.ts"            # a min or max of it is a time: exported as Unix seconds
 OTHER = "other"
 _BAD = re.compile(r"[^a-zA-Z0-9_]")
@@ -86,6 +89,17 @@ def _members(manifest: dict, settings: ExportSettings) -> list[dict]:
                             "family": name(app["name"], st["name"], mb["name"], *(["timestamp_seconds"] if stamp else [])),
                             "labels": [label(k) for k in st.get("key", [])], "fields": st.get("key", [])})
     return out
+
+
+def _map_uses(manifest: dict) -> dict[str, str]:
+    """Each state map's statistics, "app.stat,app.stat" (a full map's failures name them)."""
+    out: dict[str, list] = {}
+    for app in manifest["apps"]:
+        for st in app["stats"]:
+            for mp in dict.fromkeys([st["map"]] + [mb["map"] for mb in st.get("members", ())]):
+                if mp:
+                    out.setdefault(mp, []).append(f"{app['name']}.{st['name']}")
+    return {mp: ",".join(v) for mp, v in out.items()}
 
 
 def _help(m: dict) -> str:
@@ -173,7 +187,10 @@ class Collector:
         if v is None:
             return
         if m["kind"] == "histogram":
-            fam.add_metric(labels, _hist_buckets(v, m["buckets"]), None)
+            buckets = _hist_buckets(v, m["buckets"])
+            fam.add_metric(labels, buckets, None)
+            # the count (the +Inf bucket), which the client writes only with a sum; the kernel keeps no sum
+            fam.samples.append(Sample(fam.name + "_count", dict(zip(fam._labelnames, labels)), buckets[-1][1]))
         elif m["timestamp"]:
             fam.add_metric(labels, (v + wall_offset_ns) / 1e9)
         else:
@@ -186,10 +203,12 @@ class Collector:
             "frames": CounterMetricFamily(name("frames"), "frames the program ran on", labels=[]),
             "parse": CounterMetricFamily(name("parse"), "frames by parse outcome", labels=["outcome"]),
             "verdicts": CounterMetricFamily(name("verdicts"), "frames by verdict", labels=["verdict"]),
-            "blocklist": CounterMetricFamily(name("blocklist_frames"), "frames a blocklist entry matched",
-                                             labels=["action"]),
-            "insert": CounterMetricFamily(name("map_insert_failures"), "new keys a full map could not take",
-                                          labels=["map"]),
+            "blocklist": CounterMetricFamily(name("blocklist_frames"), "frames a blocklist entry matched: "
+                                             "dropped (enforcing) or logged (would drop)", labels=["action"]),
+            "blocks": CounterMetricFamily(name("blocklist_operations"), "blocklist entries added, renewed, "
+                                          "removed, expired, or refused (full, allowlist, ttl)", labels=["operation"]),
+            "insert": CounterMetricFamily(name("map_insert_failures"), "new keys a full map could not take "
+                                          "(stats: the statistics the map keeps)", labels=["map", "stats"]),
             "app": CounterMetricFamily(name("app_events"), "an app's events by what became of them",
                                        labels=["app", "outcome"]),
             "rules": CounterMetricFamily(name("rule_fired"), "times a rule's condition held", labels=["app", "rule"]),
@@ -203,6 +222,7 @@ class Collector:
             "params": GaugeMetricFamily(name("app_param"), "an app's params", labels=["app", "param"]),
         }
         if not describe:
+            uses = _map_uses(man)
             for key, v in c.items():
                 parts = key.split(".")
                 if key == "frames":
@@ -212,9 +232,9 @@ class Collector:
                 elif parts[0] == "verdict":
                     fams["verdicts"].add_metric([parts[1]], v)
                 elif parts[0] == "blocklist":
-                    fams["blocklist"].add_metric([parts[1]], v)
+                    fams["blocklist" if parts[1] in BLOCKLIST_FRAMES else "blocks"].add_metric([parts[1]], v)
                 elif parts[0] == "map" and parts[-1] == "insert_failed":
-                    fams["insert"].add_metric([parts[1]], v)
+                    fams["insert"].add_metric([parts[1], uses.get(parts[1], "")], v)
                 elif parts[0] == "app" and len(parts) == 3:
                     fams["app"].add_metric([parts[1], parts[2]], v)
                 elif parts[0] == "rule" and parts[-1] == "fired":
