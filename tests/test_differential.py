@@ -156,8 +156,15 @@ def reset_kernel(ker: KernelEngine) -> None:
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
+    """The kernel's test runs on one CPU (runtime/engines/kernel.py on_one_cpu): the corpus's
+    captures go back in time from one file to the next, and a statistic kept per CPU
+    combines its copies by their latest window, so a test that moved between CPUs read
+    other values than the reference's one shared map."""
+    from runtime.engines.kernel import on_one_cpu
+
     p = Pool(tmp_path_factory.mktemp("specs"))
-    yield p
+    with on_one_cpu():
+        yield p
     p.close()
 
 

@@ -17,9 +17,20 @@ the engine raises dsl.errors.SpecError at the statistic that needs the most,
 and nothing is loaded. ``pin_dir``: the maps that outlive a program are pinned
 there (compiler/pins.py; the tests of runtime/deploy/ replay two programs that share
 them).
+
+``on_one_cpu()``: the calling thread kept on the CPU it runs on for a block. A test run
+runs on the caller's CPU, so a statistic kept per CPU (compiler/percpu.py) gets a copy per
+CPU the replay ran on, and reading combines windowed copies by their latest window, which
+is the shared map's value only while the clock never goes back: replaying captures whose
+clocks do (one after another, out of order) must stay on one CPU to read what a shared map
+would hold. ``xdpmon replay`` and the differential tests do.
 """
 
 from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
 
 from compiler.abi import REPLAY_HEADER_PACK as _HDR
 from compiler import memory
@@ -30,6 +41,17 @@ from runtime.dataplane.loader import Loaded, load
 from runtime.dataplane.maps import ProgramMaps
 
 from .base import QUEUE_SIZE, Engine
+
+
+@contextlib.contextmanager
+def on_one_cpu():
+    had = os.sched_getaffinity(0)
+    cpu = ctypes.CDLL(None, use_errno=True).sched_getcpu()
+    os.sched_setaffinity(0, {cpu} if cpu >= 0 else {min(had)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, had)
 
 
 class KernelEngine(Engine):
