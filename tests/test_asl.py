@@ -111,9 +111,11 @@ def test_emit_json_line_schema_exact():
     line = out.getvalue()
     assert line.endswith("\n") and line.count("\n") == 1
     ev = json.loads(line)
-    assert list(ev) == ["time", "time_ns", "host", "interfaces", "instance", "app", "kind", "fields"]
+    assert list(ev) == ["time", "time_ns", "host", "interfaces", "interface", "instance", "app", "kind",
+                        "severity", "fields"]
     assert ev == {"time": "2024-05-01T12:00:00.123456789Z", "time_ns": 1714564800123456789, "host": "r1",
-                  "interfaces": ["eth0", "eth1"], "instance": "edge", "app": "syn_flood", "kind": "victim",
+                  "interfaces": ["eth0", "eth1"], "interface": None, "instance": "edge", "app": "syn_flood",
+                  "kind": "victim", "severity": "info",
                   "fields": {"victim": "198.19.0.80", "port": 80, "raw": "01ff", "set": [1, 3],
                              "nested": {"a": [1, 2]}, "none": None, "flag": True}}
     assert rfc3339(0) == "1970-01-01T00:00:00.000000000Z"
