@@ -17,8 +17,10 @@ and, with the app whose rule fired, ``alert`` for each kernel alert record (``re
 
 Times on the program's clock (the kernel's monotonic clock) are written as RFC 3339 wall
 times (``wall``), with one offset between the clocks (``offset()``: the wall clock less
-CLOCK_MONOTONIC, read back to back, again every interval), so the times of one interval's
-events are exact against each other, whatever the program's clock's tick.
+CLOCK_MONOTONIC, read back to back), read again every interval and taken when it moved
+by more than 1 ms (the wall clock was set): so the program-clock times of the events are
+exact against each other (an enable's ``until`` and its expiry's ``changed_at`` are the
+same text), whatever the tick of the program's clock.
 Every field of a kind is always there, null where it does not apply.
 """
 
@@ -33,6 +35,9 @@ from runtime.export.events import rfc3339
 from .enable_watch import EnableWatch
 
 _BLOCKS = {"unblocked": "block_removed", "block_expired": "block_expired"}
+
+
+OFFSET_SLACK_NS = 1_000_000
 
 
 def monotonic_offset() -> int:
@@ -101,8 +106,10 @@ class RuntimeEvents:
 
     def poll(self) -> None:
         """Every interval: the clocks' offset read again (the wall clock may have been
-        set), then the enable times (enable_watch.py)."""
-        self._offset = self.offset()
+        set: OFFSET_SLACK_NS), then the enable times (enable_watch.py)."""
+        now = self.offset()
+        if abs(now - self._offset) > OFFSET_SLACK_NS:      # the wall clock was set (or slewed that far)
+            self._offset = now
         if self.watch is not None:
             self.watch.poll()
 
