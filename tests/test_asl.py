@@ -123,6 +123,28 @@ def test_emit_json_line_schema_exact():
         w.write("a", "", {})
 
 
+def test_alert_is_an_event_of_kind_alert_with_its_severity(tmp_path):
+    from runtime.asl.context import AslContext
+
+    out = io.StringIO()
+    w = EventWriter(stream=out, host="r1", interfaces=["eth0"], instance="edge", clock=lambda: 1_714_564_800_0)
+    ctx = AslContext(compile_spec(tmp_path, STATS_SPEC.replace("HANDLER_FILE", "x.py")).manifest, "a", writer=w,
+                     clock=lambda: 77)
+    ctx.alert("half open growing", pending=12_000)
+    ctx.alert("flood", severity="critical")
+    assert [(e["app"], e["kind"], e["severity"], e["fields"]) for e in map(json.loads, out.getvalue().splitlines())] == [
+        ("a", "alert", "warning", {"message": "half open growing", "rule": None, "ts_ns": 77, "pending": 12000}),
+        ("a", "alert", "critical", {"message": "flood", "rule": None, "ts_ns": 77})]
+    assert ctx.emitted == 2
+    with pytest.raises(ValueError, match="severity 'loud' is not one of critical, error, warning, notice, info, debug"):
+        ctx.alert("x", severity="loud")
+    with pytest.raises(TypeError, match="an alert's rule, ts_ns is its own: name the field otherwise"):
+        ctx.alert("x", rule=1, ts_ns=2)
+    with pytest.raises(TypeError, match=r"the kind 'alert' is for alerts: write ctx.alert\(message, severity=..., "):
+        ctx.emit("alert", message="x")
+    assert ctx.emitted == 2 and len(out.getvalue().splitlines()) == 2
+
+
 def test_emit_to_a_file_from_threads_whole_lines(tmp_path):
     path = tmp_path / "events.jsonl"
     w = EventWriter(str(path), host="h", clock=lambda: 5)

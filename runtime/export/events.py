@@ -88,8 +88,8 @@ def open_sink(output: Output, warn: Callable[[str, str | None], None] | None = N
 class StreamSink:
     """Events to an open text stream (stdout): written and flushed, a line at a time."""
 
-    def __init__(self, stream: IO[str], owned: bool = False):
-        self.stream, self.owned = stream, owned
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
         self.name = getattr(stream, "name", None) or "a stream"
         if self.name == "<stdout>":
             self.name = "stdout"
@@ -108,13 +108,10 @@ class StreamSink:
         pass
 
     def close(self) -> None:
-        if self.owned:
-            self.stream.close()
-        else:
-            try:
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass
+        try:
+            self.stream.flush()            # not closed: stdout is not the writer's
+        except (OSError, ValueError):
+            pass
 
 
 # ---- the writer ---------------------------------------------------------------------------------

@@ -210,9 +210,8 @@ class Instance:
     # ---- deploying apps into the running instance (runtime/deploy/) ------------------------
     def deploy(self, cmd: str, req: dict) -> dict:
         """``ctl plan|add|remove|reload``: runtime/deploy/deployment.py."""
-        from runtime.deploy.deployment import handle
-
         from runtime.control.controller import ControlError
+        from runtime.deploy.deployment import handle
 
         hook = getattr(self.opts, "reload", None)
         if cmd == "reload" and "specs" not in req:
@@ -403,18 +402,20 @@ class Instance:
         """Detach, stop serving, drain the handlers, write ``instance_stopped`` (``why``:
         what stopped it; ``failed``: an error did), unload; each step runs even if one
         before it failed. Returns the problems met (for the CLI to print)."""
-        def said_stopped():
-            self._say_stopped(why, failed)
+        def bound(obj, method: str):
+            return getattr(obj, method) if obj is not None else None
         problems = []
-        steps = (("detach", self.attachment, self.detach), ("metrics", self.metrics, "shutdown"),
-                 ("control socket", self.server, "stop"), ("asl host", self.host, "stop"),
-                 ("events", self if self.said_started else None, said_stopped),
-                 ("events", self.events_out, "close"), ("unload", self.engine, "close"), ("pins", self.pins, "remove"))
-        for what, obj, fn in steps:
-            if obj is None:
+        steps = (("detach", self.detach if self.attachment is not None else None),
+                 ("metrics", bound(self.metrics, "shutdown")), ("control socket", bound(self.server, "stop")),
+                 ("asl host", bound(self.host, "stop")),
+                 ("events", (lambda: self._say_stopped(why, failed)) if self.said_started else None),
+                 ("events", bound(self.events_out, "close")), ("unload", bound(self.engine, "close")),
+                 ("pins", bound(self.pins, "remove")))
+        for what, fn in steps:
+            if fn is None:
                 continue
             try:
-                (getattr(obj, fn) if isinstance(fn, str) else fn)()
+                fn()
             except Exception as e:        # keep going: the rest must still be stopped
                 problems.append(f"{what}: {type(e).__name__}: {e}")
                 log.error("stopping %s: %s", what, e)
