@@ -160,7 +160,7 @@ def parse_size(text: str) -> int:
     if rest:
         raise ValueError(f"{text!r} is not a whole number of bytes")
     if n <= 0:
-        raise ValueError(f"a memory budget is more than 0 bytes, not {text!r}")
+        raise ValueError(f"a size is more than 0 bytes, not {text!r}")
     return n
 
 

@@ -75,3 +75,14 @@ def veth_pair(kernel):
 
     with VethPair() as pair:
         yield pair
+
+
+@pytest.fixture(autouse=True)
+def _events_follow_the_schema():
+    """Every event written in the test's process validates against examples/events.schema.json
+    (tests/event_helpers.py)."""
+    from event_helpers import checking_writes
+
+    with checking_writes() as bad:
+        yield
+    assert not bad, f"events not valid by examples/events.schema.json: {bad[:3]}"

@@ -111,14 +111,38 @@ def test_emit_json_line_schema_exact():
     line = out.getvalue()
     assert line.endswith("\n") and line.count("\n") == 1
     ev = json.loads(line)
-    assert list(ev) == ["time", "time_ns", "host", "interfaces", "instance", "app", "kind", "fields"]
+    assert list(ev) == ["time", "time_ns", "host", "interfaces", "interface", "instance", "app", "kind",
+                        "severity", "fields"]
     assert ev == {"time": "2024-05-01T12:00:00.123456789Z", "time_ns": 1714564800123456789, "host": "r1",
-                  "interfaces": ["eth0", "eth1"], "instance": "edge", "app": "syn_flood", "kind": "victim",
+                  "interfaces": ["eth0", "eth1"], "interface": None, "instance": "edge", "app": "syn_flood",
+                  "kind": "victim", "severity": "info",
                   "fields": {"victim": "198.19.0.80", "port": 80, "raw": "01ff", "set": [1, 3],
                              "nested": {"a": [1, 2]}, "none": None, "flag": True}}
     assert rfc3339(0) == "1970-01-01T00:00:00.000000000Z"
     with pytest.raises(TypeError, match="an event's kind is a non-empty text"):
         w.write("a", "", {})
+
+
+def test_alert_is_an_event_of_kind_alert_with_its_severity(tmp_path):
+    from runtime.asl.context import AslContext
+
+    out = io.StringIO()
+    w = EventWriter(stream=out, host="r1", interfaces=["eth0"], instance="edge", clock=lambda: 1_714_564_800_0)
+    ctx = AslContext(compile_spec(tmp_path, STATS_SPEC.replace("HANDLER_FILE", "x.py")).manifest, "a", writer=w,
+                     clock=lambda: 77)
+    ctx.alert("half open growing", pending=12_000)
+    ctx.alert("flood", severity="critical")
+    assert [(e["app"], e["kind"], e["severity"], e["fields"]) for e in map(json.loads, out.getvalue().splitlines())] == [
+        ("a", "alert", "warning", {"message": "half open growing", "rule": None, "ts_ns": 77, "pending": 12000}),
+        ("a", "alert", "critical", {"message": "flood", "rule": None, "ts_ns": 77})]
+    assert ctx.emitted == 2
+    with pytest.raises(ValueError, match="severity 'loud' is not one of critical, error, warning, notice, info, debug"):
+        ctx.alert("x", severity="loud")
+    with pytest.raises(TypeError, match="an alert's rule, ts_ns is its own: name the field otherwise"):
+        ctx.alert("x", rule=1, ts_ns=2)
+    with pytest.raises(TypeError, match=r"the kind 'alert' is for alerts: write ctx.alert\(message, severity=..., "):
+        ctx.emit("alert", message="x")
+    assert ctx.emitted == 2 and len(out.getvalue().splitlines()) == 2
 
 
 def test_emit_to_a_file_from_threads_whole_lines(tmp_path):

@@ -28,8 +28,9 @@ from runtime.control.controller import ControlError
 from runtime.monitor.instance import Instance
 from runtime.control.options import RunOptions
 
-spec, enforce = sys.argv[1], sys.argv[2] == "1"
-inst = Instance(compile_files([spec]), RunOptions(specs=[spec], interfaces=["mon"], enforce=enforce, view="none"))
+spec, enforce, events = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+inst = Instance(compile_files([spec]), RunOptions(specs=[spec], interfaces=["mon"], enforce=enforce, view="none",
+                                                  events_path=events))
 try:
     inst.start()
     print(json.dumps({"ready": True}), flush=True)
@@ -64,7 +65,8 @@ def frame(src: str, payload: int = 20) -> bytes:
 class Driven:
     def __init__(self, pair, spec: Path, enforce: bool):
         self.pair = pair
-        self.p = pair.run_in_monitor([sys.executable, "-c", DRIVER, str(spec), "1" if enforce else "0"], cwd=ROOT,
+        self.p = pair.run_in_monitor([sys.executable, "-c", DRIVER, str(spec), "1" if enforce else "0",
+                                      str(spec.parent / "events.jsonl")], cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         first = self.p.stdout.readline()

@@ -47,7 +47,7 @@ def test_require_env_parsing(monkeypatch, require_val):
 
 def _inner_session(pytester: pytest.Pytester, monkeypatch, require: bool):
     """Run a kernel-marked test in a child pytest with BPF forced unavailable."""
-    for name in ("conftest.py", "kernelguard.py"):
+    for name in ("conftest.py", "kernelguard.py", "event_helpers.py"):
         shutil.copy(HERE / name, pytester.path / name)
     pytester.makepyfile(
         test_inner="""

@@ -142,15 +142,17 @@ def test_concurrent_scrapes_each_read_for_themselves(engine):
     assert sum(v for (n, _), v in got.items() if n == "xdpmon_acct_per_dst_packets_total") == 600
 
 
-def test_blocklist_frames_and_operations_apart(tmp_path):
+def test_blocklist_frames_operations_and_events_apart(tmp_path):
     man, snap, status = replayed(tmp_path, [udp()])
     snap["counters"].update({"blocklist.dropped": 7, "blocklist.logged": 2, "blocklist.added": 3,
-                             "blocklist.refused_full": 1})
+                             "blocklist.refused_full": 1, "events.written": 12, "events.failed": 1})
     got, _ = samples(Collector(lambda: (man, snap, status)))
     assert {k[1]: v for k, v in got.items() if k[0] == "xdpmon_blocklist_frames_total"} == \
         {(("action", "dropped"),): 7, (("action", "logged"),): 2}
     assert {k[1]: v for k, v in got.items() if k[0] == "xdpmon_blocklist_operations_total"} == \
         {(("operation", "added"),): 3, (("operation", "refused_full"),): 1}
+    assert {k[1]: v for k, v in got.items() if k[0] == "xdpmon_events_total"} == \
+        {(("outcome", "written"),): 12, (("outcome", "failed"),): 1}
 
 
 def test_describe_reads_nothing(tmp_path):

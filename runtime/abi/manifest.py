@@ -79,6 +79,7 @@ class Event:
     message: str | None             # alert: its text
     enables: str | None             # enable: the app it switches on
     class_name: str | None          # packet: its class in the app's ASL module
+    enable_ns: int | None = None    # enable: for how long (ns)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ class Manifest:
         app = next(a for a in self.raw["apps"] if a["name"] == e["app"])
         act = next(x for r in app["rules"] for x in r["actions"] if x["id"] == e["action"])
         return Event(e["action"], e["app"], e["rule"], e["type"], e["record"], act.get("message"),
-                     act.get("app") if e["type"] == "enable" else None, e.get("class_name"))
+                     act.get("app") if e["type"] == "enable" else None, e.get("class_name"),
+                     act.get("duration_ns") if e["type"] == "enable" else None)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Manifest) and self.raw == other.raw

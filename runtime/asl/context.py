@@ -4,6 +4,7 @@
     ctx.log                      its logger (``xdpmon.asl.APP``)
     ctx.options                  the app's ASL options from the deployment config (read-only mapping)
     ctx.emit(kind, **fields)     an application event: one JSON line (runtime/export/events.py)
+    ctx.alert(message, severity="warning", **fields)   an alert: an event of kind "alert" with its severity
     ctx.now()                    the program's clock, ns: what event ``ts`` fields are read on (the
                                  kernel's clock live, the capture's time in replay)
     ctx.params                   the app's params as the program reads them now (read-only mapping)
@@ -29,6 +30,7 @@ import logging
 from types import MappingProxyType
 from typing import Callable, Mapping
 
+from runtime.abi.event_schema import ALERT, ALERT_FIELDS, SEVERITIES
 from runtime.abi.manifest import Manifest
 from runtime.control.controller import ControlError, Controller
 
@@ -70,11 +72,29 @@ class AslContext:
 
     # ---- events --------------------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:
-        """Write an application event of this app: ``kind`` names it, ``fields`` are its data."""
+        """Write an application event of this app: ``kind`` names it, ``fields`` are its data
+        (severity info). The kind ``alert`` is ``alert()``'s."""
+        if kind == ALERT:
+            raise TypeError("the kind 'alert' is for alerts: write ctx.alert(message, severity=..., **fields)")
         if self._writer is not None:
             self._writer.write(self.app, kind, fields)
         elif not isinstance(kind, str) or not kind:
             raise TypeError(f"an event's kind is a non-empty text, not {kind!r}")
+        self.emitted += 1
+
+    def alert(self, message: str, severity: str = "warning", **fields) -> None:
+        """Write an alert of this app: an event of kind ``alert`` whose fields are
+        ``message``, ``rule`` (null: the ASL's, not a kernel rule's), ``ts_ns`` (the
+        program's clock, ``now()``) and ``fields``; ``severity`` one of critical, error,
+        warning, notice, info, debug (syslog's, and what a syslog output sends it as)."""
+        taken = sorted(set(fields) & set(ALERT_FIELDS))
+        if taken:
+            raise TypeError(f"an alert's {', '.join(taken)} is its own: name the field otherwise")
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+        body = {"message": str(message), "rule": None, "ts_ns": self.now(), **fields}
+        if self._writer is not None:
+            self._writer.write(self.app, ALERT, body, severity=severity)
         self.emitted += 1
 
     # ---- reading -------------------------------------------------------------------------

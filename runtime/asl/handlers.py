@@ -13,6 +13,9 @@ and its methods, each optional, are called:
     enable  -> on_enable(Event(ts, rule, type, message)): message names the app it enabled
     on_start(), on_tick(), on_stop()
 
+``records(event)``, where given (a running instance: runtime/monitor/runtime_events.py),
+is told of every alert and enable record, decoded, before the handler's method.
+
 A call that raises is counted (``errors``) and logged with its traceback; past
 ERROR_BURST errors, at most one traceback per ERROR_EVERY_S seconds is logged
 (saying how many were not), so a handler failing on every event cannot flood the
@@ -40,6 +43,7 @@ log = logging.getLogger("xdpmon.asl")
 ERROR_BURST = 10
 ERROR_EVERY_S = 10.0
 _METHODS = {"packet": "on_packet", "summary": "on_summary", "alert": "on_alert", "enable": "on_enable"}
+_TOLD = ("alert", "enable")             # records the runtime makes events of (``records``), before the handler
 _ACTION = struct.Struct("<I").unpack_from        # a record's action, at offset 8
 
 
@@ -99,8 +103,9 @@ class Handler:
 
     def __init__(self, manifest: Manifest, app: App, module: types.ModuleType, obj, source: str, ctx,
                  snapshot: Callable[[str, list[str] | None], dict] | None = None,
-                 stub: types.ModuleType | None = None):
+                 stub: types.ModuleType | None = None, records: Callable[[dict], object] | None = None):
         self.name = app.name
+        self._records = records
         self.obj = obj
         self.source = source
         self.ctx = ctx
@@ -144,6 +149,11 @@ class Handler:
         st = self.stats
         st.delivered += 1
         t = ev["type"]
+        if self._records is not None and t in _TOLD:
+            try:
+                self._records(ev)
+            except Exception as e:
+                log.error("asl %s: the runtime's events of a %s record: %s: %s", self.name, t, type(e).__name__, e)
         fn = self._method[t]
         if fn is None:
             return

@@ -60,16 +60,18 @@ class AslHost:
     ``ctx.emit`` writes (runtime.export.events.EventWriter); ``snapshot(app,
     stats)``: an app's part of a snapshot with those statistics (None: all), on
     the program's clock (an engine's ``app_snapshot``), for summaries and
-    ``ctx.stats``. Raises AslLoadError when a handler cannot be loaded or made,
+    ``ctx.stats``; ``records(event)``: told of every alert and enable record
+    (runtime/asl/handlers.py). Raises AslLoadError when a handler cannot be loaded or made,
     ValueError for bad options."""
 
     def __init__(self, manifest: Manifest | dict, stubs: dict[str, str], *, controller=None, events=None,
                  snapshot: Callable[[str, list[str] | None], dict] | None = None,
                  options: dict[str, dict] | None = None, queue_size: int = QUEUE_SIZE,
-                 clock: Callable[[], int] | None = None, workers: dict[str, Worker] | None = None):
+                 clock: Callable[[], int] | None = None, workers: dict[str, Worker] | None = None,
+                 records: Callable[[dict], object] | None = None):
         self.manifest = Manifest.of(manifest)
         self._made = dict(controller=controller, events=events, snapshot=snapshot, options=options,
-                          queue_size=queue_size, clock=clock)
+                          queue_size=queue_size, clock=clock, records=records)
         self.live = False
         self.notes: list[str] = []
         self.workers: dict[str, Worker] = {}
@@ -96,7 +98,7 @@ class AslHost:
             except Exception as e:
                 raise AslLoadError(f"the ASL handler of app '{app.name}' ({source}) could not be made: "
                                    f"{type(e).__name__}: {e}") from e
-            handler = Handler(self.manifest, app, mod, obj, source, ctx, snapshot, stub)
+            handler = Handler(self.manifest, app, mod, obj, source, ctx, snapshot, stub, records)
             self.workers[app.name] = Worker(handler, AppQueue(opts.get("queue", queue_size)))
         self._put = {name: w.queue.put for name, w in self.workers.items()}
         self._put_record = {ev.action: self._put[ev.app] for ev in self.manifest.events.values()

@@ -63,6 +63,7 @@ def start_or_exit(inst):
     from runtime.dataplane.attach import AttachError
     from runtime.dataplane.libbpf import LibbpfMissing
     from runtime.dataplane.loader import LoadError
+    from runtime.export.events import OutputError
     from runtime.monitor.instance import MetricsError
 
     from . import load_failures
@@ -74,7 +75,7 @@ def start_or_exit(inst):
         report_spec_error(e)
     except LoadError as e:
         load_failures.report(e, inst.art.manifest, "xdpmon run: cannot load the program")
-    except (AttachError, InstanceRunning, MetricsError) as e:
+    except (AttachError, InstanceRunning, MetricsError, OutputError) as e:
         click.echo(f"xdpmon run: {e}", err=True)
     except LibbpfMissing as e:
         click.echo(f"xdpmon run: {e}; run 'make setup'", err=True)
@@ -95,7 +96,16 @@ def start_or_exit(inst):
 @click.option("--interval", callback=_duration, help="How often the maps are read and shown [1s].")
 @click.option("--duration", callback=_duration, help="Stop (and detach) after this long, e.g. 30s, 2h.")
 @click.option("--json", "as_json", is_flag=True, default=None, help="One JSON snapshot per interval on stdout.")
-@click.option("--events", "events_path", type=click.Path(dir_okay=False), help="Events (JSON lines) to this file [stdout].")
+@click.option("--events", "events_path", metavar="FILE|-|syslog[:SOCKET]",
+              help="Events (JSON lines): appended to FILE, - for stdout [stdout], or syslog (/dev/log, or SOCKET).")
+@click.option("--events-max-size", "events_max_size", metavar="SIZE",
+              help="Rotate the events file before it passes SIZE (e.g. 100Mi): FILE.1, FILE.2, ... [never].")
+@click.option("--events-keep", "events_keep", type=click.IntRange(min=1), metavar="N",
+              help="Rotated events files kept (with --events-max-size) [5].")
+@click.option("--events-facility", "events_facility", metavar="NAME",
+              help="The syslog facility of the events (daemon, user, local0 ... local7) [daemon].")
+@click.option("--events-format", "events_format", type=click.Choice(["rfc3164", "rfc5424"]), default=None,
+              help="The syslog framing: rfc3164 (as syslog(3) sends it) or rfc5424 [rfc3164].")
 @click.option("--enforce", is_flag=True, default=None, help="Drop blocked sources' frames (default: count them only).")
 @click.option("--allow", multiple=True, metavar="PREFIX", help="A prefix never blocked (repeat).")
 @click.option("--replace", is_flag=True, default=None, help="Replace an XDP program already on an interface, atomically.")
@@ -108,8 +118,9 @@ def start_or_exit(inst):
 @click.option("--memory-budget", "memory_budget", default=None, help="Kernel memory the maps may take (e.g. 2Gi).")
 @click.option("--metrics", default=None, metavar="ADDR:PORT",
               help="Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9400).")
-def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, events_path, enforce, allow,
-        replace, name, view, top, keys_limit, memory_budget, metrics):
+def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, events_path, events_max_size,
+        events_keep, events_facility, events_format, enforce, allow, replace, name, view, top, keys_limit,
+        memory_budget, metrics):
     """Monitor interfaces with the apps of spec FILES: attach one merged XDP program to every
     -i IFACE, show its statistics every interval, host the apps' ASL, take commands
     (xdpmon ctl), and detach on exit, however it ends."""
@@ -117,8 +128,11 @@ def run(files, interfaces, xdp_mode, config_path, interval, duration, as_json, e
     cli = {"specs": list(files), "interfaces": list(interfaces), "xdp_mode": xdp_mode, "interval_ns": interval,
            "duration_ns": duration, "json": as_json, "events_path": events_path, "enforce": enforce,
            "allow": list(allow), "replace": replace, "name": name, "view": view, "top": top,
-           "memory_budget": _size(memory_budget), "keys_limit": _keys(keys_limit), "metrics": _addr(metrics)}
+           "memory_budget": _size(memory_budget), "keys_limit": _keys(keys_limit), "metrics": _addr(metrics),
+           "events_max_size": _size(events_max_size, "--events-max-size"), "events_keep": events_keep,
+           "events_facility": events_facility, "events_format": events_format}
     opts = _options(config_path, cli)
+    _check_events(opts)
     from runtime.control.socket import check_name
     try:
         check_name(opts.name)
@@ -151,7 +165,7 @@ def _keys(text):
     return int(text)
 
 
-def _size(text):
+def _size(text, option: str = "--memory-budget"):
     if text is None:
         return None
     from compiler.memory import parse_size
@@ -159,7 +173,18 @@ def _size(text):
     try:
         return parse_size(text)
     except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--memory-budget") from None
+        raise click.BadParameter(str(e), param_hint=option) from None
+
+
+def _check_events(opts) -> None:
+    """The events' output, as the command line and the config give it together."""
+    from runtime.abi.event_output import OutputError
+    from runtime.monitor.instance import events_output
+
+    try:
+        events_output(opts)
+    except OutputError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def _options(config_path, cli: dict):
@@ -289,7 +314,7 @@ def _stop(inst, why, status, opts) -> int:
             final = inst.reader.read()
         except Exception as e:
             click.echo(f"xdpmon run: the last reading failed: {e}", err=True)
-    problems = inst.close()
+    problems = inst.close(why, failed=status == 70)
     inst.signals.restore()
     for p in problems:
         click.echo(f"xdpmon run: while stopping: {p}", err=True)

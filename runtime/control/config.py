@@ -32,6 +32,11 @@ mode, name, blocklist size, outputs, the exporter's address).
       stats:                      # per statistic: keys, the member they rank by, or off
         traffic_accounting.per_dst: {keys: 20, by: bytes}
         port_scan.ports: {export: false}
+
+``outputs``: ``events`` a file (relative to this file), ``stdout``/``-``, ``syslog`` or
+``syslog:SOCKET``; with a file ``events_max_size`` (rotate before it passes that many
+bytes: ``100Mi``) and ``events_keep`` (rotated files kept); with syslog
+``events_facility`` and ``events_format`` (rfc3164 or rfc5424): runtime/export/events.py.
 """
 
 from __future__ import annotations
@@ -70,7 +75,11 @@ class DeployConfig:
     block_ttl: int | None = None
     block_max_ttl: int | None = None
     enforce: bool | None = None
-    events_path: str | None = None
+    events_path: str | None = None                  # a file, syslog[:SOCKET]; None: stdout
+    events_max_size: int | None = None
+    events_keep: int | None = None
+    events_facility: str | None = None
+    events_format: str | None = None
     json: bool | None = None
     view: str | None = None
     metrics: str | None = None
@@ -305,19 +314,51 @@ def load_config(path: str) -> DeployConfig:
     if "enforce" in top:
         cfg.enforce = r.boolean(top["enforce"], "enforce")
     if "outputs" in top:
-        o = r.mapping(top["outputs"], "outputs", dict.fromkeys(("events", "json", "view")))
-        if "events" in o:
-            ev = r.string(o["events"], "outputs.events")
-            cfg.events_path = None if ev in (None, "stdout") else str(Path(ev) if os.path.isabs(ev) else base / ev)
-        if "json" in o:
-            cfg.json = r.boolean(o["json"], "outputs.json")
-        if "view" in o:
-            cfg.view = r.choice(o["view"], "outputs.view", VIEWS)
+        _outputs(r, cfg, top["outputs"], base)
     if "metrics" in top:
         _metrics(r, top["metrics"], cfg)
     if r.diags:
         raise SpecError(sorted(r.diags, key=lambda d: (d.span.line, d.span.col)), sources)
     return cfg
+
+
+OUTPUTS = ("events", "events_max_size", "events_keep", "events_facility", "events_format", "json", "view")
+
+
+def _outputs(r: _Reader, cfg: DeployConfig, node, base: Path) -> None:
+    """``outputs:``: where the events go (and how: rotation, syslog), json, view."""
+    from compiler.memory import parse_size
+    from runtime.abi.event_output import Output, OutputError
+
+    o = r.mapping(node, "outputs", dict.fromkeys(OUTPUTS))
+    if "events" in o:
+        ev = r.string(o["events"], "outputs.events")
+        if ev in (None, "stdout", "-"):
+            cfg.events_path = None
+        elif ev == "syslog" or ev.startswith("syslog:"):
+            sock = ev.partition(":")[2]
+            cfg.events_path = ev if not sock or os.path.isabs(sock) else f"syslog:{base / sock}"
+        else:
+            cfg.events_path = str(Path(ev) if os.path.isabs(ev) else base / ev)
+    if "events_max_size" in o:
+        cfg.events_max_size = r.converted(o["events_max_size"], "outputs.events_max_size",
+                                          lambda v, what: parse_size(str(v)))
+    if "events_keep" in o:
+        cfg.events_keep = r.converted(o["events_keep"], "outputs.events_keep", _count)
+    if "events_facility" in o:
+        cfg.events_facility = r.string(o["events_facility"], "outputs.events_facility")
+    if "events_format" in o:
+        cfg.events_format = r.string(o["events_format"], "outputs.events_format")
+    try:
+        Output.of(cfg.events_path, cfg.events_max_size, cfg.events_keep, cfg.events_facility, cfg.events_format)
+    except OutputError as e:
+        at = next((o[k] for k in ("events_max_size", "events_keep", "events_facility", "events_format", "events")
+                   if k in o), node)
+        r.error(at, f"outputs: {e}")
+    if "json" in o:
+        cfg.json = r.boolean(o["json"], "outputs.json")
+    if "view" in o:
+        cfg.view = r.choice(o["view"], "outputs.view", VIEWS)
 
 
 def merge(cfg: DeployConfig | None, cli: dict):
@@ -328,7 +369,8 @@ def merge(cfg: DeployConfig | None, cli: dict):
     opts = RunOptions()
     if cfg is not None:
         for k in ("name", "xdp_mode", "interval_ns", "duration_ns", "block_max", "block_ttl", "block_max_ttl",
-                  "enforce", "events_path", "json", "view", "metrics", "metrics_export"):
+                  "enforce", "events_path", "events_max_size", "events_keep", "events_facility", "events_format",
+                  "json", "view", "metrics", "metrics_export"):
             v = getattr(cfg, k)
             if v is not None:
                 setattr(opts, k, v)
@@ -385,7 +427,8 @@ def check_against(cfg: DeployConfig, manifest) -> list[Diagnostic]:
 
 # The specs change live too: a reload deploys them into the running program (runtime/deploy/).
 LIVE = ("params", "allow", "enforce", "block_ttl", "block_max_ttl", "interval_ns", "metrics_export")
-RESTART = ("interfaces", "xdp_mode", "name", "block_max", "events_path", "json", "view", "asl", "metrics")
+RESTART = ("interfaces", "xdp_mode", "name", "block_max", "events_path", "events_max_size", "events_keep",
+           "events_facility", "events_format", "json", "view", "asl", "metrics")
 
 
 def live_changes(old: DeployConfig, new: DeployConfig) -> tuple[list[str], list[str]]:

@@ -38,7 +38,11 @@ class Controller:
         self.clock = clock
         self.blocklist = blocklist          # runtime/control/blocklist.py, or None (no filters)
         self.lock = threading.RLock()
-        self.listeners: list[Callable[[dict], object]] = []   # told of every change (as an event dict)
+        # told of every change, after it is made, as a dict: {"kind": "param_set", "app", "param", "value",
+        # "by"}, {"kind": "enabled", "app", "until_ns", "by"}, {"kind": "disabled", "app", "by"},
+        # {"kind": "blocked" | "unblocked" | "block_expired", "entry", "by"} and, for a block refused,
+        # {"kind": "block_refused", "prefix", "why", "by"} (runtime/monitor/runtime_events.py)
+        self.listeners: list[Callable[[dict], object]] = []
 
     def rebind(self, manifest: Manifest | dict, maps: MapAccess, clock: Callable[[], int]) -> None:
         """Control another program from now on (a swap: runtime/deploy/swap.py); the
@@ -128,9 +132,9 @@ class Controller:
             except ValueError as e:
                 raise ControlError(str(e)) from None
             until = min(U64_MAX, self.clock() + ns)
-        with self.lock:
+        with self.lock:           # told under the lock: what reads the enable bits sees the change told
             self.maps.set_enabled(app, until)
-        self._tell({"kind": "enabled", "app": app, "until_ns": None if until == U64_MAX else until, "by": by})
+            self._tell({"kind": "enabled", "app": app, "until_ns": None if until == U64_MAX else until, "by": by})
         return until
 
     def disable(self, app: str, by: str = "ctl") -> None:
@@ -139,7 +143,7 @@ class Controller:
             raise ControlError(f"app '{app}' is always on (mode always): it cannot be disabled")
         with self.lock:
             self.maps.set_enabled(app, 0)
-        self._tell({"kind": "disabled", "app": app, "by": by})
+            self._tell({"kind": "disabled", "app": app, "by": by})
 
     # ---- the blocklist (runtime/control/blocklist.py) ---------------------------------------
     def _filters(self):
@@ -149,15 +153,19 @@ class Controller:
 
     def block(self, prefix: str, ttl: int | str | None = None, reason: str = "", by: str = "ctl") -> dict:
         """Add (or renew) a blocklist entry; returns it as ``blocks()`` lists it."""
-        with self.lock:
-            entry = self._filters().add(prefix, ttl, reason, by)
-        self._tell({"kind": "blocked", **entry})
+        try:
+            with self.lock:
+                entry = self._filters().add(prefix, ttl, reason, by)
+        except ControlError as e:
+            self._tell({"kind": "block_refused", "prefix": str(prefix), "why": str(e), "by": by})
+            raise
+        self._tell({"kind": "blocked", "entry": entry, "by": by})
         return entry
 
     def unblock(self, prefix: str, by: str = "ctl") -> dict:
         with self.lock:
             entry = self._filters().remove(prefix)
-        self._tell({"kind": "unblocked", "prefix": entry["prefix"], "by": by})
+        self._tell({"kind": "unblocked", "entry": entry, "by": by})
         return entry
 
     def blocks(self) -> list[dict]:
@@ -171,5 +179,5 @@ class Controller:
         with self.lock:
             gone = self.blocklist.sweep()
         for e in gone:
-            self._tell({"kind": "block_expired", **e})
+            self._tell({"kind": "block_expired", "entry": e, "by": None})
         return gone

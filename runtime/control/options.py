@@ -25,8 +25,12 @@ class RunOptions:
     block_ttl: int | None = None                        # None: the default TTL
     block_max_ttl: int | None = None
     enforce: bool = False
-    events_path: str | None = None                      # None: stdout
-    events_keep: bool = False                           # also keep every event written (xdpmon demo reads them)
+    events_path: str | None = None                      # where events go: a file, syslog[:SOCKET]; None: stdout
+    events_max_size: int | None = None                  # rotate the file past this many bytes (None: never)
+    events_keep: int | None = None                      # rotated files kept (None: 5)
+    events_facility: str | None = None                  # syslog's facility (None: daemon)
+    events_format: str | None = None                    # syslog's framing: rfc3164 (None) or rfc5424
+    events_in_memory: bool = False                      # also keep every event written (xdpmon demo reads them)
     json: bool = False
     view: str = "auto"                                  # auto, rich, plain, none
     replace: bool = False

@@ -123,7 +123,7 @@ def run_demo(sc: Scenario, art, *, rich: bool, write_pcap: str | None = None, sa
         say(f"xdpmon demo: namespaces {pair.mon_ns} (monitor, {pair.MON_IF} {pair.mon_addr}) and "
             f"{pair.peer_ns} (senders), joined by a veth pair; no default route")
         opts = RunOptions(specs=specs, interfaces=[pair.MON_IF], name=f"demo-{pid}", xdp_mode="native",
-                          enforce=sc.enforce, events_path=str(events_path), events_keep=True,
+                          enforce=sc.enforce, events_path=str(events_path), events_in_memory=True,
                           asl={"syn_flood": {"options": {"block": sc.enforce}}},
                           view="none")
         inst = Instance(art, opts)

@@ -213,6 +213,8 @@ class Collector:
                                        labels=["app", "outcome"]),
             "rules": CounterMetricFamily(name("rule_fired"), "times a rule's condition held", labels=["app", "rule"]),
             "asl": CounterMetricFamily(name("asl_events"), "ASL handlers' events by outcome", labels=["app", "outcome"]),
+            "events": CounterMetricFamily(name("events"), "events (JSON lines: ASL, alerts, the runtime's) written "
+                                          "or failed (runtime/export/events.py)", labels=["outcome"]),
             "if_frames": CounterMetricFamily(name("interface_frames"), "frames per interface", labels=["interface"]),
             "if_bytes": CounterMetricFamily(name("interface_bytes"), "bytes per interface", labels=["interface"]),
         }
@@ -241,6 +243,8 @@ class Collector:
                     fams["rules"].add_metric([parts[1], parts[2]], v)
                 elif parts[0] == "asl" and len(parts) == 3:
                     fams["asl"].add_metric([parts[1], parts[2]], v)
+                elif parts[0] == "events" and len(parts) == 2:
+                    fams["events"].add_metric([parts[1]], v)
             for ifname, ic in snap.get("interfaces", {}).items():
                 fams["if_frames"].add_metric([ifname], ic["frames"])
                 fams["if_bytes"].add_metric([ifname], ic["bytes"])

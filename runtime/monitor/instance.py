@@ -3,6 +3,9 @@
 ``Instance(art, opts)`` owns, in the order they start and the reverse order
 they stop:
 
+0. the events' output (runtime/export/events.py: a file, stdout or syslog; opened
+   first, so that one that cannot be written is refused before anything loads) and
+   the runtime's own events (runtime_events.py);
 1. the live program (runtime/engines/live.py: loaded with BCC, maps costed
    against the memory budget first), its params set from the deployment config;
 2. the Controller (runtime/control/controller.py), with the blocklist;
@@ -13,7 +16,8 @@ they stop:
 
 ``run(out)`` reads every ``interval``: a Reading (runtime/monitor/reading.py)
 handed to ``out`` (the live screen, a plain line, or JSON), a tick to the
-handlers, expired blocks swept; until ``duration`` passes or a signal stops it
+handlers, expired blocks swept, apps whose enable time ran out told, an events
+file that was moved opened again; until ``duration`` passes or a signal stops it
 (runtime/monitor/signals.py). ``close()`` detaches FIRST (the kernel stops
 running the program on the interfaces), then stops the socket, drains the
 handlers, and unloads. It runs on every way out: normal end, --duration, a
@@ -67,7 +71,9 @@ class Instance:
         self.t0 = time.monotonic()
         self.last: Reading | None = None
         self.hostname = socket.gethostname()
-        self.events_out = None
+        self.events_out = None            # runtime/export/events.py EventWriter
+        self.runtime_events = None        # runtime_events.py: the instance's own events
+        self.said_started = False
         self.metrics = None               # the Prometheus exporter's HTTP server (runtime/export/prometheus.py)
         self.pins = None                  # runtime/deploy/pindir.py: where the maps outlive a program
         self.no_pins: str | None = None   # why there are none
@@ -90,6 +96,7 @@ class Instance:
         opts = self.opts
         ControlServer(opts.name, None, None, None).claim()      # the name first: before anything loads
         try:
+            self._events()
             try:
                 self.pins = PinDir.open(opts.name)
                 self.started.notes += self.pins.notes
@@ -103,6 +110,7 @@ class Instance:
             for app, params in (opts.params or {}).items():
                 for name, value in params.items():
                     self.controller.set_param(app, name, value, by="config")
+            self.runtime_events.watch_controller(self.controller)      # changes from now on are events
             self.host = self._asl_host(eng)
             self.attachment = self._attach(eng)
             self.reader = Reader(eng.manifest, eng.maps, self.now, extra_counters=self._user_counters,
@@ -112,6 +120,8 @@ class Instance:
             if opts.metrics:
                 self.metrics = self._metrics(opts.metrics)
             self.t0 = time.monotonic()
+            self.runtime_events.started(self.status(), getattr(opts, "config_path", None))
+            self.said_started = True
             return self.started
         except BaseException:
             self.close()
@@ -129,16 +139,23 @@ class Instance:
                                      max_entries=self.opts.block_max, default_ttl=self.opts.block_ttl,
                                      max_ttl=self.opts.block_max_ttl, enforce=self.opts.enforce)
 
-    def _asl_host(self, eng):
-        from runtime.asl.host import AslHost
+    def _events(self) -> None:
+        """The events' writer (OutputError when its output cannot be opened) and the runtime's."""
         from runtime.export.events import EventWriter
 
-        self.events_out = EventWriter(self.opts.events_path, host=self.hostname,
-                                      interfaces=list(self.opts.interfaces), instance=self.opts.name,
-                                      keep=self.opts.events_keep)
+        from .runtime_events import RuntimeEvents
+
+        self.events_out = EventWriter.to(events_output(self.opts), host=self.hostname,
+                                         interfaces=list(self.opts.interfaces), instance=self.opts.name,
+                                         keep=self.opts.events_in_memory)
+        self.runtime_events = RuntimeEvents(self.events_out, self.now)
+
+    def _asl_host(self, eng):
+        from runtime.asl.host import AslHost
+
         host = AslHost(self.art.manifest, self.art.stubs, controller=self.controller,
                        snapshot=self.app_snapshot, events=self.events_out, options=self.opts.asl or {},
-                       clock=self.now)
+                       clock=self.now, records=self.runtime_events.record)
         self.started.notes += host.notes
         host.start_live(eng.maps)
         return host
@@ -200,14 +217,24 @@ class Instance:
     # ---- deploying apps into the running instance (runtime/deploy/) ------------------------
     def deploy(self, cmd: str, req: dict) -> dict:
         """``ctl plan|add|remove|reload``: runtime/deploy/deployment.py."""
+        from runtime.control.controller import ControlError
         from runtime.deploy.deployment import handle
 
         hook = getattr(self.opts, "reload", None)
-        if cmd == "reload" and "specs" not in req and hook is not None:
-            return hook(self)           # with a config: read it again first (runtime/cli/run_cmd.py)
-        out = handle(self, cmd, req)
+        if cmd == "reload" and "specs" not in req:
+            self.events_out.reopen()    # after logrotate moved the file (SIGHUP, ctl reload)
+            if hook is not None:
+                return hook(self)       # with a config: read it again first (runtime/cli/run_cmd.py)
+        try:
+            out = handle(self, cmd, req)
+        except ControlError as e:
+            if cmd != "plan":
+                self.runtime_events.deploy_refused(cmd, str(e))
+            raise
         if cmd != "plan":
             log.info("%s: %s", cmd, out["text"].splitlines()[-1])
+            if out.get("swap"):
+                self.runtime_events.deployed(cmd, out["swap"])
         return out
 
     def adopt(self, new_eng, new_art, changes, old_eng) -> None:
@@ -216,6 +243,7 @@ class Instance:
         with self.lock:
             self.engine, self.art = new_eng, new_art
             self.controller.rebind(new_eng.manifest, new_eng.maps, self.now)
+            self.runtime_events.program(new_eng.manifest)
             if self.host is not None:
                 self.host = self.host.hand_over(new_art.manifest, new_art.stubs, set(changes.apps_kept),
                                                 old_eng.maps)
@@ -241,6 +269,8 @@ class Instance:
                 out[f"asl.{app}.delivered"] = st["delivered"]
         if self.controller is not None and getattr(self.controller.blocklist, "counters", None):
             out.update(self.controller.blocklist.counters())
+        if self.events_out is not None:
+            out.update(self.events_out.counters())
         return out
 
     def status(self) -> dict:
@@ -261,6 +291,7 @@ class Instance:
             "asl": self.host.stats() if self.host else {},
             "specs": list(self.deployment.specs), "removed": sorted(self.deployment.removed),
             "pins": str(self.pins.path) if self.pins else None, "swaps": self.swaps[-10:],
+            "events": self.events_out.stats() if self.events_out else None,
         }
 
     def stats(self, app: str | None = None) -> dict:
@@ -276,7 +307,8 @@ class Instance:
         snap.pop("events", None)
         rates = self.last.rates if self.last else {}
         if app is None:
-            return {"now_ns": eng.now(), **snap, "interfaces": ifaces, "rates": rates}
+            return {"now_ns": eng.now(), **snap, "interfaces": ifaces, "rates": rates,
+                    "events": self.events_out.stats() if self.events_out else None}
         if app not in snap["apps"]:
             raise ControlError(f"no app '{app}' in this program (apps: {', '.join(snap['apps'])})")
         return {"app": app, "now_ns": eng.now(), **snap["apps"][app], "rates": rates.get(app, {})}
@@ -313,9 +345,11 @@ class Instance:
             raise RuntimeError(f"fault injected by {FAULT_ENV}=tick")
         with self.lock:
             self.controller.sweep()
+            self.runtime_events.poll()
             self.last = self.reader.read()
             status = self.status()
             self.host.tick()
+        self.events_out.check()
         out(self.last, status)
 
     def apply_config(self, cfg, what: list[str]) -> None:
@@ -358,28 +392,59 @@ class Instance:
         print(f"xdpmon: reload: {swapped}\nxdpmon: {applied}", file=sys.stderr, flush=True)
 
     # ---- the way down -------------------------------------------------------------------------
-    def detach(self) -> None:
-        """Take the program off every interface (first thing on the way down)."""
+    def detach(self) -> list[str]:
+        """Take the program off every interface (first thing on the way down); one
+        ``detached`` event each. The problems met."""
         att, self.attachment = self.attachment, None
-        if att is not None:
-            att.close()
+        if att is None:
+            return []
+        done = list(att.results)
+        problems = att.close()
+        if self.runtime_events is not None and self.said_started:
+            prog = self.engine.loaded.info.id if self.engine and self.engine.loaded.info else None
+            for a in done:
+                why = next((p for p in problems if p.startswith(f"{a.name}: ")), None)
+                self.runtime_events.detached(a.name, a.ifindex, prog, why)
+        return problems
 
-    def close(self) -> list[str]:
-        """Detach, stop serving, drain the handlers, unload; each step runs even if one
+    def close(self, why: str | None = None, failed: bool = False) -> list[str]:
+        """Detach, stop serving, drain the handlers, write ``instance_stopped`` (``why``:
+        what stopped it; ``failed``: an error did), unload; each step runs even if one
         before it failed. Returns the problems met (for the CLI to print)."""
+        def bound(obj, method: str):
+            return getattr(obj, method) if obj is not None else None
         problems = []
-        steps = (("detach", self.attachment, "close"), ("metrics", self.metrics, "shutdown"),
-                 ("control socket", self.server, "stop"),
-                 ("asl host", self.host, "stop"), ("events", getattr(self, "events_out", None), "close"),
-                 ("unload", self.engine, "close"), ("pins", self.pins, "remove"))
-        for what, obj, method in steps:
-            if obj is None:
+        steps = (("detach", self.detach if self.attachment is not None else None),
+                 ("metrics", bound(self.metrics, "shutdown")), ("control socket", bound(self.server, "stop")),
+                 ("asl host", bound(self.host, "stop")),
+                 ("events", (lambda: self._say_stopped(why, failed)) if self.said_started else None),
+                 ("events", bound(self.events_out, "close")), ("unload", bound(self.engine, "close")),
+                 ("pins", bound(self.pins, "remove")))
+        for what, fn in steps:
+            if fn is None:
                 continue
             try:
-                getattr(obj, method)()
+                fn()
             except Exception as e:        # keep going: the rest must still be stopped
                 problems.append(f"{what}: {type(e).__name__}: {e}")
                 log.error("stopping %s: %s", what, e)
         self.attachment = self.server = self.host = self.engine = self.metrics = None
-        self.events_out = self.pins = None
+        self.events_out = self.pins = self.runtime_events = None
+        self.said_started = False
         return problems
+
+    def _say_stopped(self, why: str | None, failed: bool) -> None:
+        frames = None
+        if self.engine is not None:
+            names = self.engine.manifest.counter_names
+            frames = dict(zip(names, self.engine.maps.counters())).get("frames")
+        self.runtime_events.stopped(why, round(time.monotonic() - self.t0, 3), frames, failed)
+
+
+def events_output(opts):
+    """Where ``opts`` (RunOptions) sends the events: runtime/export/events.py Output
+    (OutputError for settings that do not go together)."""
+    from runtime.abi.event_output import Output
+
+    return Output.of(opts.events_path, opts.events_max_size, opts.events_keep, opts.events_facility,
+                     opts.events_format)
