@@ -68,7 +68,10 @@ class Driven:
         self.p = pair.run_in_monitor([sys.executable, "-c", DRIVER, str(spec), "1" if enforce else "0",
                                       str(spec.parent / "events.jsonl")], cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                     text=True, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                     # its own run directory: another instance named
+                                                     # "default" (another suite's) may run on this machine
+                                                     "XDPMON_RUN_DIR": str(spec.parent / "run")})
         first = self.p.stdout.readline()
         if not first:
             raise AssertionError("the instance did not start:\n" + self.p.stderr.read())
