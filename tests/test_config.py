@@ -75,6 +75,9 @@ def test_a_good_config(tmp_path):
       "F:5:5: error: metrics.stats.per_dst: name a statistic as APP.STAT (e.g. traffic_accounting.per_dst)",
       "F:6:11: error: unknown key 'kees' in metrics.stats.a.b [did you mean 'keys'?]",
       "F:6:28: error: metrics.stats.a.b.export must be true or false, not 'maybe'"]),
+    ("metrics:\n  listen: 127.0.0.1:9400\n  tls: {cert: nope.crt}\n",
+     ["F:3:8: error: metrics.tls: give cert and key (PEM files)",
+      "F:3:15: error: metrics.tls.cert: file 'nope.crt' not found ({dir}/nope.crt)"]),
     ("name: [a]\n  b: c\n", ["F:2:3: error: not valid YAML: expected <block end>, but found '<block mapping start>'"]),
     ("", ["F:1:1: error: the config is empty [give at least specs and interfaces]"]),
 ])

@@ -164,6 +164,72 @@ def test_describe_reads_nothing(tmp_path):
     assert {"xdpmon_acct_per_dst_packets", "xdpmon_acct_sizes_hist_pkt_len", "xdpmon_frames"} <= names
 
 
+# ---- https ---------------------------------------------------------------------------------
+
+def make_certs(d) -> dict:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate it signed (openssl)."""
+    import subprocess as sp
+
+    def ossl(*args):
+        sp.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+         "-subj", "/CN=xdpmon test CA")
+    for who, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key", "-out", f"{who}.csr",
+             "-subj", f"/CN=xdpmon test {who}")
+        (d / f"{who}.ext").write_text(ext + "\n")
+        ossl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", f"{who}.crt", "-days", "2", "-extfile", f"{who}.ext")
+    return {k: str(d / f) for k, f in (("ca", "ca.crt"), ("cert", "server.crt"), ("key", "server.key"),
+                                       ("client_cert", "client.crt"), ("client_key", "client.key"))}
+
+
+@pytest.mark.kernel
+def test_https_and_client_certificates(tmp_path):
+    """metrics.tls: https only, and with client_ca only a scraper with a certificate it signed
+    (in a network namespace of its own: its loopback only)."""
+    import ssl
+    import urllib.error
+
+    from netns import sh
+    from runtime.export.prometheus import serve
+    from runtime.traffic.netns import in_netns
+
+    c = make_certs(tmp_path)
+    view = replayed(tmp_path, [udp()] * 3)
+    ns = f"xmtls{os.getpid() % 100000}"
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        with in_netns(ns):
+            server, _ = serve("127.0.0.1", 9418, Collector(lambda: view),
+                              tls={"cert": c["cert"], "key": c["key"], "client_ca": c["ca"]})
+            try:
+                ctx = ssl.create_default_context(cafile=c["ca"])
+                ctx.load_cert_chain(c["client_cert"], c["client_key"])
+                text = urllib.request.urlopen("https://127.0.0.1:9418/metrics", context=ctx, timeout=10).read()
+                assert b"xdpmon_frames_total 3.0" in text
+                with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+                    urllib.request.urlopen("https://127.0.0.1:9418/metrics", timeout=10,
+                                           context=ssl.create_default_context(cafile=c["ca"])).read()
+                import http.client
+                with pytest.raises((urllib.error.URLError, OSError, http.client.HTTPException)):
+                    urllib.request.urlopen("http://127.0.0.1:9418/metrics", timeout=10).read()
+            finally:
+                server.shutdown()
+                server.server_close()
+            from runtime.export.prometheus import TLSError
+            srl = c["ca"].replace("ca.crt", "ca.srl")
+            with pytest.raises(TLSError, match=f"cert {srl} and key {c['key']}: not a PEM certificate and its "
+                                               f"private key"):          # refused before anything listens
+                serve("127.0.0.1", 9419, Collector(lambda: view), tls={"cert": srl, "key": c["key"]})
+            with pytest.raises(TLSError, match=f"client_ca {srl}: no PEM certificate"):
+                serve("127.0.0.1", 9419, Collector(lambda: view), tls={"cert": c["cert"], "key": c["key"],
+                                                                       "client_ca": srl})
+    finally:
+        sh("ip", "netns", "del", ns)
+
+
 # ---- a running instance ---------------------------------------------------------------------
 
 @pytest.mark.kernel
@@ -189,6 +255,16 @@ def test_a_running_instance_serves_metrics(veth_pair, tmp_path):
     config = ("specs: [acct.mon]\ninterfaces: [%s]\nname: prom\noutputs: {view: none}\n"
               "metrics:\n  listen: 127.0.0.1:9417\n  keys: 1\n  stats:\n    acct.sizes: {export: false}\n"
               % veth_pair.MON_IF)
+    cfg.write_text(config)
+    # https with a "certificate" that is none: refused at start, with the reason, exit 2
+    (tmp_path / "bad.crt").write_text("not a certificate\n")
+    cfg.write_text(config + "  tls: {cert: bad.crt, key: bad.crt}\n")
+    p = veth_pair.run_in_monitor([sys.executable, "-m", "runtime.cli", "run", "--config", str(cfg)], cwd=ROOT,
+                                 env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and f"xdpmon run: cannot serve metrics on 127.0.0.1:9417: TLS: cert {tmp_path}/bad.crt " \
+        f"and key {tmp_path}/bad.crt: not a PEM certificate and its private key (" in err and "Traceback" not in err, err
     cfg.write_text(config)
     r = Running(veth_pair, ["--config", str(cfg)], env)
     cenv = {**os.environ, **env, "PYTHONPATH": str(ROOT)}

@@ -32,6 +32,7 @@ mode, name, blocklist size, outputs, the exporter's address).
       stats:                      # per statistic: keys, the member they rank by, or off
         traffic_accounting.per_dst: {keys: 20, by: bytes}
         port_scan.ports: {export: false}
+      tls: {cert: tls.crt, key: tls.key, client_ca: ca.crt}   # https; client_ca: scrapers need its certs
 
 ``outputs``: ``events`` a file (relative to this file), ``stdout``/``-``, ``syslog`` or
 ``syslog:SOCKET``; with a file ``events_max_size`` (rotate before it passes that many
@@ -84,6 +85,7 @@ class DeployConfig:
     view: str | None = None
     metrics: str | None = None
     metrics_export: dict | None = None      # {"keys": N, "stats": {APP.STAT: {keys, by, export}}} (None: not given)
+    metrics_tls: dict | None = None         # {"cert", "key", "client_ca"?}: PEM file paths
     spans: dict = field(default_factory=dict)       # "params.APP.PARAM" / "asl.APP" -> Span (for later checks)
 
 
@@ -197,13 +199,13 @@ def _listen(r: "_Reader", node, what: str) -> str | None:
     return m
 
 
-def _metrics(r: "_Reader", node, cfg: DeployConfig) -> None:
+def _metrics(r: "_Reader", node, cfg: DeployConfig, base: Path) -> None:
     """``metrics: ADDRESS:PORT``, or a mapping of listen, keys and stats (what the exporter
     exports: runtime/export/scrape.py ExportSettings.of_config)."""
     if not isinstance(node, yaml.MappingNode):
         cfg.metrics = _listen(r, node, "metrics")
         return
-    m = r.mapping(node, "metrics", dict.fromkeys(("listen", "keys", "stats")))
+    m = r.mapping(node, "metrics", dict.fromkeys(("listen", "keys", "stats", "tls")))
     if "listen" in m:
         cfg.metrics = _listen(r, m["listen"], "metrics.listen")
     else:
@@ -223,6 +225,29 @@ def _metrics(r: "_Reader", node, cfg: DeployConfig) -> None:
                 "export": r.boolean(opts["export"], f"{where}.export") is not False if "export" in opts else True}
             cfg.spans[f"metrics.stats.{name}"] = r.span(r.keys[id(snode)])
     cfg.metrics_export = {"keys": keys, "stats": stats}
+    if "tls" in m:
+        cfg.metrics_tls = _tls(r, m["tls"], base)
+
+
+def _tls(r: "_Reader", node, base: Path) -> dict | None:
+    """``metrics.tls``: cert and key (PEM files, relative to the config), and client_ca: only
+    clients with a certificate it signed may scrape."""
+    t = r.mapping(node, "metrics.tls", dict.fromkeys(("cert", "key", "client_ca")))
+    out = {}
+    for k in ("cert", "key", "client_ca"):
+        if k not in t:
+            continue
+        v = r.string(t[k], f"metrics.tls.{k}")
+        if v is None:
+            continue
+        p = Path(v) if os.path.isabs(v) else base / v
+        if not p.is_file():
+            r.error(t[k], f"metrics.tls.{k}: file '{v}' not found ({p})")
+        out[k] = str(p)
+    if "cert" not in t or "key" not in t:
+        r.error(node, "metrics.tls: give cert and key (PEM files)")
+        return None
+    return out
 
 
 def load_config(path: str) -> DeployConfig:
@@ -316,7 +341,7 @@ def load_config(path: str) -> DeployConfig:
     if "outputs" in top:
         _outputs(r, cfg, top["outputs"], base)
     if "metrics" in top:
-        _metrics(r, top["metrics"], cfg)
+        _metrics(r, top["metrics"], cfg, base)
     if r.diags:
         raise SpecError(sorted(r.diags, key=lambda d: (d.span.line, d.span.col)), sources)
     return cfg
@@ -370,7 +395,7 @@ def merge(cfg: DeployConfig | None, cli: dict):
     if cfg is not None:
         for k in ("name", "xdp_mode", "interval_ns", "duration_ns", "block_max", "block_ttl", "block_max_ttl",
                   "enforce", "events_path", "events_max_size", "events_keep", "events_facility", "events_format",
-                  "json", "view", "metrics", "metrics_export"):
+                  "json", "view", "metrics", "metrics_export", "metrics_tls"):
             v = getattr(cfg, k)
             if v is not None:
                 setattr(opts, k, v)
@@ -428,7 +453,7 @@ def check_against(cfg: DeployConfig, manifest) -> list[Diagnostic]:
 # The specs change live too: a reload deploys them into the running program (runtime/deploy/).
 LIVE = ("params", "allow", "enforce", "block_ttl", "block_max_ttl", "interval_ns", "metrics_export")
 RESTART = ("interfaces", "xdp_mode", "name", "block_max", "events_path", "events_max_size", "events_keep",
-           "events_facility", "events_format", "json", "view", "asl", "metrics")
+           "events_facility", "events_format", "json", "view", "asl", "metrics", "metrics_tls")
 
 
 def live_changes(old: DeployConfig, new: DeployConfig) -> tuple[list[str], list[str]]:

@@ -39,6 +39,7 @@ class RunOptions:
     keys_limit: int | None = 1000                       # keys listed per keyed statistic (None: all)
     metrics: str | None = None                          # ADDRESS:PORT of the Prometheus exporter
     metrics_export: dict | None = None                  # the config's metrics keys and stats (None: defaults)
+    metrics_tls: dict | None = None                     # the config's metrics.tls: cert, key, client_ca (PEM paths)
     config_path: str | None = None
     config: object = None                               # the DeployConfig read (runtime/control/config.py)
     reload: Callable | None = None                      # SIGHUP with a config: apply it (set by the CLI)

@@ -259,11 +259,44 @@ class Collector:
         yield from gauges.values()
 
 
-def serve(address: str, port: int, collector: Collector):
+class TLSError(ValueError):
+    """The exporter's TLS files cannot serve https."""
+
+
+def check_tls(tls: dict) -> None:
+    """Load ``tls``'s files as the server will, before it binds anything."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(tls["cert"], tls["key"])
+    except (ssl.SSLError, OSError) as e:
+        raise TLSError(f"cert {tls['cert']} and key {tls['key']}: not a PEM certificate and its private key "
+                       f"({getattr(e, 'reason', None) or e})") from None
+    if tls.get("client_ca"):
+        try:
+            ctx.load_verify_locations(cafile=tls["client_ca"])
+        except (ssl.SSLError, OSError) as e:
+            raise TLSError(f"client_ca {tls['client_ca']}: no PEM certificate ({getattr(e, 'reason', None) or e})") \
+                from None
+
+
+def serve(address: str, port: int, collector: Collector, tls: dict | None = None):
     """The client's HTTP server for ``collector`` on ADDRESS:PORT, in a daemon thread;
-    (server, thread): ``server.shutdown()`` stops it."""
+    (server, thread): ``server.shutdown()`` stops it. ``tls``: {"cert", "key"} PEM files
+    serve https (TLS 1.2 at least); with "client_ca", only a client presenting a
+    certificate it signed is answered (mutual TLS). OSError or ssl.SSLError when it
+    cannot listen; TLSError, saying which file, when the files are not a certificate and its
+    key, or client_ca holds no certificate."""
+    import ssl
+
     from prometheus_client import CollectorRegistry, start_http_server
 
+    tls = tls or {}
+    if tls:
+        check_tls(tls)
     reg = CollectorRegistry(auto_describe=True)
     reg.register(collector)
-    return start_http_server(port, addr=address, registry=reg)
+    return start_http_server(port, addr=address, registry=reg, certfile=tls.get("cert"), keyfile=tls.get("key"),
+                             client_cafile=tls.get("client_ca"), client_auth_required=bool(tls.get("client_ca")),
+                             tls_min_version=ssl.TLSVersion.TLSv1_2 if tls else None)

@@ -170,16 +170,21 @@ class Instance:
         return att
 
     def _metrics(self, where: str):
-        from runtime.export.prometheus import Collector, serve
+        from runtime.export.prometheus import Collector, TLSError, serve
 
         host, _, port = where.rpartition(":")
         collector = Collector(self.metrics_view, settings=self._export_settings, manifest=lambda: self.art.manifest)
+        tls = self.opts.metrics_tls
         try:
-            server, _ = serve(host.strip("[]"), int(port), collector)
+            server, _ = serve(host.strip("[]"), int(port), collector, tls=tls)
+        except TLSError as e:
+            raise MetricsError(f"cannot serve metrics on {where}: TLS: {e}") from None
         except OSError as e:
             raise MetricsError(f"cannot serve metrics on {where}: {e.strerror or e} (--metrics ADDRESS:PORT: an "
                                f"address of this host, a port nothing else listens on)") from None
-        self.started.notes.append(f"Prometheus metrics on http://{where}/metrics")
+        how = "https" if tls else "http"
+        self.started.notes.append(f"Prometheus metrics on {how}://{where}/metrics"
+                                  + (" (client certificates required)" if tls and tls.get("client_ca") else ""))
         return server
 
     def _interfaces(self) -> dict:
