@@ -16,7 +16,8 @@ million-key map, and what scraping costs an idle instance.
    a scrape as above, ``ROUNDS`` times; then the memory one scrape allocates at its peak
    (tracemalloc: Python's and numpy's allocations, a separate scrape since tracing slows
    it). Checked: the largest key is 198.18.0.0 + N - 1 with N packets, 100 series and
-   ``other``, whose packets are exactly the sum of the rest. For scale, once at 1,000,000:
+   ``other``, whose packets are exactly the sum of the rest. At 1,000,000 also over HTTP: GET
+   /metrics from the exporter's server in a namespace of its own. For scale, once at 1,000,000:
    the exporter as it was (a full snapshot of every key, then ranked). Targets: <= 1 s,
    and memory that does not grow with the map.
 3. **An idle instance**: ``xdpmon run specs/*.mon --metrics`` on a veth pair (tests/netns.py),
@@ -194,6 +195,7 @@ def million() -> dict:
             rest = n - 100
             assert got[(("ip_dst", "other"),)] == rest * (rest + 1) // 2
             out[n] = {"scrape_s": _summary(times), "peak_bytes": peak, "series": len(got)}
+        http = _over_http(col, ROUNDS)
         t0 = time.perf_counter()
         full = build_snapshot(eng.manifest, eng.maps.raw_state(), eng.now())
         rows = full["apps"]["big"]["stats"]["per_dst"]
@@ -202,7 +204,37 @@ def million() -> dict:
         assert len(rows) == SIZES[-1]
     finally:
         eng.close()
-    return {"sizes": out, "full_snapshot_s": before}
+    return {"sizes": out, "full_snapshot_s": before, "http_1m_s": http}
+
+
+def _over_http(col, rounds: int) -> dict:
+    """``rounds`` scrapes of ``col`` as Prometheus makes them: GET /metrics from the exporter's
+    HTTP server (runtime/export/prometheus.py serve), in a network namespace of its own."""
+    import urllib.request
+
+    from netns import sh
+    from runtime.export.prometheus import serve
+    from runtime.traffic.netns import in_netns
+
+    ns = f"xbexp{os.getpid() % 100000}"
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        with in_netns(ns):
+            server, _ = serve("127.0.0.1", PORT + 1, col)
+            try:
+                times = []
+                for _ in range(rounds):
+                    t0 = time.perf_counter()
+                    body = urllib.request.urlopen(f"http://127.0.0.1:{PORT + 1}/metrics", timeout=30).read()
+                    times.append(time.perf_counter() - t0)
+                    assert b'xdpmon_big_per_dst_packets_total{ip_dst="other"}' in body
+            finally:
+                server.shutdown()
+                server.server_close()
+    finally:
+        sh("ip", "netns", "del", ns)
+    return _summary(times)
 
 
 # ---- 3. an idle instance ----------------------------------------------------------------------
@@ -299,6 +331,7 @@ def main() -> dict:
                                                                f"{n9['samples']} samples, {n9['bytes']:,} bytes"}
     for n, v in mil.items():
         out[f"scrape of a {int(n):,}-key map"] = f"{ms(v['scrape_s'])}, peak {v['peak_bytes'] / 2**20:.1f} MiB"
+    out["the same over HTTP (GET /metrics), 1,000,000 keys"] = ms(res["million"]["http_1m_s"])
     out["before: every key decoded, 1,000,000 keys"] = f"{res['million']['full_snapshot_s']:.2f} s"
     c = idle["core_percent_at_15s"]
     out["idle instance: CPU per scrape, as % of a core at 15 s"] = \
