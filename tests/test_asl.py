@@ -143,6 +143,15 @@ def test_alert_is_an_event_of_kind_alert_with_its_severity(tmp_path):
     with pytest.raises(TypeError, match=r"the kind 'alert' is for alerts: write ctx.alert\(message, severity=..., "):
         ctx.emit("alert", message="x")
     assert ctx.emitted == 2 and len(out.getvalue().splitlines()) == 2
+    # an emitted event's severity is its own, not a field (info unless given)
+    ctx.emit("attack_started", severity="critical", victim="198.19.0.80")
+    ctx.emit("report", n=1)
+    last = [json.loads(x) for x in out.getvalue().splitlines()[2:]]
+    assert [(e["kind"], e["severity"], e["fields"]) for e in last] == [
+        ("attack_started", "critical", {"victim": "198.19.0.80"}), ("report", "info", {"n": 1})]
+    with pytest.raises(ValueError, match="severity 'loud' is not one of critical"):
+        ctx.emit("x", severity="loud")
+    assert ctx.emitted == 4
 
 
 def test_emit_to_a_file_from_threads_whole_lines(tmp_path):

@@ -81,6 +81,8 @@ def test_half_open_summaries_and_the_growth_alert(kernel, tmp_path):
                for h in half)
     assert [e["fields"] for e in events if e["kind"] == "half_open_growing"] == [
         {"from": 10001, "to": 16001, "summaries": 3, "top_destination": "198.19.0.80"}]
+    assert {e["severity"] for e in events if e["kind"] == "half_open_growing"} == {"warning"}
+    assert {e["severity"] for e in events if e["kind"] == "half_open"} == {"info"}
 
 
 def test_traffic_report(kernel, tmp_path):
@@ -131,6 +133,7 @@ def test_dns_amplification_start_and_end(kernel, tmp_path):
     frames = sorted(G.dns_traffic(2000, 2, T0) + attack, key=lambda x: x[0])
     events = [e for e in replay(tmp_path, ["dns_amplification.mon"], frames) if e["app"] == "dns_amplification"]
     assert [e["kind"] for e in events] == ["amplification_started", "amplification_ended"]
+    assert [e["severity"] for e in events] == ["critical", "notice"]        # what syslog routes on
     total, first = 0, None
     for ts, f in attack:
         total += len(f)
@@ -163,6 +166,7 @@ def test_ttl_expiry_sources(kernel, tmp_path):
     # 1/s limit, so the tick of 1 s names it, with all of its packets by then
     assert [(n["source"], n["packets"]) for n in named] == [("198.18.7.1", 101), ("198.18.7.2", 300)]
     assert events[-1]["kind"] == "ttl_report"
+    assert {e["severity"] for e in events if e["kind"] == "ttl_expiry_source"} == {"warning"}
     assert events[-1]["fields"] == {"sources": [["198.18.7.2", 300], ["198.18.7.1", 150]]}
 
 
@@ -174,6 +178,7 @@ def test_port_scan_scanner(kernel, tmp_path):
     events = [e for e in replay(tmp_path, ["port_scan.mon"], frames) if e["app"] == "port_scan"]
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "scanner" and set(kinds[1:]) == {"scanner_summary"}
+    assert [e["severity"] for e in events] == ["warning"] + ["info"] * (len(events) - 1)
     assert events[0]["fields"]["source"] == "198.18.66.6" and events[0]["fields"]["threshold"] == 100
     ports = [e["fields"]["ports"] for e in events[1:]]
     assert ports == sorted(set(ports)) and len(ports) >= 2        # growing, never repeated unchanged

@@ -155,9 +155,11 @@ class _Ctx:
     def __init__(self, options):
         import logging
         self.options, self.events, self.blocked, self.log = options, [], [], logging.getLogger("t")
+        self.severities = []
 
-    def emit(self, kind, **f):
+    def emit(self, kind, severity="info", **f):
         self.events.append((kind, f))
+        self.severities.append(severity)
 
     def block(self, prefix, ttl=None, reason=""):
         self.blocked.append(prefix)
@@ -188,6 +190,7 @@ def test_a_spoofed_flood_from_one_prefix_is_blocked_as_it_widens():
     _records(h, [str(ipaddress.IPv4Address(base + i)) for i in range(100)])          # 198.19.128.0-99
     _records(h, [str(ipaddress.IPv4Address(base + 4000 + i)) for i in range(5)], t0=10**6)
     assert [k for k, _ in ctx.events] == ["attack_started", "attack_prefix", "attack_prefix"]
+    assert ctx.severities == ["critical", "warning", "warning"]
     assert ctx.blocked == ["198.19.128.0/25", "198.19.128.0/20"]       # the first 100, then one from .143.x
     assert ctx.events[2][1] == {"victim": VICTIM, "prefix": "198.19.128.0/20", "sources": 101, "blocked": True}
 

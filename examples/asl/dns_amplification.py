@@ -8,7 +8,7 @@ own queries (at most 100 records a second). Per victim this handler emits
 ratio, None with no query at all) and ``amplification_ended`` once it has had no record
 for ``QUIET_NS`` (``started_ns``, ``ended_ns``, ``records``, ``reflectors``: how many DNS
 servers answered it, ``top_reflectors`` ``[address, records]`` (five), ``bytes_seen``:
-the sizes of the records' responses). Time is the program's clock (``event.ts``,
+the sizes of the records' responses); severities critical and notice. Time is the program's clock (``event.ts``,
 ``ctx.now()``): a replayed capture gives the same events as live traffic.
 """
 
@@ -35,7 +35,7 @@ class DnsAmplificationHandler:
             v = self.victims[event.ip_dst] = {"first": event.ts, "last": event.ts, "records": 0,
                                              "reflectors": Counter(), "bytes": 0}
             resp, query = self._bytes(event.ip_dst)
-            self.ctx.emit("amplification_started", victim=event.ip_dst, started_ns=event.ts, response_bytes=resp,
+            self.ctx.emit("amplification_started", severity="critical", victim=event.ip_dst, started_ns=event.ts, response_bytes=resp,
                           query_bytes=query, factor=round(resp / query, 1) if query else None)
         v["last"] = event.ts
         v["records"] += 1
@@ -56,7 +56,7 @@ class DnsAmplificationHandler:
             if now - v["last"] >= self.QUIET_NS:
                 del self.victims[victim]
                 top = sorted(v["reflectors"].items(), key=lambda t: (-t[1], t[0]))[:self.TOP]
-                self.ctx.emit("amplification_ended", victim=victim, started_ns=v["first"], ended_ns=v["last"],
+                self.ctx.emit("amplification_ended", severity="notice", victim=victim, started_ns=v["first"], ended_ns=v["last"],
                               records=v["records"], reflectors=len(v["reflectors"]),
                               top_reflectors=[list(t) for t in top], bytes_seen=v["bytes"])
 

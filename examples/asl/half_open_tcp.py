@@ -7,8 +7,8 @@ app's snapshot. For each the handler emits ``half_open``: ``pending`` (the table
 ``max_pending``, ``oldest_ns`` (when the oldest pending handshake was opened),
 ``top_destinations`` ([address, pending], most first, five) and ``growth`` (pending
 since the summary before). Once pending has grown in ``GROWING`` summaries in a row it
-emits one ``half_open_growing`` alert (``from``, ``to``, ``summaries``, the top
-destination), and again only after a summary where it did not grow.
+emits one ``half_open_growing`` alert (severity warning: ``from``, ``to``, ``summaries``,
+the top destination), and again only after a summary where it did not grow.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class HalfOpenTcpHandler:
             self.run, self.alerted = [], False
         if len(self.run) > self.GROWING and not self.alerted:
             self.alerted = True
-            self.ctx.emit("half_open_growing", **{"from": self.run[0], "to": size, "summaries": len(self.run) - 1,
+            self.ctx.emit("half_open_growing", severity="warning", **{"from": self.run[0], "to": size, "summaries": len(self.run) - 1,
                                                   "top_destination": top[0][0] if top else None})
         self.last = size
 

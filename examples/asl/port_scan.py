@@ -3,7 +3,8 @@
 The kernel sends probes of sources already past ``max_ports`` distinct
 (destination, port) pairs in 10 s. This handler keeps the exact set of probed
 ports per scanner and reports each scanner once, with how many ports and hosts
-it touched, then at each tick where they grew, with its totals.
+it touched, then at each tick where they grew, with its totals. ``scanner`` is a
+warning (the event's severity), ``scanner_summary`` info.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class PortScanHandler:
         self.hosts[src].add(event.ip_dst)
         if src not in self.reported:
             self.reported.add(src)
-            self._emit("scanner", source=src, threshold=self.ctx.params["max_ports"], ts=event.ts)
+            self._emit("scanner", source=src, threshold=self.ctx.params["max_ports"], ts=event.ts,
+                       severity="warning")
 
     def on_alert(self, event) -> None:
         self.ctx.log.warning("alert: %s", event.message)
@@ -39,9 +41,9 @@ class PortScanHandler:
                 self.summarised[src] = now
                 self._emit("scanner_summary", source=src, ports=now[0], hosts=now[1])
 
-    def _emit(self, kind: str, **fields) -> None:
+    def _emit(self, kind: str, severity: str = "info", **fields) -> None:
         self.ctx.log.info("%s %s", kind, fields)
-        self.ctx.emit(kind, **fields)
+        self.ctx.emit(kind, severity=severity, **fields)
 
 
 HANDLER = PortScanHandler

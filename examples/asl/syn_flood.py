@@ -29,6 +29,9 @@ them, per victim:
   ``sources``, ``top_sources``, ``peak_syn_rate``, ``spoofed``, ``blocked`` and
   ``blocked_hits`` (frames the blocks matched: dropped with --enforce).
 
+Severities: ``attack_started`` critical, ``attack_source`` and ``attack_prefix`` warning,
+``attack_ended`` notice.
+
 Time is the program's clock (event ``ts``, ``ctx.now()``): the capture's in replay, whose
 ticks come once per second of capture time, so a capture replayed gives the same events
 as the traffic seen live.
@@ -41,6 +44,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 S = 1_000_000_000
+# the events' severities (ctx.emit's; info otherwise): what a log pipeline or syslog routes on
+SEVERITY = {"attack_started": "critical", "attack_source": "warning", "attack_prefix": "warning",
+            "attack_ended": "notice"}
 
 
 @dataclass
@@ -192,7 +198,7 @@ class SynFloodHandler:
 
     def _emit(self, kind: str, **fields) -> None:
         self.ctx.log.info("%s %s", kind, fields)
-        self.ctx.emit(kind, **fields)
+        self.ctx.emit(kind, severity=SEVERITY.get(kind, "info"), **fields)
 
 
 def _inside(address: str, prefix: str | None) -> bool:

@@ -4,7 +4,7 @@ The kernel alerts (at most once a second) while a source has sent more than ``pe
 such packets. At each alert, and each tick (the limit is one alert a second for all
 sources, so a second source may pass between two), this handler reads the app's counts
 (``ctx.stats``) and emits
-one ``ttl_expiry_source`` for each source past ``per_src`` not reported before
+one ``ttl_expiry_source`` (severity warning) for each source past ``per_src`` not reported before
 (``source``, ``packets``, ``last_seen_ns``): a routing loop, a traceroute, a host with a
 wrong default TTL. At the stop it emits ``ttl_report``: every source it reported, with its
 final count.
@@ -36,7 +36,7 @@ class TtlExpiryHandler:
         for source, n, last in self._over():
             if source not in self.reported:
                 self.reported.add(source)
-                self.ctx.emit("ttl_expiry_source", source=source, packets=n, last_seen_ns=last)
+                self.ctx.emit("ttl_expiry_source", severity="warning", source=source, packets=n, last_seen_ns=last)
 
     def on_stop(self) -> None:
         if self.reported:

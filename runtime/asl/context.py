@@ -3,7 +3,7 @@
     ctx.app                      the app's name
     ctx.log                      its logger (``xdpmon.asl.APP``)
     ctx.options                  the app's ASL options from the deployment config (read-only mapping)
-    ctx.emit(kind, **fields)     an application event: one JSON line (runtime/export/events.py)
+    ctx.emit(kind, severity="info", **fields)   an application event: one JSON line (runtime/export/events.py)
     ctx.alert(message, severity="warning", **fields)   an alert: an event of kind "alert" with its severity
     ctx.now()                    the program's clock, ns: what event ``ts`` fields are read on (the
                                  kernel's clock live, the capture's time in replay)
@@ -71,13 +71,17 @@ class AslContext:
         return self._clock() if self._clock is not None else 0
 
     # ---- events --------------------------------------------------------------------------
-    def emit(self, kind: str, **fields) -> None:
-        """Write an application event of this app: ``kind`` names it, ``fields`` are its data
-        (severity info). The kind ``alert`` is ``alert()``'s."""
+    def emit(self, kind: str, *, severity: str = "info", **fields) -> None:
+        """Write an application event of this app: ``kind`` names it, ``fields`` are its data;
+        ``severity`` (info by default; syslog's names) is the event's, not a field: an event
+        that reports an attack is ``warning`` or ``critical``, so that a log pipeline or syslog
+        can route it. The kind ``alert`` is ``alert()``'s."""
         if kind == ALERT:
             raise TypeError("the kind 'alert' is for alerts: write ctx.alert(message, severity=..., **fields)")
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
         if self._writer is not None:
-            self._writer.write(self.app, kind, fields)
+            self._writer.write(self.app, kind, fields, severity=severity)
         elif not isinstance(kind, str) or not kind:
             raise TypeError(f"an event's kind is a non-empty text, not {kind!r}")
         self.emitted += 1
