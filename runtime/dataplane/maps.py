@@ -39,7 +39,7 @@ from runtime.abi.snapshot import RawState, app_maps, build_app_snapshot
 from runtime.abi import percpu
 from runtime.abi.entries import Entries
 
-from .batch import entry_batches, read_columns
+from .batch import entry_batches
 
 U64_MAX = (1 << 64) - 1
 
@@ -243,7 +243,13 @@ class MapAccess:
         backend reading a million entries gives them a batch at a time, so a reader that
         folds each chunk holds one; here: all at once)."""
         m = self.manifest.state_map(name)
-        items = self._indexed_items(m) if m.index else self._hash_items(name)
+        if m.index:
+            yield self._indexed_items(m)
+        else:
+            yield from self._hash_chunks(name)
+
+    def _hash_chunks(self, name: str) -> Iterator[Entries]:
+        items = self._hash_items(name)
         if not isinstance(items, Entries):
             items = list(items)
             if not items:
@@ -331,31 +337,29 @@ class ProgramMaps(MapAccess):
         t = self.bpf[name]
         return [sum(int(v.value if hasattr(v, "value") else v) for v in t.getvalue(t.Key(i))) for i in range(n)]
 
-    def _entries(self, name: str) -> Entries:
-        """In bounded chunks (runtime/dataplane/batch.py): memory for the entries
-        present, not for the map's declared size; keys and values end to end."""
+    def _hash_chunks(self, name: str) -> Iterator[Entries]:
+        """One ``Entries`` per BPF_MAP_LOOKUP_BATCH call (runtime/dataplane/batch.py), the
+        per-CPU values combined: memory for a chunk, not for the map's declared size."""
         t = self.bpf[name]
-        e = read_columns(t.map_fd, ctypes.sizeof(t.Key), ctypes.sizeof(t.Leaf))
         value = self._percpu_values.get(name)
-        if value is None:
-            return e
-        ncpu = ctypes.sizeof(t.Leaf) // ctypes.sizeof(t.sLeaf)     # BCC: a value per possible CPU
-        return Entries(e.key_bytes, percpu.combine(e.value_bytes, len(e), ncpu, value), e.key_size, value["size"])
+        for e in entry_batches(t.map_fd, ctypes.sizeof(t.Key), ctypes.sizeof(t.Leaf)):
+            if value is None:
+                yield e
+            else:
+                ncpu = ctypes.sizeof(t.Leaf) // ctypes.sizeof(t.sLeaf)     # BCC: a value per possible CPU
+                yield Entries(e.key_bytes, percpu.combine(e.value_bytes, len(e), ncpu, value), e.key_size,
+                              value["size"])
+
+    def _entries(self, name: str) -> Entries:
+        """Every entry, keys and values end to end (the chunks joined)."""
+        t = self.bpf[name]
+        value = self._percpu_values.get(name)
+        parts = list(self._hash_chunks(name))
+        return Entries(b"".join(e.key_bytes for e in parts), b"".join(e.value_bytes for e in parts),
+                       ctypes.sizeof(t.Key), value["size"] if value is not None else ctypes.sizeof(t.Leaf))
 
     def _hash_items(self, name: str) -> Entries:
         return self._entries(name)
-
-    def entry_chunks(self, name: str) -> Iterator[Entries]:
-        m = self.manifest.state_map(name)
-        if m.index:
-            yield self._indexed_items(m)
-            return
-        t = self.bpf[name]
-        value = self._percpu_values.get(name)
-        ncpu = ctypes.sizeof(t.Leaf) // ctypes.sizeof(t.sLeaf) if value is not None else 1
-        for e in entry_batches(t.map_fd, ctypes.sizeof(t.Key), ctypes.sizeof(t.Leaf)):
-            yield e if value is None else \
-                Entries(e.key_bytes, percpu.combine(e.value_bytes, len(e), ncpu, value), e.key_size, value["size"])
 
     def _array_values(self, name: str) -> list[bytes]:
         e = self._entries(name)                             # an array's entries come in index order

@@ -163,13 +163,13 @@ class Collector:
 
     def collect(self) -> Iterable:
         man, snap, status = self.view()
+        wall = snap.get("wall_offset_ns", 0)
         for m in _members(man, self.settings()):
             fam = _family(m, m["labels"])
             data = snap["apps"].get(m["app"], {}).get("stats", {}).get(m["stat"])
             if data is None:
                 yield fam
                 continue
-            wall = snap.get("wall_offset_ns", 0)
             if m["kind"] == "track":
                 fam.add_metric([], data.get("size", 0))
             elif "rows" in data:                              # keyed: the top keys and the rest
