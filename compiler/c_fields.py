@@ -22,6 +22,7 @@ each slot once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from dsl.fields import FIELDS, LAYERS, TCP_FLAG_BITS, Kind
@@ -36,6 +37,10 @@ __all__ = [
     "expr",
     "present_test",
     "check_against_catalog",
+    "PKT_MEMBERS",
+    "PARSER_NEEDS",
+    "members_of",
+    "parser_stores",
 ]
 
 # XM_L_* bit of each layer: bit i for the i-th layer of dsl.fields.LAYERS (parse.c.j2
@@ -175,6 +180,40 @@ def c_field(name: str) -> CField:
 
 def expr(name: str, var: str = "p") -> str:
     return C_FIELDS[name].c(var)
+
+
+# The members of struct xm_pkt (codegen_templates/parse.c.j2) that hold catalog fields, in
+# the struct's order, and those the parser and the program's own code read whatever the
+# apps read (the EtherType, protocol and version steer the parse, the ports find DNS, the
+# blocklist reads the source, the interface counters the length).
+PKT_MEMBERS: tuple[str, ...] = (
+    "ts", "len", "src", "dst", "eth_dst", "eth_src", "eth_type", "vlan_id", "vlan_inner", "vlan_pcp",
+    "vlan_depth", "ip_version", "ip_proto", "ip_ttl", "ip_tos", "ip_frag", "ipv4_ihl", "ip_len",
+    "ipv4_id", "ipv4_frag", "ipv6_flow", "sport", "dport", "tcp_seq", "tcp_ackno", "tcp_window",
+    "tcp_flags", "icmp_type", "icmp_code", "udp_len", "dns_id", "dns_flags", "dns_qdcount",
+    "dns_ancount", "dns_nscount", "dns_arcount",
+)
+PARSER_NEEDS: frozenset[str] = frozenset({"ts", "len", "src", "dst", "eth_type", "ip_version", "ip_proto",
+                                          "sport", "dport"})
+_MEMBER = re.compile(r"p->([a-z0-9_]+)")
+
+
+def members_of(name: str) -> frozenset[str]:
+    """The members of struct xm_pkt that catalog field ``name`` reads."""
+    f = C_FIELDS[name]
+    if f.either:
+        return members_of(f.either[0]) | members_of(f.either[1])
+    return frozenset(_MEMBER.findall(f.expr))
+
+
+def parser_stores(fields=None) -> tuple[str, ...]:
+    """The members the parser fills for a program reading catalog ``fields``: theirs and
+    PARSER_NEEDS (struct order). None: every member (a parser rendered alone, for tests
+    that read every field)."""
+    if fields is None:
+        return PKT_MEMBERS
+    want = set(PARSER_NEEDS).union(*(members_of(n) for n in fields))
+    return tuple(m for m in PKT_MEMBERS if m in want)
 
 
 def present_test(name: str, var: str = "p") -> str:

@@ -166,18 +166,21 @@ class CView:
                 + [e.record for e in self.plan.events])
 
 
-def parser_context(decoders, ipv6_ext_max: int = abi.IPV6_EXT_MAX) -> dict:
-    """What parse.c.j2 needs: the decoder flags, the ABI and the extension-header bound."""
-    return {"parse": ParserFlags.of(decoders), "abi": abi, "ipv6_ext_max": ipv6_ext_max}
+def parser_context(decoders, ipv6_ext_max: int = abi.IPV6_EXT_MAX, store=c_fields.PKT_MEMBERS) -> dict:
+    """What parse.c.j2 needs: the decoder flags, the members to store, the ABI and the
+    extension-header bound."""
+    return {"parse": ParserFlags.of(decoders), "store": tuple(store), "all_members": c_fields.PKT_MEMBERS,
+            "abi": abi, "ipv6_ext_max": ipv6_ext_max}
 
 
 def render_parser(decoders, ipv6_ext_max: int = abi.IPV6_EXT_MAX) -> str:
-    """The packet parser alone (tests embed it in programs of their own)."""
+    """The packet parser alone, storing every member (tests embed it in programs of their own)."""
     return env().get_template("parse.c.j2").render(**parser_context(decoders, ipv6_ext_max))
 
 
 def render_c(plan: P.Plan) -> str:
-    return env().get_template("xdp_program.c.j2").render(plan=plan, c=CView(plan), **parser_context(plan.decoders))
+    return env().get_template("xdp_program.c.j2").render(plan=plan, c=CView(plan),
+                                                         **parser_context(plan.decoders, store=plan.stores))
 
 
 def generate_c(prog: ir.ProgramIR, replay: bool = False) -> str:

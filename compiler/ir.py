@@ -348,6 +348,7 @@ class ProgramIR:
     maps: list[StatMap] = field(default_factory=list)
     params: list[ParamIR] = field(default_factory=list)
     layers: frozenset[str] = frozenset()
+    fields: frozenset[str] = frozenset()   # catalog fields read (the parser stores only their members)
     # before merging: per-app stat descriptions, consumed by the merge pass
     pending_stats: list = field(default_factory=list)
     # (app, stat, member) -> (map name, slot name); (app, stat) -> map name for tracks

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from dsl.fields import Field, Kind
 
-from . import abi, ir, percpu
+from . import abi, c_fields, ir, percpu
 from . import identity as I
 from . import layout as L
 from .ir import pred_values, walk_values
@@ -288,6 +288,7 @@ class Plan:
     replay: bool
     apps: tuple[AppPlan, ...]
     decoders: frozenset[str]
+    stores: tuple[str, ...]        # the members of struct xm_pkt the parser fills (c_fields.parser_stores)
     windows: tuple[int, ...]
     counters: tuple[str, ...]
     params: tuple[ParamPlan, ...]
@@ -868,6 +869,7 @@ class _Builder:
         return Plan(
             prog=prog, replay=self.replay, apps=tuple(apps),
             decoders=decoders_for(prog.layers),
+            stores=c_fields.parser_stores(prog.fields),
             windows=tuple(sorted({s.window_ns for m in prog.maps for s in m.slots if s.window_ns})),
             counters=tuple(self.counters),
             params=tuple(ParamPlan(p, f"{p.app}.{p.name}", p.index) for p in prog.params),
@@ -899,6 +901,7 @@ def dump(plan: Plan) -> str:
     fmt = ir._fmt_ns
     out = [f"build: {'replay (capture clock)' if plan.replay else 'live (kernel clock)'}",
            f"decoders: {', '.join(sorted(plan.decoders))}",
+           f"parser stores: {', '.join(plan.stores)}",
            f"windows: {', '.join(fmt(w) for w in plan.windows) or '-'}",
            "apps:"]
     for a in plan.apps:

@@ -10,32 +10,38 @@ from __future__ import annotations
 from .. import ir
 
 
-def needed_layers(prog: ir.ProgramIR) -> frozenset[str]:
-    layers: set[str] = {"eth", "pkt"}
+def fields_read(prog: ir.ProgramIR) -> frozenset[str]:
+    """The catalog fields any predicate, key, argument or event of the program reads (by
+    name): what the parser must store (compiler/c_fields.py parser_stores)."""
+    fields: set[str] = set()
     for n in prog.preds:
         p = n.pred
-        if isinstance(p, ir.PLayer):
-            layers.add(p.layer)
-        elif isinstance(p, ir.PCmp):
-            for f in ir.value_fields(p.left) + ir.value_fields(p.right):
-                layers.add(f.layer)
+        if isinstance(p, ir.PCmp):
+            fields.update(f.name for f in ir.value_fields(p.left) + ir.value_fields(p.right))
         elif isinstance(p, ir.PIn):
-            for f in ir.value_fields(p.value):
-                layers.add(f.layer)
+            fields.update(f.name for f in ir.value_fields(p.value))
     for m in prog.maps:
-        for f in m.key:
-            layers.add(f.layer)
+        fields.update(f.name for f in m.key)
         for s in m.slots:
-            for f in s.args:
-                layers.add(f.layer)
+            fields.update(f.name for f in s.args)
     for a in prog.apps:
         for r in a.rules:
             for act in r.actions:
-                for f in getattr(act, "fields", ()):
-                    layers.add(f.layer)
+                fields.update(f.name for f in getattr(act, "fields", ()))
+    return frozenset(fields)
+
+
+def needed_layers(prog: ir.ProgramIR, fields: frozenset[str] | None = None) -> frozenset[str]:
+    """The layers of the fields read (``fields``, default fields_read(prog)), every layer
+    a predicate tests, eth and pkt."""
+    from dsl.fields import FIELDS
+    layers: set[str] = {"eth", "pkt"}
+    layers.update(p.pred.layer for p in prog.preds if isinstance(p.pred, ir.PLayer))
+    layers.update(FIELDS[n].layer for n in (fields_read(prog) if fields is None else fields))
     return frozenset(layers)
 
 
 def run(prog: ir.ProgramIR) -> ir.ProgramIR:
-    prog.layers = needed_layers(prog)
+    prog.fields = fields_read(prog)
+    prog.layers = needed_layers(prog, prog.fields)
     return prog

@@ -30,6 +30,11 @@
  * Rendered from codegen_templates/parse.c.j2 with the decoders
  *   eth, ipv4, ipv6, udp, dns
  * (compiler/parse_outcomes.decoders_for(): what the layers the apps read need).
+ * Not stored, as nothing reads them (they stay 0):
+ *   eth_dst, eth_src, vlan_id, vlan_inner, vlan_pcp, vlan_depth, ip_ttl, ip_tos,
+ *   ip_frag, ipv4_ihl, ip_len, ipv4_id, ipv4_frag, ipv6_flow, tcp_seq, tcp_ackno,
+ *   tcp_window, tcp_flags, icmp_type, icmp_code, udp_len, dns_id, dns_qdcount,
+ *   dns_ancount, dns_nscount, dns_arcount
  * Ethernet and the VLAN tag walk are always parsed (eth.type is the EtherType
  * after the tags).
  *
@@ -38,8 +43,10 @@
  * the kernel tests hold the two equal on every corpus frame: change both or neither.
  *
  * Template context: `parse`, compiler.parse_outcomes.ParserFlags (one flag per
- * decoder), `abi`, compiler/abi.py (the constants below come from it), and
- * `ipv6_ext_max` (abi.IPV6_EXT_MAX in programs; at most 15).
+ * decoder), `store`, the members of struct xm_pkt it fills (compiler/c_fields.py
+ * parser_stores(): those the program reads, and those the parser itself needs; every
+ * member for a parser rendered alone), `abi`, compiler/abi.py (the constants below come
+ * from it), and `ipv6_ext_max` (abi.IPV6_EXT_MAX in programs; at most 15).
  * Render with trim_blocks and lstrip_blocks.
  *
  * Needs from the including program, defined before this text: XM_NOW() (nanoseconds:
@@ -123,7 +130,8 @@ union xm_addr {
  * as they are.
  *
  * A member is meaningful only when the layer bit noted beside it is set in `layers`;
- * otherwise it is 0 (the struct is zeroed first). Several catalog fields share storage
+ * otherwise it is 0 (the struct is zeroed first). A member no field the program reads
+ * lives in is not stored at all (`store`, above): it stays 0. Several catalog fields share storage
  * (compiler/c_fields.py says which expression reads which field). */
 struct xm_pkt {
     __u64 ts;              /* PKT  pkt.ts: XM_NOW() */
@@ -317,8 +325,6 @@ static __always_inline int xm_parse_eth(struct xm_cursor *c, struct xm_pkt *p)
 
     if (!eth)
         return XM_OUT_TRUNCATED_ETH;
-    __builtin_memcpy(p->eth_dst, eth->dst, 6);
-    __builtin_memcpy(p->eth_src, eth->src, 6);
     p->eth_type = bpf_ntohs(eth->type);
     p->layers |= XM_L_ETH;
 
@@ -329,14 +335,6 @@ static __always_inline int xm_parse_eth(struct xm_cursor *c, struct xm_pkt *p)
         struct xm_vlan_hdr *v = xm_pull(c, sizeof(*v));
         if (!v)
             return XM_OUT_TRUNCATED_VLAN;
-        __u16 tci = bpf_ntohs(v->tci);
-        if (i == 0) {
-            p->vlan_id = tci & 0x0fff;
-            p->vlan_pcp = tci >> 13;
-        } else {
-            p->vlan_inner = tci & 0x0fff;
-        }
-        p->vlan_depth = i + 1;
         p->layers |= XM_L_VLAN;
         p->eth_type = bpf_ntohs(v->type);
     }
@@ -362,14 +360,7 @@ static __always_inline int xm_parse_ipv4(struct xm_cursor *c, struct xm_pkt *p)
 
     __u16 frag = bpf_ntohs(ip->frag);
     p->ip_version = 4;
-    p->ipv4_ihl = ihl;
-    p->ip_tos = ip->tos;
-    p->ip_len = bpf_ntohs(ip->tot_len);
-    p->ipv4_id = bpf_ntohs(ip->id);
-    p->ipv4_frag = frag;
-    p->ip_ttl = ip->ttl;
     p->ip_proto = ip->proto;
-    p->ip_frag = (frag & 0x3fff) != 0;          /* MF set or offset != 0 */
     p->src.w[2] = bpf_htonl(0x0000ffff);        /* ::ffff:a.b.c.d */
     p->src.w[3] = ip->src;
     p->dst.w[2] = bpf_htonl(0x0000ffff);
@@ -417,8 +408,6 @@ static __always_inline int xm_skip_ipv6_ext(struct xm_cursor *c, struct xm_pkt *
         if (is_frag) {
             struct xm_ipv6_frag_hdr *fh = (void *)oh;
             __u16 fo = bpf_ntohs(fh->frag);
-            if (fo & 0xfff9)                    /* offset != 0 or M: a fragment */
-                p->ip_frag = 1;
             if (fo & 0xfff8) {                  /* non-first: the rest is payload */
                 p->ip_proto = fh->nexthdr;
                 c->off += 8;
@@ -451,11 +440,7 @@ static __always_inline int xm_parse_ipv6(struct xm_cursor *c, struct xm_pkt *p)
     if ((ip6->vtcf[0] >> 4) != 6)
         return XM_OUT_BAD_IPV6_HEADER;
     p->ip_version = 6;
-    p->ip_tos = (ip6->vtcf[0] << 4) | (ip6->vtcf[1] >> 4);
-    p->ipv6_flow = ((__u32)(ip6->vtcf[1] & 0x0f) << 16) | ((__u32)ip6->vtcf[2] << 8) | ip6->vtcf[3];
-    p->ip_len = bpf_ntohs(ip6->plen);
     p->ip_proto = ip6->nexthdr;
-    p->ip_ttl = ip6->hlim;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         p->src.w[i] = ip6->src[i];
@@ -474,12 +459,7 @@ static __always_inline int xm_parse_dns(struct xm_cursor *c, struct xm_pkt *p)
 
     if (!dh)
         return XM_OUT_TRUNCATED_DNS;
-    p->dns_id = bpf_ntohs(dh->id);
     p->dns_flags = bpf_ntohs(dh->flags);
-    p->dns_qdcount = bpf_ntohs(dh->qdcount);
-    p->dns_ancount = bpf_ntohs(dh->ancount);
-    p->dns_nscount = bpf_ntohs(dh->nscount);
-    p->dns_arcount = bpf_ntohs(dh->arcount);
     p->layers |= XM_L_DNS;
     return XM_OUT_OK;
 }
@@ -492,7 +472,6 @@ static __always_inline int xm_parse_udp(struct xm_cursor *c, struct xm_pkt *p)
         return XM_OUT_TRUNCATED_UDP;
     p->sport = bpf_ntohs(uh->sport);
     p->dport = bpf_ntohs(uh->dport);
-    p->udp_len = bpf_ntohs(uh->len);
     p->layers |= XM_L_UDP | XM_L_L4;
     if (p->sport == XM_DNS_PORT || p->dport == XM_DNS_PORT)
         return xm_parse_dns(c, p);
