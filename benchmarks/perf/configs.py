@@ -103,7 +103,10 @@ class XdpmonProgram:
     off (their enable bit clear).
     """
 
-    def __init__(self, name: str, paths=(), *, texts: dict[str, str] | None = None, on_demand: bool = True):
+    def __init__(self, name: str, paths=(), *, texts: dict[str, str] | None = None, on_demand: bool = True,
+                 c_edit=None):
+        """``c_edit``: a function of the generated C giving the C to load instead (an
+        analysis variant, benchmarks/perf/breakdown.py); the manifest stays the compiler's."""
         from compiler.driver import compile_files
         from runtime.abi.manifest import Manifest
         from runtime.control.controller import Controller
@@ -124,7 +127,7 @@ class XdpmonProgram:
         self.manifest = Manifest.of(self.art.manifest)
         if self.manifest.replay:
             raise ValueError(f"{name}: the harness measures the live build, not the replay build")
-        self.loaded = load(self.art.c, stages=self.art.manifest.get("stages"))
+        self.loaded = load(c_edit(self.art.c) if c_edit else self.art.c, stages=self.art.manifest.get("stages"))
         try:
             self.maps = ProgramMaps(self.loaded.bpf, self.manifest)
             self.maps.init()
