@@ -89,8 +89,11 @@ COARSE_CLOCK_MIN_WINDOW_NS = 100_000_000
 
 # ---- entries T2 found, kept for T3 (plan.t2_entries_reused): at most this many maps'
 # (each doubles the verifier's paths between T2 and T3: 5 of them took 32 generated apps
-# from 198k instructions processed past the verifier's 1M)
+# from 198k instructions processed past the verifier's 1M), two in a program estimated
+# within a quarter of a stage's budget (all nine specs: 103k -> 136k processed; a SYN of
+# a known flow 116 -> 101 ns)
 T2_ENTRIES_KEPT = 1
+T2_ENTRIES_KEPT_SMALL = 2
 
 # ---- full maps: a keyed map whose insert failed for want of room (E2BIG) is tried again
 # only after this long; meanwhile a new key is counted as an insert failure at once,

@@ -418,13 +418,22 @@ class Plan:
         """The keyed fused maps whose entry T2 just found or inserted is the one a rule reads
         (StatReadPlan.same_key), in one stage: T2 keeps its pointer for T3. Staged programs
         do not (a pointer does not survive a tail call), nor programs estimated above half
-        a stage's budget. The first abi.T2_ENTRIES_KEPT, in map order."""
-        if self.staged or self.stages[0].cost > STAGE_BUDGET // 2:
+        a stage's budget. The maps whose pointer saves the most lookups (the rules reading
+        it, one lookup each), ties in map order: abi.T2_ENTRIES_KEPT of them, or
+        abi.T2_ENTRIES_KEPT_SMALL in a program estimated within a quarter of the budget."""
+        cost = self.stages[0].cost
+        if self.staged or cost > STAGE_BUDGET // 2:
             return []               # (and not where the verifier's paths are many already)
-        used = {r.map for t in self.t3 for r in t.reads if r.same_key and r.first_of_ptr}
-        # At most abi.T2_ENTRIES_KEPT of them: a kept pointer is NULL on some paths and an
-        # entry on others until T3, so each one doubles the paths the verifier walks there.
-        return [m.name for m in self.maps if m.name in used][:abi.T2_ENTRIES_KEPT]
+        saved: dict[str, int] = {}
+        for t in self.t3:
+            for r in t.reads:
+                if r.same_key and r.first_of_ptr:
+                    saved[r.map] = saved.get(r.map, 0) + 1
+        # Few of them: a kept pointer is NULL on some paths and an entry on others until T3,
+        # so each one doubles the paths the verifier walks there.
+        n = abi.T2_ENTRIES_KEPT_SMALL if cost <= STAGE_BUDGET // 4 else abi.T2_ENTRIES_KEPT
+        order = [m.name for m in self.maps]
+        return sorted(saved, key=lambda m: (-saved[m], order.index(m)))[:n]
 
     @property
     def has_reads(self) -> bool:
