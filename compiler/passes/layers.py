@@ -3,9 +3,12 @@ predicate, key, argument or event reads, every layer a predicate tests, plus
 eth and pkt. What decoding them takes (tcp needs an IP header, dns needs udp,
 ...) is compiler.parse_outcomes.decoders_for()'s single rule, applied by the
 plan; layers no app reads are not decoded at all (a program that only reads UDP
-does not decode TCP)."""
+does not decode TCP). The fields themselves are kept too (``prog.fields``): of the
+layers decoded, the parser stores only the members they live in."""
 
 from __future__ import annotations
+
+from dsl.fields import FIELDS
 
 from .. import ir
 
@@ -34,7 +37,6 @@ def fields_read(prog: ir.ProgramIR) -> frozenset[str]:
 def needed_layers(prog: ir.ProgramIR, fields: frozenset[str] | None = None) -> frozenset[str]:
     """The layers of the fields read (``fields``, default fields_read(prog)), every layer
     a predicate tests, eth and pkt."""
-    from dsl.fields import FIELDS
     layers: set[str] = {"eth", "pkt"}
     layers.update(p.pred.layer for p in prog.preds if isinstance(p.pred, ir.PLayer))
     layers.update(FIELDS[n].layer for n in (fields_read(prog) if fields is None else fields))
