@@ -53,11 +53,9 @@ def map_stats(paths) -> dict[str, list[str]]:
             for m in compile_files([str(p) for p in paths]).manifest["maps"] if m["uses"]}
 
 
-def map_names(paths) -> list[str]:
-    return list(map_stats(paths))
-
-
-def _targets() -> dict[str, Rn.Target]:
+def _targets(nine_maps) -> dict[str, Rn.Target]:
+    """The floor, every cut of both programs, the nine without each of ``nine_maps``, and
+    the hand-written program, loaded and ready."""
     out: dict[str, Rn.Target] = {}
     try:
         out["floor"] = Rn.prepare("floor", C.Floor())
@@ -69,7 +67,7 @@ def _targets() -> dict[str, Rn.Target]:
                 t.check = B.StageCheck(name, p, i)
                 out[name] = t
         nine = programs()["nine"]
-        for m in map_names(nine):
+        for m in nine_maps:
             name = f"nine/without:{m}"
             p = C.XdpmonProgram(name, nine, c_edit=lambda c, m=m: B.without_map(c, m))
             t = Rn.prepare(name, p)
@@ -87,8 +85,8 @@ def _targets() -> dict[str, Rn.Target]:
 
 
 def summarise(samples: Rn.Samples) -> dict:
-    data = samples.data
-    frames = list(data)
+    frames = list(samples.data)
+    data = dict(samples.data)
     data[MIX] = {c: [sum(v) / len(v) for v in zip(*(data[f][c] for f in frames))] for c in data[frames[0]]}
     out = {}
     for prog in programs():
@@ -178,7 +176,8 @@ def main() -> dict:
         print("bench_breakdown: needs root and BPF; skipped")
         return {"skipped": "needs root"}
     cpu = Rn.pin_cpu()
-    targets = _targets()
+    nine_maps = map_stats(programs()["nine"])
+    targets = _targets(nine_maps)
     try:
         t0 = time.time()
         samples = Rn.measure(list(targets.values()), F.benchmark_frames(), None, ROUNDS, REPEAT)
@@ -187,7 +186,7 @@ def main() -> dict:
         for t in targets.values():
             t.close()
     result = {"rounds": ROUNDS, "repeat": REPEAT, "cpu": cpu, "seconds": round(elapsed, 1),
-              "map_stats": map_stats(programs()["nine"]),
+              "map_stats": nine_maps,
               "stages": {s.name: s.about for s in B.STAGES}, "programs": summarise(samples),
               "raw_ns": samples.data}
     OUT.mkdir(exist_ok=True)

@@ -432,8 +432,8 @@ class Plan:
         # Few of them: a kept pointer is NULL on some paths and an entry on others until T3,
         # so each one doubles the paths the verifier walks there.
         n = abi.T2_ENTRIES_KEPT_SMALL if cost <= STAGE_BUDGET // 4 else abi.T2_ENTRIES_KEPT
-        order = [m.name for m in self.maps]
-        return sorted(saved, key=lambda m: (-saved[m], order.index(m)))[:n]
+        order = {m.name: i for i, m in enumerate(self.maps)}
+        return sorted(saved, key=lambda m: (-saved[m], order[m]))[:n]
 
     @property
     def has_reads(self) -> bool:

@@ -59,13 +59,9 @@ def field_expr(name: str) -> str:
 
 
 def storage_of(names) -> set[str]:
-    """The storage variables the fields ``names`` read."""
-    out = set()
-    for n in names:
-        for ident in _IDENT.findall(field_expr(n)):
-            if ident in STORAGE:
-                out.add(ident)
-    return out
+    """The storage variables the fields ``names`` read: the struct members they live in
+    (compiler/c_fields.py members_of, as the C parser's stores), but those set before parsing."""
+    return set().union(*(c_fields.members_of(n) for n in names)) & STORAGE.keys()
 
 
 def check_catalog() -> list[str]:
